@@ -1,0 +1,1 @@
+//! Reads connector definitions (Power Platform packages, Swagger 2.0, OpenAPI 3.x) into the model, with diagnostics.

@@ -1,0 +1,1 @@
+//! The request pipeline: route table, binding and validation, upstream requests.

@@ -1,0 +1,1 @@
+//! The HTTP servers: data plane and admin plane; maps every error to HTTP in one place.

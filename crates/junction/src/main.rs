@@ -1,0 +1,44 @@
+//! The `junction` command line: validate definitions, serve them, run the demo.
+
+mod demo;
+mod serve;
+mod validate;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Junction turns REST services into custom connectors for low-code apps and serves them
+/// through one gateway.
+#[derive(Debug, Parser)]
+#[command(name = "junction", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check connector definitions and report every problem found.
+    Validate(validate::Args),
+    /// Serve the connectors of a configuration directory.
+    Serve(serve::Args),
+    /// Start sample backends and a gateway in front of them, and print URLs to try.
+    Demo(demo::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate(args) => validate::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Demo(args) => demo::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("junction: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

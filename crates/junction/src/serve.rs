@@ -1,0 +1,10 @@
+//! `junction serve`.
+
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("`junction serve` is not built yet")
+}

@@ -1,0 +1,10 @@
+//! `junction validate`.
+
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("`junction validate` is not built yet")
+}
