@@ -1,1 +1,40 @@
-//! The request pipeline: route table, binding and validation, upstream requests.
+//! The request pipeline: configuration, the compiled route table, binding and validation,
+//! upstream calls.
+//!
+//! Junction compiles, then serves. [`Config::load`] reads `junction.toml`;
+//! [`Gateway::compile`] turns the configuration and the loaded connectors into an immutable
+//! table of per-operation plans (route pieces, parameter plans, compiled validators,
+//! upstream base URL, credentials); [`Gateway::handle`] runs one request through it:
+//!
+//! ```text
+//! route → limit → bind + validate → upstream (auth, call) → response
+//! ```
+//!
+//! Modules follow that order. Every failure is an [`Error`] that knows its HTTP status and
+//! whose fault it is; `junction-server` turns it into problem+json.
+
+pub mod config;
+mod error;
+mod gateway;
+mod secret;
+
+mod auth;
+mod bind;
+mod body;
+mod encode;
+mod pipeline;
+mod plan;
+mod route;
+mod schema;
+mod upstream;
+
+pub use body::BodyTooLarge;
+pub use config::{Config, ConfigError, ConnectorConfig, Limits, UpstreamDefaults};
+pub use error::{BoxError, Error, ErrorKind, InputLocation, Source, Violation};
+pub use gateway::{Compiled, ConnectorSummary, Gateway, OperationSummary, SharedGateway};
+pub use pipeline::CONNECTORS_PREFIX;
+pub use secret::Secret;
+pub use upstream::{USER_AGENT, install_crypto_provider, strip_hop_by_hop};
+
+/// The body type of responses passed back from a backend.
+pub type UpstreamBody = reqwest::Body;

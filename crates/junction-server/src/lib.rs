@@ -1,1 +1,15 @@
-//! The HTTP servers: data plane and admin plane; maps every error to HTTP in one place.
+//! The HTTP servers: the data plane and the admin plane, each on its own listener. Every
+//! error becomes RFC 9457 problem+json in one place, [`problem`].
+//!
+//! For tests: [`Server::start`] serves on the addresses of a [`junction_runtime::Config`]
+//! (port 0 binds a free port, read back from [`RunningServer::data_addr`]), and
+//! [`data_router`] / [`admin_router`] give the routers to drive without sockets.
+
+mod admin;
+mod data;
+pub mod problem;
+mod server;
+
+pub use admin::admin_router;
+pub use data::data_router;
+pub use server::{RunningServer, SHUTDOWN_GRACE, Server, StartError, shutdown_signal};

@@ -1,0 +1,209 @@
+//! Upstream authentication: credentials from the default connection, placed where the
+//! connector's security scheme says.
+//!
+//! The operation's security requirements (or the document's) are tried in order; the first
+//! one whose every scheme has a value in `[connector.NAME.connection]` is used, and an empty
+//! requirement means "no authentication". Which connection value a scheme takes:
+//!
+//! | scheme | value |
+//! |---|---|
+//! | `apiKey` (header, query or cookie named by the scheme) | `api_key`; else the value named like the scheme; else the value of the connector's only secret-typed connection parameter |
+//! | `basic` | `username` and `password` |
+//! | `oauth2`, `bearer`, `openIdConnect` | `access_token`, else `token`, sent as `Authorization: Bearer …` |
+//!
+//! Credentials are built once at load; header values are marked sensitive.
+
+use std::sync::Arc;
+
+use http::{HeaderName, HeaderValue};
+use indexmap::IndexMap;
+use junction_model::{ApiKeyLocation, Connector, SecurityRequirement, SecurityScheme};
+
+use crate::encode;
+use crate::secret::Secret;
+
+/// One credential to attach to every upstream request of an operation.
+#[derive(Debug, Clone)]
+pub(crate) enum Credential {
+    Header(HeaderName, HeaderValue),
+    /// An already encoded `name=value` query pair.
+    Query(Secret),
+    /// An already encoded `name=value` cookie pair.
+    Cookie(Secret),
+}
+
+/// How an operation authenticates upstream.
+#[derive(Debug, Clone)]
+pub(crate) enum AuthPlan {
+    None,
+    Apply(Arc<[Credential]>),
+    /// The configuration lacks a value; the message names what to set (never a value).
+    Missing(Arc<str>),
+}
+
+/// Why credentials could not be built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AuthProblem {
+    /// Nothing satisfies the requirements; the request gets a 500 with this message.
+    Missing(String),
+    /// A configured value cannot be sent (CR/LF in a header value); the load fails.
+    Invalid(String),
+}
+
+/// Plans authentication for `requirements`.
+pub(crate) fn plan(
+    connector: &Connector,
+    requirements: &[SecurityRequirement],
+    connection: &IndexMap<String, Secret>,
+) -> Result<AuthPlan, AuthProblem> {
+    if requirements.is_empty() {
+        return Ok(AuthPlan::None);
+    }
+    let mut lacking = Vec::new();
+    'requirements: for requirement in requirements {
+        if requirement.is_empty() {
+            return Ok(AuthPlan::None);
+        }
+        let mut credentials = Vec::new();
+        for scheme_name in requirement.keys() {
+            let Some(scheme) = connector.security_schemes.get(scheme_name) else {
+                lacking.push(format!("security scheme '{scheme_name}' is not defined"));
+                continue 'requirements;
+            };
+            match credential(connector, scheme_name, scheme, connection)? {
+                Some(credential) => credentials.push(credential),
+                None => {
+                    lacking.push(need(connector, scheme_name, scheme));
+                    continue 'requirements;
+                }
+            }
+        }
+        return Ok(AuthPlan::Apply(credentials.into()));
+    }
+    lacking.dedup();
+    Err(AuthProblem::Missing(format!(
+        "connector '{}' has no usable connection: {}",
+        connector.name,
+        lacking.join("; ")
+    )))
+}
+
+fn need(connector: &Connector, scheme_name: &str, scheme: &SecurityScheme) -> String {
+    let section = format!("[connector.{}.connection]", connector.name);
+    match scheme {
+        SecurityScheme::ApiKey { name, location } => format!(
+            "security scheme '{scheme_name}' needs an API key for {} '{name}'; set `api_key` in {section}",
+            match location {
+                ApiKeyLocation::Header => "header",
+                ApiKeyLocation::Query => "query parameter",
+                ApiKeyLocation::Cookie => "cookie",
+            }
+        ),
+        SecurityScheme::Basic => {
+            format!("security scheme '{scheme_name}' needs `username` and `password` in {section}")
+        }
+        SecurityScheme::Bearer
+        | SecurityScheme::OAuth2 { .. }
+        | SecurityScheme::OpenIdConnect { .. } => {
+            format!(
+                "security scheme '{scheme_name}' needs `access_token` in {section} (OAuth flows are not supported yet)"
+            )
+        }
+    }
+}
+
+fn credential(
+    connector: &Connector,
+    scheme_name: &str,
+    scheme: &SecurityScheme,
+    connection: &IndexMap<String, Secret>,
+) -> Result<Option<Credential>, AuthProblem> {
+    match scheme {
+        SecurityScheme::ApiKey { name, location } => {
+            let Some((key, value)) = api_key_value(connector, scheme_name, connection) else {
+                return Ok(None);
+            };
+            Ok(Some(match location {
+                ApiKeyLocation::Header => {
+                    let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                        AuthProblem::Invalid(format!(
+                            "security scheme '{scheme_name}' of connector '{}' names header '{name}', which is not a valid header name",
+                            connector.name
+                        ))
+                    })?;
+                    Credential::Header(header, header_value(connector, key, value.expose())?)
+                }
+                ApiKeyLocation::Query => Credential::Query(pair(name, value.expose())),
+                ApiKeyLocation::Cookie => Credential::Cookie(pair(name, value.expose())),
+            }))
+        }
+        SecurityScheme::Basic => {
+            let (Some(user), Some(password)) =
+                (connection.get("username"), connection.get("password"))
+            else {
+                return Ok(None);
+            };
+            let token =
+                encode::base64(format!("{}:{}", user.expose(), password.expose()).as_bytes());
+            let value = header_value(connector, "username/password", &format!("Basic {token}"))?;
+            Ok(Some(Credential::Header(http::header::AUTHORIZATION, value)))
+        }
+        SecurityScheme::Bearer
+        | SecurityScheme::OAuth2 { .. }
+        | SecurityScheme::OpenIdConnect { .. } => {
+            let Some((key, token)) = ["access_token", "token"]
+                .into_iter()
+                .find_map(|key| connection.get(key).map(|v| (key, v)))
+            else {
+                return Ok(None);
+            };
+            let value = header_value(connector, key, &format!("Bearer {}", token.expose()))?;
+            Ok(Some(Credential::Header(http::header::AUTHORIZATION, value)))
+        }
+    }
+}
+
+/// The connection value an API key scheme uses, with its name. See the module table.
+fn api_key_value<'a>(
+    connector: &Connector,
+    scheme_name: &str,
+    connection: &'a IndexMap<String, Secret>,
+) -> Option<(&'a str, &'a Secret)> {
+    if let Some((key, value)) = connection.get_key_value("api_key") {
+        return Some((key.as_str(), value));
+    }
+    if let Some((key, value)) = connection.get_key_value(scheme_name) {
+        return Some((key.as_str(), value));
+    }
+    let mut secret_params = connector.connection_parameters().filter(|p| p.is_secret());
+    match (secret_params.next(), secret_params.next()) {
+        (Some(only), None) => connection
+            .get_key_value(only.name.as_str())
+            .map(|(key, value)| (key.as_str(), value)),
+        _ => None,
+    }
+}
+
+fn pair(name: &str, value: &str) -> Secret {
+    let mut out = String::with_capacity(name.len() + value.len() + 1);
+    encode::push_component(&mut out, name);
+    out.push('=');
+    encode::push_component(&mut out, value);
+    Secret::new(out)
+}
+
+fn header_value(connector: &Connector, key: &str, value: &str) -> Result<HeaderValue, AuthProblem> {
+    let mut header = HeaderValue::from_str(value).map_err(|_| {
+        let why = if value.contains(['\r', '\n']) {
+            "contains CR or LF"
+        } else {
+            "contains a control character"
+        };
+        AuthProblem::Invalid(format!(
+            "connection value '{key}' of connector '{}' {why}, so it cannot be sent in a header",
+            connector.name
+        ))
+    })?;
+    header.set_sensitive(true);
+    Ok(header)
+}

@@ -1,0 +1,589 @@
+//! `junction.toml`: the configuration file, read into plain values.
+//!
+//! Reading happens in three steps, each collecting every problem it finds:
+//! 1. the TOML text is parsed into raw structs that reject unknown keys;
+//! 2. every string value is expanded from the environment ([`env`]);
+//! 3. the expanded strings are turned into typed values (addresses, URLs, durations, sizes).
+//!
+//! These structs describe what the operator asked for; the running objects built from them
+//! live in [`crate::gateway`]. Connection values become [`Secret`]s at step 2 and never
+//! appear in an error message.
+
+pub mod env;
+pub mod units;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::secret::Secret;
+
+/// The file name looked for in the configuration directory.
+pub const CONFIG_FILE: &str = "junction.toml";
+/// Default request body limit: 3 MiB, close to Power Platform's own gateway limit.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 3 * 1024 * 1024;
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Path of the file this was read from (for messages); `junction.toml` when built in code.
+    pub file: PathBuf,
+    /// Data-plane address. Port 0 asks the OS for a free port.
+    pub listen: SocketAddr,
+    /// Admin-plane address.
+    pub admin_listen: SocketAddr,
+    /// Folder holding the connector packages, already resolved against the config directory.
+    pub connectors_dir: PathBuf,
+    pub limits: Limits,
+    pub upstream: UpstreamDefaults,
+    /// `[connector.NAME]` sections, in file order.
+    pub connectors: IndexMap<String, ConnectorConfig>,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request body accepted, in bytes; larger bodies get 413.
+    pub max_body_bytes: u64,
+}
+
+/// `[upstream]`: defaults for every connector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamDefaults {
+    /// Time allowed to open a connection to a backend.
+    pub connect_timeout: Duration,
+    /// Time allowed for the whole upstream exchange, body included.
+    pub timeout: Duration,
+}
+
+/// `[connector.NAME]`.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectorConfig {
+    /// Replaces scheme, host and base path of the definition.
+    pub backend: Option<url::Url>,
+    pub timeout: Option<Duration>,
+    pub connect_timeout: Option<Duration>,
+    /// `[connector.NAME.connection]`: values of the default connection, by parameter name.
+    pub connection: IndexMap<String, Secret>,
+    /// Line of the section header in the file, for messages.
+    pub line: Option<u32>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            file: PathBuf::from(CONFIG_FILE),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            connectors_dir: PathBuf::from("connectors"),
+            limits: Limits::default(),
+            upstream: UpstreamDefaults::default(),
+            connectors: IndexMap::new(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+impl Default for UpstreamDefaults {
+    fn default() -> Self {
+        UpstreamDefaults {
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// One problem in the configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: Option<u32>,
+    pub column: Option<u32>,
+    pub message: String,
+}
+
+/// Why the configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", Rendered(file, problems))]
+    Invalid {
+        file: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+struct Rendered<'a>(&'a Path, &'a [Problem]);
+
+impl fmt::Display for Rendered<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.1.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}", self.0.display())?;
+            if let Some(line) = problem.line {
+                write!(f, ":{line}")?;
+                if let Some(column) = problem.column {
+                    write!(f, ":{column}")?;
+                }
+            }
+            write!(f, ": {}", problem.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Reads `DIR/junction.toml`, expanding `${VAR}` from the process environment.
+    pub fn load(dir: &Path) -> Result<Config, ConfigError> {
+        let file = dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read {
+            path: file.clone(),
+            source,
+        })?;
+        Config::parse(&text, &file, dir, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses configuration text. `file` is used in messages, `dir` resolves
+    /// `connectors_dir`, and `lookup` reads environment variables.
+    pub fn parse(
+        text: &str,
+        file: &Path,
+        dir: &Path,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let invalid = |problems| ConfigError::Invalid {
+            file: file.to_path_buf(),
+            problems,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|error| {
+            let (line, column) = match error.span() {
+                Some(span) => position(text, span.start),
+                None => (None, None),
+            };
+            invalid(vec![Problem {
+                line,
+                column,
+                message: error.message().trim().to_owned(),
+            }])
+        })?;
+        let mut build = Builder {
+            text,
+            lookup,
+            problems: Vec::new(),
+        };
+        let config = build.config(raw, file, dir);
+        if build.problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(invalid(build.problems))
+        }
+    }
+
+    /// The timeout settings that apply to connector `name`.
+    pub fn upstream_for(&self, name: &str) -> UpstreamDefaults {
+        let section = self.connectors.get(name);
+        UpstreamDefaults {
+            connect_timeout: section
+                .and_then(|c| c.connect_timeout)
+                .unwrap_or(self.upstream.connect_timeout),
+            timeout: section
+                .and_then(|c| c.timeout)
+                .unwrap_or(self.upstream.timeout),
+        }
+    }
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+fn position(text: &str, offset: usize) -> (Option<u32>, Option<u32>) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (u32::try_from(line).ok(), u32::try_from(column).ok())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<Spanned<String>>,
+    admin_listen: Option<Spanned<String>>,
+    connectors_dir: Option<Spanned<String>>,
+    limits: Option<RawLimits>,
+    upstream: Option<RawUpstream>,
+    #[serde(default)]
+    connector: IndexMap<String, Spanned<RawConnector>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_body_bytes: Option<Spanned<Scalar>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    connect_timeout: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConnector {
+    backend: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    connect_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    connection: IndexMap<String, Spanned<Scalar>>,
+}
+
+/// A value that may be written as a string (and so use `${VAR}`) or as a number or boolean.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    String(String),
+    Integer(i64),
+    Boolean(bool),
+}
+
+struct Builder<'a> {
+    text: &'a str,
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    problems: Vec<Problem>,
+}
+
+impl Builder<'_> {
+    fn config(&mut self, raw: RawConfig, file: &Path, dir: &Path) -> Config {
+        let defaults = Config::default();
+        let listen = self.address(raw.listen, "listen", defaults.listen);
+        let admin_listen = self.address(raw.admin_listen, "admin_listen", defaults.admin_listen);
+        let connectors_dir = match raw
+            .connectors_dir
+            .and_then(|v| self.string(&v, "connectors_dir"))
+        {
+            Some(path) => dir.join(path),
+            None => dir.join("connectors"),
+        };
+        let max_body_bytes = match raw.limits.and_then(|l| l.max_body_bytes) {
+            Some(value) => self
+                .scalar(&value, "limits.max_body_bytes")
+                .and_then(|text| {
+                    self.check(&value, "limits.max_body_bytes", units::parse_size(&text))
+                })
+                .unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            None => DEFAULT_MAX_BODY_BYTES,
+        };
+        let mut upstream = UpstreamDefaults::default();
+        if let Some(raw_upstream) = raw.upstream {
+            if let Some(d) = self.duration(raw_upstream.connect_timeout, "upstream.connect_timeout")
+            {
+                upstream.connect_timeout = d;
+            }
+            if let Some(d) = self.duration(raw_upstream.timeout, "upstream.timeout") {
+                upstream.timeout = d;
+            }
+        }
+        let mut connectors = IndexMap::new();
+        for (name, section) in raw.connector {
+            let (line, _) = position(self.text, section.span().start);
+            let section = section.into_inner();
+            let key = format!("connector.{name}");
+            let backend = section.backend.and_then(|value| {
+                let text = self.string(&value, &format!("{key}.backend"))?;
+                let parsed = url::Url::parse(&text)
+                    .map_err(|e| format!("`{text}` is not a URL: {e}"))
+                    .and_then(|url| match url.scheme() {
+                        "http" | "https" if url.has_host() => Ok(url),
+                        _ => Err(format!(
+                            "`{text}` must be an http:// or https:// URL with a host"
+                        )),
+                    });
+                self.check(&value, &format!("{key}.backend"), parsed)
+            });
+            let timeout = self.duration(section.timeout, &format!("{key}.timeout"));
+            let connect_timeout =
+                self.duration(section.connect_timeout, &format!("{key}.connect_timeout"));
+            let mut connection = IndexMap::new();
+            for (param, value) in section.connection {
+                if let Some(text) = self.scalar(&value, &format!("{key}.connection.{param}")) {
+                    connection.insert(param, Secret::new(text));
+                }
+            }
+            connectors.insert(
+                name,
+                ConnectorConfig {
+                    backend,
+                    timeout,
+                    connect_timeout,
+                    connection,
+                    line,
+                },
+            );
+        }
+        Config {
+            file: file.to_path_buf(),
+            listen,
+            admin_listen,
+            connectors_dir,
+            limits: Limits { max_body_bytes },
+            upstream,
+            connectors,
+        }
+    }
+
+    fn push<T>(&mut self, value: &Spanned<T>, key: &str, message: impl fmt::Display) {
+        let (line, column) = position(self.text, value.span().start);
+        self.problems.push(Problem {
+            line,
+            column,
+            message: format!("`{key}`: {message}"),
+        });
+    }
+
+    fn check<T, V>(
+        &mut self,
+        value: &Spanned<T>,
+        key: &str,
+        result: Result<V, String>,
+    ) -> Option<V> {
+        match result {
+            Ok(v) => Some(v),
+            Err(message) => {
+                self.push(value, key, message);
+                None
+            }
+        }
+    }
+
+    /// The expanded text of a string value.
+    fn string(&mut self, value: &Spanned<String>, key: &str) -> Option<String> {
+        let expanded = env::expand(value.get_ref(), self.lookup).map_err(|e| e.to_string());
+        self.check(value, key, expanded)
+    }
+
+    /// The expanded text of a scalar value.
+    fn scalar(&mut self, value: &Spanned<Scalar>, key: &str) -> Option<String> {
+        let expanded = match value.get_ref() {
+            Scalar::String(text) => env::expand(text, self.lookup).map_err(|e| e.to_string()),
+            Scalar::Integer(n) => Ok(n.to_string()),
+            Scalar::Boolean(b) => Ok(b.to_string()),
+        };
+        self.check(value, key, expanded)
+    }
+
+    fn duration(&mut self, value: Option<Spanned<String>>, key: &str) -> Option<Duration> {
+        let value = value?;
+        let text = self.string(&value, key)?;
+        let parsed = units::parse_duration(&text).and_then(|d| {
+            if d.is_zero() {
+                Err("a timeout of zero would fail every request".to_owned())
+            } else {
+                Ok(d)
+            }
+        });
+        self.check(&value, key, parsed)
+    }
+
+    fn address(
+        &mut self,
+        value: Option<Spanned<String>>,
+        key: &str,
+        default: SocketAddr,
+    ) -> SocketAddr {
+        let Some(value) = value else {
+            return default;
+        };
+        let Some(text) = self.string(&value, key) else {
+            return default;
+        };
+        let parsed = parse_address(&text);
+        self.check(&value, key, parsed).unwrap_or(default)
+    }
+}
+
+/// Parses `HOST:PORT` where HOST is an IP address or `localhost`, or a bare `:PORT`
+/// (meaning all interfaces).
+pub fn parse_address(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if let Some(port) = text.strip_prefix("localhost:")
+        && let Ok(port) = port.parse::<u16>()
+    {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    if let Some(port) = text.strip_prefix(':')
+        && let Ok(port) = port.parse::<u16>()
+    {
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    Err(format!(
+        "`{text}` is not an address; write IP:PORT such as \"127.0.0.1:8080\" or \"[::]:8080\""
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        let env = |name: &str| match name {
+            "TOKEN" => Some("s3cr3t".to_owned()),
+            "PORT" => Some("8181".to_owned()),
+            _ => None,
+        };
+        Config::parse(
+            text,
+            Path::new("conf/junction.toml"),
+            Path::new("conf"),
+            &env,
+        )
+    }
+
+    #[test]
+    fn empty_file_gives_the_defaults() {
+        let config = parse("").unwrap();
+        assert_eq!(config.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(config.admin_listen, "127.0.0.1:9090".parse().unwrap());
+        assert_eq!(config.connectors_dir, Path::new("conf/connectors"));
+        assert_eq!(config.limits.max_body_bytes, 3 * 1024 * 1024);
+        assert_eq!(config.upstream.connect_timeout, Duration::from_secs(5));
+        assert_eq!(config.upstream.timeout, Duration::from_secs(30));
+        assert!(config.connectors.is_empty());
+    }
+
+    #[test]
+    fn reads_every_key_and_expands_the_environment() {
+        let config = parse(
+            r#"
+listen = "127.0.0.1:${PORT}"
+admin_listen = "localhost:0"
+connectors_dir = "packages"
+
+[limits]
+max_body_bytes = "1MiB"
+
+[upstream]
+connect_timeout = "250ms"
+timeout = "1m"
+
+[connector.petstore]
+backend = "http://127.0.0.1:${BACKEND_PORT:-9000}/api"
+timeout = "2s"
+
+[connector.petstore.connection]
+api_key = "${TOKEN}"
+region = 3
+"#,
+        )
+        .unwrap();
+        assert_eq!(config.listen.port(), 8181);
+        assert_eq!(config.admin_listen, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(config.connectors_dir, Path::new("conf/packages"));
+        assert_eq!(config.limits.max_body_bytes, 1 << 20);
+        assert_eq!(config.upstream.connect_timeout, Duration::from_millis(250));
+        let petstore = &config.connectors["petstore"];
+        assert_eq!(
+            petstore.backend.as_ref().unwrap().as_str(),
+            "http://127.0.0.1:9000/api"
+        );
+        assert_eq!(petstore.connection["api_key"].expose(), "s3cr3t");
+        assert_eq!(petstore.connection["region"].expose(), "3");
+        assert_eq!(petstore.line, Some(13));
+        let timeouts = config.upstream_for("petstore");
+        assert_eq!(timeouts.timeout, Duration::from_secs(2));
+        assert_eq!(timeouts.connect_timeout, Duration::from_millis(250));
+        // Secrets stay out of Debug output.
+        assert!(!format!("{config:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_a_line() {
+        let error = parse("listen = \"127.0.0.1:1\"\nlisten_addr = \"x\"\n").unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.starts_with("conf/junction.toml:2:1: unknown field `listen_addr`"),
+            "{message}"
+        );
+        let error = parse("[connector.a]\nbackend = \"http://x\"\nbakend = 1\n").unwrap_err();
+        assert!(
+            error.to_string().contains("unknown field `bakend`"),
+            "{error}"
+        );
+        let error = parse("[limits]\nmax_body = 3\n").unwrap_err();
+        assert!(
+            error.to_string().contains("unknown field `max_body`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn collects_every_value_problem_without_echoing_secrets() {
+        let error = parse(
+            r#"
+listen = "nowhere"
+[upstream]
+timeout = "5"
+[connector.a]
+backend = "ftp://example.com"
+[connector.a.connection]
+api_key = "${MISSING_TOKEN}"
+"#,
+        )
+        .unwrap_err();
+        let ConfigError::Invalid { problems, .. } = &error else {
+            panic!("{error}")
+        };
+        assert_eq!(problems.len(), 4, "{error}");
+        let message = error.to_string();
+        assert!(
+            message.contains(":2:10: `listen`: `nowhere` is not an address"),
+            "{message}"
+        );
+        assert!(
+            message.contains("`upstream.timeout`: `5` has no unit"),
+            "{message}"
+        );
+        assert!(
+            message.contains("`connector.a.backend`: `ftp://example.com` must be an http"),
+            "{message}"
+        );
+        assert!(
+            message.contains(
+                "`connector.a.connection.api_key`: environment variable `MISSING_TOKEN` is not set"
+            ),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(parse_address(":80").unwrap(), "0.0.0.0:80".parse().unwrap());
+        assert_eq!(
+            parse_address("[::1]:80").unwrap(),
+            "[::1]:80".parse().unwrap()
+        );
+        assert!(parse_address("example.com:80").is_err());
+    }
+}

@@ -1,0 +1,274 @@
+//! The pipeline's one error type: what went wrong, whose fault it is, and its HTTP status.
+//!
+//! Every stage returns [`Error`]. It carries a [`ErrorKind`] (which decides status, title
+//! and problem type), a safe `detail` for the client, the list of input [`Violation`]s for
+//! 400s, and an optional `cause` that only goes to the log. Turning it into an HTTP
+//! response is `junction-server`'s job, done in one place (`problem.rs`).
+
+use std::fmt;
+
+use http::StatusCode;
+use junction_model::Method;
+use serde::Serialize;
+
+/// A boxed error, as the HTTP stack passes them around.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Whose fault an error is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// The request was wrong; retrying it unchanged will fail again.
+    Client,
+    /// The backend failed or could not be reached.
+    Upstream,
+    /// The gateway itself (its configuration or a bug).
+    Internal,
+}
+
+/// What went wrong. Decides the status code and the problem type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// No connector or no operation at this path.
+    NotFound,
+    /// The path exists, not with this method.
+    MethodNotAllowed,
+    /// Parameters or body failed binding or validation.
+    InvalidRequest,
+    /// The request body is larger than `limits.max_body_bytes`.
+    PayloadTooLarge,
+    /// The request body's media type is not one the operation accepts.
+    UnsupportedMediaType,
+    /// The backend could not be reached or broke the connection.
+    UpstreamUnreachable,
+    /// The backend did not answer within the timeout.
+    UpstreamTimeout,
+    /// The gateway's configuration cannot serve this operation (a missing connection value,
+    /// no backend address).
+    Misconfigured,
+    /// A bug or an unexpected failure inside the gateway.
+    Internal,
+}
+
+impl ErrorKind {
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorKind::InvalidRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorKind::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
+            ErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorKind::Misconfigured | ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn source(self) -> Source {
+        match self {
+            ErrorKind::NotFound
+            | ErrorKind::MethodNotAllowed
+            | ErrorKind::InvalidRequest
+            | ErrorKind::PayloadTooLarge
+            | ErrorKind::UnsupportedMediaType => Source::Client,
+            ErrorKind::UpstreamUnreachable | ErrorKind::UpstreamTimeout => Source::Upstream,
+            ErrorKind::Misconfigured | ErrorKind::Internal => Source::Internal,
+        }
+    }
+
+    /// Whether the same request may succeed if tried again later.
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::UpstreamUnreachable | ErrorKind::UpstreamTimeout
+        )
+    }
+
+    /// The last segment of the problem type URI.
+    pub fn slug(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "not-found",
+            ErrorKind::MethodNotAllowed => "method-not-allowed",
+            ErrorKind::InvalidRequest => "invalid-request",
+            ErrorKind::PayloadTooLarge => "payload-too-large",
+            ErrorKind::UnsupportedMediaType => "unsupported-media-type",
+            ErrorKind::UpstreamUnreachable => "upstream-unreachable",
+            ErrorKind::UpstreamTimeout => "upstream-timeout",
+            ErrorKind::Misconfigured => "gateway-misconfigured",
+            ErrorKind::Internal => "internal",
+        }
+    }
+
+    /// The short, fixed summary of the problem type.
+    pub fn title(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "Not found",
+            ErrorKind::MethodNotAllowed => "Method not allowed",
+            ErrorKind::InvalidRequest => "Invalid request",
+            ErrorKind::PayloadTooLarge => "Request body too large",
+            ErrorKind::UnsupportedMediaType => "Unsupported media type",
+            ErrorKind::UpstreamUnreachable => "Backend unreachable",
+            ErrorKind::UpstreamTimeout => "Backend timed out",
+            ErrorKind::Misconfigured => "Gateway misconfigured",
+            ErrorKind::Internal => "Internal error",
+        }
+    }
+}
+
+/// Where a bad input was found, as the client names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum InputLocation {
+    Path,
+    Query,
+    Header,
+    Cookie,
+    FormData,
+    Body,
+}
+
+impl InputLocation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputLocation::Path => "path",
+            InputLocation::Query => "query",
+            InputLocation::Header => "header",
+            InputLocation::Cookie => "cookie",
+            InputLocation::FormData => "formData",
+            InputLocation::Body => "body",
+        }
+    }
+}
+
+/// One bad input: a parameter (by `name`) or a place in the body (by JSON `pointer`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Violation {
+    #[serde(rename = "in")]
+    pub location: InputLocation,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pointer: Option<String>,
+    pub message: String,
+}
+
+impl Violation {
+    pub fn parameter(location: InputLocation, name: &str, message: impl Into<String>) -> Self {
+        Violation {
+            location,
+            name: Some(name.to_owned()),
+            pointer: None,
+            message: message.into(),
+        }
+    }
+
+    pub fn body(pointer: impl Into<String>, message: impl Into<String>) -> Self {
+        Violation {
+            location: InputLocation::Body,
+            name: None,
+            pointer: Some(pointer.into()),
+            message: message.into(),
+        }
+    }
+}
+
+/// A pipeline failure.
+#[derive(Debug)]
+pub struct Error {
+    kind: ErrorKind,
+    detail: String,
+    violations: Vec<Violation>,
+    allow: Vec<Method>,
+    cause: Option<BoxError>,
+}
+
+impl Error {
+    /// An error with a client-safe `detail`.
+    pub fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
+        Error {
+            kind,
+            detail: detail.into(),
+            violations: Vec::new(),
+            allow: Vec::new(),
+            cause: None,
+        }
+    }
+
+    /// A 400 listing every bad input.
+    pub fn invalid(violations: Vec<Violation>) -> Self {
+        let detail = match violations.as_slice() {
+            [one] => one.message.clone(),
+            many => format!("{} inputs are invalid; see `errors`", many.len()),
+        };
+        Error {
+            violations,
+            ..Error::new(ErrorKind::InvalidRequest, detail)
+        }
+    }
+
+    /// A 405 naming the methods the path does accept.
+    pub fn method_not_allowed(method: &http::Method, path: &str, allow: Vec<Method>) -> Self {
+        let list: Vec<&str> = allow.iter().map(|m| m.as_str()).collect();
+        Error {
+            allow,
+            ..Error::new(
+                ErrorKind::MethodNotAllowed,
+                format!(
+                    "{path} does not accept {method}; it accepts {}",
+                    list.join(", ")
+                ),
+            )
+        }
+    }
+
+    /// Attaches the underlying cause, for the log only. It must not contain secrets.
+    pub fn with_cause(mut self, cause: impl Into<BoxError>) -> Self {
+        self.cause = Some(cause.into());
+        self
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.kind.status()
+    }
+
+    pub fn source(&self) -> Source {
+        self.kind.source()
+    }
+
+    /// The explanation safe to show the client.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    pub fn violations(&self) -> &[Violation] {
+        &self.violations
+    }
+
+    /// For 405: the methods the path accepts, for the `Allow` header.
+    pub fn allow(&self) -> &[Method] {
+        &self.allow
+    }
+
+    /// The underlying cause, for the log.
+    pub fn cause(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.cause.as_deref()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind.title(), self.detail)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}

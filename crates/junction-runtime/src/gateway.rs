@@ -1,0 +1,373 @@
+//! The gateway: every connector compiled into an immutable route table, built once from
+//! the configuration and the loaded connectors, and swapped atomically on reload.
+//!
+//! [`Gateway::compile`] collects every problem as a [`Diagnostic`]: errors (a config section
+//! for a connector that does not exist, a connection value that cannot be sent) reject the
+//! whole table; warnings (a schema that does not compile, a missing connection value, two
+//! operations on one route) are reported and serving goes on. A request only reads the
+//! table; [`SharedGateway`] holds it behind an `ArcSwap`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use junction_model::{Connector, Diagnostic, Diagnostics, Method, SecurityRequirement, Severity};
+use serde::Serialize;
+
+use crate::auth::{self, AuthPlan, AuthProblem};
+use crate::config::{Config, ConnectorConfig, Limits};
+use crate::plan::{self, OperationPlan};
+use crate::route::{self, RouteTable};
+use crate::schema::SchemaCompiler;
+use crate::upstream;
+
+/// One connector, compiled.
+#[derive(Debug)]
+pub(crate) struct ConnectorPlan {
+    pub name: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub version: Option<String>,
+    pub routes: RouteTable,
+    pub operations: Vec<OperationPlan>,
+    /// `scheme://host/basePath` without a trailing slash; `None` when neither the definition
+    /// nor the configuration names a host.
+    pub base_url: Option<String>,
+    pub client: reqwest::Client,
+    pub timeout: Duration,
+}
+
+/// The compiled route table of every connector. Immutable once built.
+#[derive(Debug)]
+pub struct Gateway {
+    connectors: HashMap<String, ConnectorPlan>,
+    /// Connector names in load order, for listings.
+    order: Vec<String>,
+    pub(crate) limits: Limits,
+}
+
+/// A gateway and the warnings found while building it.
+#[derive(Debug)]
+pub struct Compiled {
+    pub gateway: Gateway,
+    /// Warnings only; errors make [`Gateway::compile`] fail.
+    pub diagnostics: Diagnostics,
+}
+
+/// A connector as the admin API lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectorSummary {
+    pub name: String,
+    pub title: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    pub operations: Vec<OperationSummary>,
+}
+
+/// An operation as the admin API lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct OperationSummary {
+    pub id: String,
+    pub method: Method,
+    /// The path template, relative to `/connectors/{name}`.
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+}
+
+impl Gateway {
+    /// Compiles `connectors` with `config`. Fails with every diagnostic (errors and
+    /// warnings) when any error was found.
+    pub fn compile(config: &Config, connectors: &[Connector]) -> Result<Compiled, Diagnostics> {
+        let config_file = config.file.display().to_string();
+        let mut diagnostics = Diagnostics::default();
+        let mut plans: HashMap<String, ConnectorPlan> = HashMap::new();
+        let mut order = Vec::new();
+        let mut clients: HashMap<Duration, reqwest::Client> = HashMap::new();
+        let empty = ConnectorConfig::default();
+
+        for connector in connectors {
+            if plans.contains_key(&connector.name) {
+                diagnostics.push(Diagnostic::new(
+                    Severity::Error,
+                    "duplicate-connector",
+                    &connector.source,
+                    "",
+                    format!("another connector is already named '{}'", connector.name),
+                ));
+                continue;
+            }
+            let section = config.connectors.get(&connector.name).unwrap_or(&empty);
+            let timeouts = config.upstream_for(&connector.name);
+            let client = match clients.get(&timeouts.connect_timeout) {
+                Some(client) => client.clone(),
+                None => match upstream::client(timeouts.connect_timeout) {
+                    Ok(client) => {
+                        clients.insert(timeouts.connect_timeout, client.clone());
+                        client
+                    }
+                    Err(message) => {
+                        diagnostics.push(Diagnostic::new(
+                            Severity::Error,
+                            "http-client",
+                            &config_file,
+                            "",
+                            message,
+                        ));
+                        continue;
+                    }
+                },
+            };
+            let plan = compile_connector(
+                connector,
+                section,
+                client,
+                timeouts.timeout,
+                &mut diagnostics,
+            );
+            order.push(connector.name.clone());
+            plans.insert(connector.name.clone(), plan);
+        }
+
+        for (name, section) in &config.connectors {
+            if !plans.contains_key(name) {
+                let mut known: Vec<&str> = order.iter().map(String::as_str).collect();
+                known.sort_unstable();
+                let mut diagnostic = Diagnostic::new(
+                    Severity::Error,
+                    "unknown-connector",
+                    &config_file,
+                    format!("/connector/{name}"),
+                    format!(
+                        "[connector.{name}] configures a connector that does not exist (loaded: {})",
+                        if known.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                );
+                if let Some(line) = section.line {
+                    diagnostic = diagnostic.at(line, 1);
+                }
+                diagnostics.push(diagnostic);
+            }
+        }
+
+        if diagnostics.has_errors() {
+            return Err(diagnostics);
+        }
+        Ok(Compiled {
+            gateway: Gateway {
+                connectors: plans,
+                order,
+                limits: config.limits,
+            },
+            diagnostics,
+        })
+    }
+
+    pub(crate) fn connector_plan(&self, name: &str) -> Option<&ConnectorPlan> {
+        self.connectors.get(name)
+    }
+
+    /// The request limits in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Every connector, in load order.
+    pub fn connectors(&self) -> Vec<ConnectorSummary> {
+        self.order
+            .iter()
+            .filter_map(|name| self.connector(name))
+            .collect()
+    }
+
+    /// One connector by name.
+    pub fn connector(&self, name: &str) -> Option<ConnectorSummary> {
+        let plan = self.connectors.get(name)?;
+        Some(ConnectorSummary {
+            name: plan.name.clone(),
+            title: plan.title.clone(),
+            description: plan.description.clone(),
+            version: plan.version.clone(),
+            operations: plan
+                .operations
+                .iter()
+                .map(|op| OperationSummary {
+                    id: op.id.clone(),
+                    method: op.method,
+                    path: op.path.clone(),
+                    summary: op.summary.clone(),
+                })
+                .collect(),
+        })
+    }
+}
+
+fn compile_connector(
+    connector: &Connector,
+    section: &ConnectorConfig,
+    client: reqwest::Client,
+    timeout: Duration,
+    diagnostics: &mut Diagnostics,
+) -> ConnectorPlan {
+    let source = connector.source.as_str();
+    let warn = |diagnostics: &mut Diagnostics, code, pointer: &str, message: String| {
+        diagnostics.push(Diagnostic::new(
+            Severity::Warning,
+            code,
+            source,
+            pointer,
+            message,
+        ));
+    };
+
+    let (schemas, problem) = SchemaCompiler::new(connector);
+    if let Some(message) = problem {
+        warn(diagnostics, "schema-not-validated", "/definitions", message);
+    }
+
+    let base_url = match &section.backend {
+        Some(url) => {
+            let mut url = url.clone();
+            url.set_query(None);
+            url.set_fragment(None);
+            Some(url.as_str().trim_end_matches('/').to_owned())
+        }
+        None if connector.upstream.host.is_empty() => {
+            warn(
+                diagnostics,
+                "no-backend",
+                "/host",
+                format!(
+                    "connector '{}' names no host; set `backend` in [connector.{}] to call it",
+                    connector.name, connector.name
+                ),
+            );
+            None
+        }
+        None => Some(connector.upstream.base_url()),
+    };
+
+    // Authentication plans, shared by operations with the same requirements.
+    let mut auth_plans: Vec<(Option<&Vec<SecurityRequirement>>, AuthPlan)> = Vec::new();
+    let mut routes = RouteTable::default();
+    let mut operations = Vec::new();
+    for op in &connector.operations {
+        if op.is_trigger() {
+            continue;
+        }
+        let template = route::parse_template(&op.path);
+        let index = u32::try_from(operations.len()).unwrap_or(u32::MAX);
+        if let Err(existing) = routes.insert(&template, op.method, index) {
+            let first = usize::try_from(existing)
+                .ok()
+                .and_then(|i| operations.get(i))
+                .map_or("another operation", |o: &OperationPlan| o.id.as_str());
+            warn(
+                diagnostics,
+                "ambiguous-route",
+                &op.pointer,
+                format!(
+                    "operation '{}' ({} {}) has the same route as '{first}', which is served instead",
+                    op.id, op.method, op.path
+                ),
+            );
+            continue;
+        }
+        let auth = auth_for(
+            &mut auth_plans,
+            connector,
+            op.security.as_ref(),
+            section,
+            diagnostics,
+        );
+        let mut notes = Vec::new();
+        operations.push(plan::compile_operation(
+            connector, op, &template, &schemas, auth, &mut notes,
+        ));
+        for note in notes {
+            warn(diagnostics, note.code, &note.pointer, note.message);
+        }
+    }
+
+    ConnectorPlan {
+        name: connector.name.clone(),
+        title: connector.title.clone(),
+        description: connector.description.clone(),
+        version: connector.version.clone(),
+        routes,
+        operations,
+        base_url,
+        client,
+        timeout,
+    }
+}
+
+fn auth_for<'c>(
+    cache: &mut Vec<(Option<&'c Vec<SecurityRequirement>>, AuthPlan)>,
+    connector: &'c Connector,
+    requirements: Option<&'c Vec<SecurityRequirement>>,
+    section: &ConnectorConfig,
+    diagnostics: &mut Diagnostics,
+) -> AuthPlan {
+    if let Some((_, plan)) = cache.iter().find(|(r, _)| *r == requirements) {
+        return plan.clone();
+    }
+    let source = connector.source.as_str();
+    let plan = match auth::plan(
+        connector,
+        requirements.map_or(connector.security.as_slice(), Vec::as_slice),
+        &section.connection,
+    ) {
+        Ok(plan) => plan,
+        Err(AuthProblem::Missing(message)) => {
+            diagnostics.push(Diagnostic::new(
+                Severity::Warning,
+                "missing-connection-value",
+                source,
+                "/securityDefinitions",
+                message.clone(),
+            ));
+            AuthPlan::Missing(message.into())
+        }
+        Err(AuthProblem::Invalid(message)) => {
+            diagnostics.push(Diagnostic::new(
+                Severity::Error,
+                "invalid-connection-value",
+                source,
+                "/securityDefinitions",
+                message.clone(),
+            ));
+            AuthPlan::Missing(message.into())
+        }
+    };
+    cache.push((requirements, plan.clone()));
+    plan
+}
+
+/// The gateway in force, swappable as a whole while requests are served.
+#[derive(Debug, Clone)]
+pub struct SharedGateway(Arc<ArcSwap<Gateway>>);
+
+impl SharedGateway {
+    pub fn new(gateway: Gateway) -> Self {
+        SharedGateway(Arc::new(ArcSwap::from_pointee(gateway)))
+    }
+
+    /// The table in force now. Requests hold it to their end, so a swap never changes a
+    /// request midway.
+    pub fn load(&self) -> Arc<Gateway> {
+        self.0.load_full()
+    }
+
+    /// Replaces the table; requests already running keep the old one.
+    pub fn swap(&self, gateway: Gateway) {
+        self.0.store(Arc::new(gateway));
+    }
+}

@@ -1,0 +1,402 @@
+//! Helpers for the gateway tests: hand-built connectors, an echo backend, a gateway on
+//! ephemeral ports, and a raw HTTP client that sends paths exactly as written.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::Response;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use junction_model::{
+    CollectionFormat, Connector, Method, Operation, ParamLocation, Parameter, RequestBody,
+    SecurityRequirement, SecurityScheme, SourceFormat, Upstream, UrlEncoding, Visibility,
+};
+use junction_runtime::Config;
+use junction_server::{RunningServer, Server};
+use serde_json::{Map, Value, json};
+
+// ---------------------------------------------------------------- connectors by hand
+
+pub fn connector(name: &str, backend: SocketAddr, operations: Vec<Operation>) -> Connector {
+    Connector {
+        name: name.to_owned(),
+        title: format!("{name} API"),
+        description: None,
+        version: Some("1.0".into()),
+        format: SourceFormat::Swagger2,
+        upstream: Upstream {
+            scheme: "http".into(),
+            host: backend.to_string(),
+            base_path: "/api".into(),
+        },
+        operations,
+        security_schemes: Default::default(),
+        security: Vec::new(),
+        definitions: Map::new(),
+        properties: None,
+        extensions: Map::new(),
+        source: format!("{name}/apiDefinition.swagger.json"),
+    }
+}
+
+pub fn with_definitions(mut connector: Connector, definitions: Value) -> Connector {
+    let Value::Object(definitions) = definitions else {
+        panic!("definitions must be an object")
+    };
+    connector.definitions = definitions;
+    connector
+}
+
+pub fn with_security(mut connector: Connector, schemes: Vec<(&str, SecurityScheme)>) -> Connector {
+    let mut requirement = SecurityRequirement::new();
+    for (name, scheme) in schemes {
+        connector.security_schemes.insert(name.to_owned(), scheme);
+        requirement.insert(name.to_owned(), Vec::new());
+    }
+    connector.security = vec![requirement];
+    connector
+}
+
+pub fn op(method: Method, path: &str, id: &str) -> Operation {
+    Operation {
+        id: id.to_owned(),
+        method,
+        path: path.to_owned(),
+        summary: Some(format!("{id} summary")),
+        description: None,
+        parameters: Vec::new(),
+        body: None,
+        consumes: Vec::new(),
+        produces: vec!["application/json".into()],
+        responses: Vec::new(),
+        security: None,
+        deprecated: false,
+        visibility: Visibility::None,
+        tags: Vec::new(),
+        extensions: Map::new(),
+        pointer: format!(
+            "/paths/{}/{}",
+            path.replace('/', "~1"),
+            method.as_str().to_lowercase()
+        ),
+    }
+}
+
+pub trait OperationExt {
+    fn param(self, parameter: Parameter) -> Self;
+    fn json_body(self, schema: Value, required: bool) -> Self;
+    fn raw_body(self, media_type: &str) -> Self;
+    fn consumes(self, media_type: &str) -> Self;
+}
+
+impl OperationExt for Operation {
+    fn param(mut self, parameter: Parameter) -> Self {
+        self.parameters.push(parameter);
+        self
+    }
+
+    fn json_body(mut self, schema: Value, required: bool) -> Self {
+        self.body = Some(RequestBody {
+            name: "body".into(),
+            required,
+            description: None,
+            summary: None,
+            media_types: vec!["application/json".into()],
+            schema,
+            visibility: Visibility::None,
+            extensions: Map::new(),
+            pointer: format!("{}/parameters/0", self.pointer),
+        });
+        self
+    }
+
+    fn raw_body(mut self, media_type: &str) -> Self {
+        self.body = Some(RequestBody {
+            name: "body".into(),
+            required: true,
+            description: None,
+            summary: None,
+            media_types: vec![media_type.to_owned()],
+            schema: json!({"type": "string", "format": "binary"}),
+            visibility: Visibility::None,
+            extensions: Map::new(),
+            pointer: format!("{}/parameters/0", self.pointer),
+        });
+        self
+    }
+
+    fn consumes(mut self, media_type: &str) -> Self {
+        self.consumes.push(media_type.to_owned());
+        self
+    }
+}
+
+pub fn param(name: &str, location: ParamLocation, schema: Value) -> Parameter {
+    Parameter {
+        name: name.to_owned(),
+        location,
+        required: location == ParamLocation::Path,
+        description: None,
+        summary: None,
+        schema,
+        default: None,
+        collection_format: CollectionFormat::Csv,
+        url_encoding: UrlEncoding::Single,
+        visibility: Visibility::None,
+        is_file: false,
+        extensions: Map::new(),
+        pointer: format!("/parameters/{name}"),
+    }
+}
+
+pub trait ParameterExt {
+    fn required(self) -> Self;
+    fn default_value(self, value: Value) -> Self;
+    fn internal(self) -> Self;
+    fn collection(self, format: CollectionFormat) -> Self;
+    fn double_encoded(self) -> Self;
+    fn file(self) -> Self;
+}
+
+impl ParameterExt for Parameter {
+    fn required(mut self) -> Self {
+        self.required = true;
+        self
+    }
+    fn default_value(mut self, value: Value) -> Self {
+        self.default = Some(value);
+        self
+    }
+    fn internal(mut self) -> Self {
+        self.visibility = Visibility::Internal;
+        self
+    }
+    fn collection(mut self, format: CollectionFormat) -> Self {
+        self.collection_format = format;
+        self
+    }
+    fn double_encoded(mut self) -> Self {
+        self.url_encoding = UrlEncoding::Double;
+        self
+    }
+    fn file(mut self) -> Self {
+        self.is_file = true;
+        self
+    }
+}
+
+// ---------------------------------------------------------------- backends
+
+/// Starts `router` on a free port and returns its address.
+pub async fn start_backend(router: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    addr
+}
+
+/// A backend that answers every request with a JSON description of it:
+/// `{"method", "path", "query", "headers": {name: value}, "body"}` (path and query raw).
+pub fn echo() -> Router {
+    Router::new().fallback(echo_handler)
+}
+
+pub async fn echo_handler(request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let mut headers = Map::new();
+    for name in parts.headers.keys() {
+        let values: Vec<&str> = parts
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap_or("<binary>"))
+            .collect();
+        headers.insert(name.as_str().to_owned(), Value::String(values.join(", ")));
+    }
+    let described = json!({
+        "method": parts.method.as_str(),
+        "path": parts.uri.path(),
+        "query": parts.uri.query(),
+        "headers": headers,
+        "body": String::from_utf8_lossy(&body),
+    });
+    Response::builder()
+        .header("content-type", "application/json")
+        .header("x-backend", "echo")
+        .body(Body::from(described.to_string()))
+        .unwrap()
+}
+
+pub async fn start_echo() -> SocketAddr {
+    start_backend(echo()).await
+}
+
+/// An address nothing listens on.
+pub fn closed_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+// ---------------------------------------------------------------- gateways
+
+/// Starts a gateway for `connectors` with extra configuration `toml` (listening on free
+/// ports whatever it says).
+pub async fn gateway(connectors: Vec<Connector>, toml: &str) -> RunningServer {
+    let config = config(toml);
+    match Server::start(&config, &connectors).await {
+        Ok(server) => server,
+        Err(junction_server::StartError::Compile(diagnostics)) => {
+            let text: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+            panic!("gateway did not compile:\n{}", text.join("\n"))
+        }
+        Err(error) => panic!("{error}"),
+    }
+}
+
+pub fn config(toml: &str) -> Config {
+    let text = format!("listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{toml}");
+    Config::parse(
+        &text,
+        std::path::Path::new("junction.toml"),
+        std::path::Path::new("."),
+        &|name| std::env::var(name).ok(),
+    )
+    .unwrap()
+}
+
+pub fn client() -> reqwest::Client {
+    junction_runtime::install_crypto_provider();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// A response read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts a problem+json response of `status` and problem kind `slug`; returns the body.
+    pub fn problem(&self, status: u16, slug: &str) -> Value {
+        assert_eq!(
+            self.status,
+            status,
+            "expected {status}, got {}: {}",
+            self.status,
+            String::from_utf8_lossy(&self.body)
+        );
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json")
+        );
+        let body = self.json();
+        assert_eq!(
+            body["type"],
+            format!("https://junction.dev/problems/{slug}"),
+            "{body}"
+        );
+        assert_eq!(body["status"], status, "{body}");
+        assert!(body["title"].is_string(), "{body}");
+        assert!(body["detail"].is_string(), "{body}");
+        assert!(body["instance"].is_string(), "{body}");
+        assert!(
+            body["request_id"].as_str().is_some_and(|id| !id.is_empty()),
+            "{body}"
+        );
+        body
+    }
+
+    /// The echo backend's description of the request it got.
+    pub fn echoed(&self) -> Value {
+        assert_eq!(self.status, 200, "{}", String::from_utf8_lossy(&self.body));
+        assert_eq!(self.header("x-backend"), Some("echo"));
+        self.json()
+    }
+}
+
+pub async fn collect(response: reqwest::Response) -> Reply {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.unwrap();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub async fn fetch(url: String) -> Reply {
+    collect(client().get(url).send().await.unwrap()).await
+}
+
+/// Sends `method target` with the request target exactly as written (no URL
+/// normalisation), over a fresh HTTP/1.1 connection.
+pub async fn raw(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Reply {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(target)
+        .header("host", addr.to_string());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = sender
+        .send_request(request.body(http_body_util::Full::new(body)).unwrap())
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Writes `bytes` to a fresh connection and returns everything the server answers.
+pub async fn raw_bytes(addr: SocketAddr, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
