@@ -1,1 +1,351 @@
 //! Reads connector definitions (Power Platform packages, Swagger 2.0, OpenAPI 3.x) into the model, with diagnostics.
+//!
+//! [`load`] reads a connector folder or a definition file, [`load_from_str`] the same from
+//! text in memory, and [`discover`] finds every connector under a directory tree. Loading
+//! never stops at the first problem: every finding becomes a [`Diagnostic`] naming the file,
+//! the JSON pointer and, for JSON files, the line and column. A connector is produced unless
+//! one of them is an error, and errors are kept for real defects only — a file that is not
+//! JSON (or YAML), a document that is not a Swagger 2.0 / OpenAPI 3.x definition, or one
+//! without `paths`. Everything else published connectors do is a warning.
+//!
+//! The stages, in order: [`source`] turns text into a value, [`properties`] reads
+//! `apiProperties.json`, [`document`] reads the definition (with [`paths`], [`swagger`],
+//! [`openapi`], [`security`] and [`schema`]), [`extensions`] looks for misspelled `x-ms-…`
+//! keys, and [`locate`] finally gives each diagnostic its line and column in one scan per file.
+
+mod document;
+mod extensions;
+mod fields;
+mod locate;
+mod openapi;
+mod paths;
+mod properties;
+mod ptr;
+mod schema;
+mod security;
+mod sink;
+mod source;
+mod swagger;
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use junction_model::{Connector, Diagnostic, Diagnostics, Severity, connector_name};
+
+use crate::extensions::FileKind;
+use crate::sink::Sink;
+use crate::source::{SourceError, Syntax};
+
+/// The result of loading one connector.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The folder or file that was loaded.
+    pub source: PathBuf,
+    /// The connector, or `None` when any diagnostic is an error.
+    pub connector: Option<Connector>,
+    /// Every finding, errors and warnings, in file order.
+    pub diagnostics: Diagnostics,
+}
+
+/// The definition file name of a Power Platform package.
+pub const PACKAGE_DEFINITION: &str = "apiDefinition.swagger.json";
+/// The properties file name of a Power Platform package.
+pub const PACKAGE_PROPERTIES: &str = "apiProperties.json";
+
+/// Definition file names a plain connector folder may hold, in order of preference.
+const FOLDER_DEFINITIONS: [&str; 6] = [
+    "openapi.json",
+    "openapi.yaml",
+    "openapi.yml",
+    "swagger.json",
+    "swagger.yaml",
+    "swagger.yml",
+];
+
+/// Loads a connector folder (Power Platform package: `apiDefinition.swagger.json` [+
+/// `apiProperties.json`]; or a folder holding one `openapi.{json,yaml,yml}` /
+/// `swagger.{json,yaml,yml}`) or a single definition file (`.json`/`.yaml`/`.yml`).
+/// `connector` is `None` when any diagnostic is an error.
+pub fn load(path: &Path) -> Loaded {
+    let display = path.display().to_string();
+    let fail = |d: Diagnostic| Loaded {
+        source: path.to_path_buf(),
+        connector: None,
+        diagnostics: Diagnostics(vec![d]),
+    };
+    let metadata = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) => return fail(SourceError::Io(e).into_diagnostic(&display)),
+    };
+    let (name, definition, properties) = if metadata.is_dir() {
+        let folder = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .or_else(|| {
+                fs::canonicalize(path)
+                    .ok()
+                    .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            })
+            .unwrap_or_default();
+        let Some(def) = folder_definition(path) else {
+            return fail(Diagnostic::new(
+                Severity::Error,
+                "no-definition",
+                display,
+                "",
+                format!(
+                    "no {PACKAGE_DEFINITION}, openapi.{{json,yaml,yml}} or swagger.{{json,yaml,yml}} in this folder"
+                ),
+            ));
+        };
+        let props = path.join(PACKAGE_PROPERTIES);
+        let props = props.is_file().then_some(props);
+        (folder, def, props)
+    } else {
+        let stem = path
+            .file_stem()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        (stem, path.to_path_buf(), None)
+    };
+
+    let def_file = definition.display().to_string();
+    let def_bytes = match fs::read(&definition) {
+        Ok(b) => b,
+        Err(e) => return fail(SourceError::Io(e).into_diagnostic(&def_file)),
+    };
+    let props_file = properties.as_ref().map(|p| p.display().to_string());
+    let props_bytes = match &properties {
+        Some(p) => match fs::read(p) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                return fail(
+                    SourceError::Io(e).into_diagnostic(props_file.as_deref().unwrap_or_default()),
+                );
+            }
+        },
+        None => None,
+    };
+
+    let mut loaded = load_bytes(
+        &name,
+        &def_file,
+        &def_bytes,
+        props_file.as_deref().zip(props_bytes.as_deref()),
+    );
+    loaded.source = path.to_path_buf();
+    loaded
+}
+
+/// Same as [`load`] but from text already in memory. `name` is the folder name before
+/// normalization; `definition_file` names the definition in messages and decides its syntax
+/// (`.yaml` / `.yml` → YAML, anything else JSON); `properties` is the file name and text of
+/// `apiProperties.json`, if any.
+pub fn load_from_str(
+    name: &str,
+    definition_file: &str,
+    definition: &str,
+    properties: Option<(&str, &str)>,
+) -> Loaded {
+    load_texts(
+        name,
+        definition_file,
+        Ok(definition),
+        properties.map(|(f, t)| (f, Ok(t))),
+    )
+}
+
+fn load_bytes(
+    name: &str,
+    definition_file: &str,
+    definition: &[u8],
+    properties: Option<(&str, &[u8])>,
+) -> Loaded {
+    load_texts(
+        name,
+        definition_file,
+        source::decode(definition),
+        properties.map(|(f, b)| (f, source::decode(b))),
+    )
+}
+
+fn load_texts(
+    name: &str,
+    definition_file: &str,
+    definition: Result<&str, SourceError>,
+    properties: Option<(&str, Result<&str, SourceError>)>,
+) -> Loaded {
+    let name = connector_name(name);
+    let mut diagnostics = Vec::new();
+
+    // apiProperties.json first: the definition reader needs its policies.
+    let mut props_model = None;
+    if let Some((file, text)) = properties {
+        let mut sink = Sink::new(file);
+        match text.and_then(|t| source::parse(t, Syntax::Json, &mut sink)) {
+            Ok(src) => {
+                props_model = properties::build(&src.value, &mut sink);
+                extensions::check(&src.value, FileKind::Properties, &mut sink);
+                diagnostics.extend(finish(sink, Some(&src.text)));
+            }
+            Err(e) => {
+                let mut d = finish(sink, None);
+                d.push(e.into_diagnostic(file));
+                diagnostics.extend(d);
+            }
+        }
+    }
+
+    let mut sink = Sink::new(definition_file);
+    let syntax = Syntax::of_file(definition_file);
+    let connector = match definition.and_then(|t| source::parse(t, syntax, &mut sink)) {
+        Ok(src) => {
+            let connector =
+                document::build(&src.value, &name, definition_file, props_model, &mut sink);
+            extensions::check(&src.value, FileKind::Definition, &mut sink);
+            let text = (src.syntax == Syntax::Json).then_some(&*src.text);
+            let d = finish(sink, text);
+            let c = connector.filter(|_| !d.iter().any(Diagnostic::is_error));
+            diagnostics.extend(d);
+            c
+        }
+        Err(e) => {
+            let mut d = finish(sink, None);
+            d.push(e.into_diagnostic(definition_file));
+            diagnostics.extend(d);
+            None
+        }
+    };
+
+    let connector = connector.filter(|_| !diagnostics.iter().any(Diagnostic::is_error));
+    Loaded {
+        source: PathBuf::from(definition_file),
+        connector,
+        diagnostics: Diagnostics(diagnostics),
+    }
+}
+
+/// Drops repeated diagnostics (a shared parameter or response is read once per use) and,
+/// when `text` is JSON, gives the rest their line and column in one scan of it and puts them
+/// in file order.
+fn finish(sink: Sink, text: Option<&str>) -> Vec<Diagnostic> {
+    let mut seen = HashSet::new();
+    let mut diags: Vec<Diagnostic> = sink
+        .into_diagnostics()
+        .into_iter()
+        .filter(|d| {
+            seen.insert((
+                d.code,
+                d.pointer.clone(),
+                d.message.clone(),
+                d.line,
+                d.column,
+            ))
+        })
+        .collect();
+    if let Some(text) = text {
+        let wanted: Vec<usize> = diags
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.line.is_none())
+            .map(|(i, _)| i)
+            .collect();
+        if !wanted.is_empty() {
+            let pointers: Vec<&str> = wanted
+                .iter()
+                .filter_map(|&i| diags.get(i).map(|d| d.pointer.as_str()))
+                .collect();
+            let positions = locate::locate(text, &pointers);
+            for (i, pos) in wanted.into_iter().zip(positions) {
+                if let (Some(d), Some((line, column))) = (diags.get_mut(i), pos) {
+                    d.line = Some(line);
+                    d.column = Some(column);
+                }
+            }
+        }
+        diags.sort_by_key(|d| (d.line.unwrap_or(u32::MAX), d.column.unwrap_or(u32::MAX)));
+    }
+    diags
+}
+
+/// The definition file of a connector folder, if it is one.
+fn folder_definition(dir: &Path) -> Option<PathBuf> {
+    let entries: Vec<String> = fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file() || t.is_symlink()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    std::iter::once(PACKAGE_DEFINITION)
+        .chain(FOLDER_DEFINITIONS)
+        .find_map(|want| entries.iter().find(|e| e.eq_ignore_ascii_case(want)))
+        .map(|found| dir.join(found))
+}
+
+/// Whether a loose file in a tree looks like a definition: `openapi*` / `swagger*` /
+/// `*.openapi` / `*.swagger` with a `.json`, `.yaml` or `.yml` extension.
+fn is_definition_file(path: &Path) -> bool {
+    let Some(name) = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+    else {
+        return false;
+    };
+    let Some((stem, ext)) = name.rsplit_once('.') else {
+        return false;
+    };
+    matches!(ext, "json" | "yaml" | "yml")
+        && (stem.starts_with("openapi")
+            || stem.starts_with("swagger")
+            || stem.ends_with(".openapi")
+            || stem.ends_with(".swagger"))
+}
+
+/// Every connector folder / definition file under `root` (recursively; a folder that is a
+/// package is not descended further), sorted by path. If `root` itself is a package or a
+/// file, just `[root]`.
+///
+/// In a folder that is not a package, loose files named like definitions (`openapi*.json`,
+/// `*.swagger.yaml` …) count as connectors; other files are ignored. Hidden folders,
+/// `target` and `node_modules` are not searched, and a folder reached twice through links is
+/// searched once.
+pub fn discover(root: &Path) -> Vec<PathBuf> {
+    if !root.is_dir() || folder_definition(root).is_some() {
+        return vec![root.to_path_buf()];
+    }
+    let mut out = Vec::new();
+    let mut visited = HashSet::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        if let Ok(canonical) = fs::canonicalize(&dir)
+            && !visited.insert(canonical)
+        {
+            continue;
+        }
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                if name.starts_with('.') || name == "target" || name == "node_modules" {
+                    continue;
+                }
+                if folder_definition(&path).is_some() {
+                    out.push(path);
+                } else {
+                    stack.push(path);
+                }
+            } else if is_definition_file(&path) {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests;
