@@ -572,6 +572,23 @@ async fn cr_lf_in_a_header_parameter_default_is_a_gateway_error() {
                 param("X-Mode", ParamLocation::Header, json!({"type": "string"}))
                     .default_value(json!("fast\r\nX-Injected: yes")),
             ),
+            // Published definitions have defaults like "*/*\r": surrounding whitespace is
+            // not part of a header value, so it is trimmed. A parameter whose name is not a
+            // header name is never required nor sent.
+            op(Method::Get, "/y", "Y")
+                .param(
+                    param("X-Format", ParamLocation::Header, json!({"type": "string"}))
+                        .required()
+                        .default_value(json!("json\r")),
+                )
+                .param(
+                    param(
+                        "Account Id",
+                        ParamLocation::Header,
+                        json!({"type": "string"}),
+                    )
+                    .required(),
+                ),
         ],
     );
     let config = config("");
@@ -603,6 +620,10 @@ async fn cr_lf_in_a_header_parameter_default_is_a_gateway_error() {
     .await
     .echoed();
     assert_eq!(echoed["headers"]["x-mode"], "slow");
+    let echoed = fetch(format!("{}/connectors/crlf/y", gw.data_url()))
+        .await
+        .echoed();
+    assert_eq!(echoed["headers"]["x-format"], "json");
 }
 
 #[tokio::test]

@@ -105,6 +105,9 @@ where
                     .collect();
                 binder.bind(index, param, raws);
             }
+            // A header parameter whose name is not a valid header name can be neither
+            // received nor sent (reported at load).
+            ParamLocation::Header if param.header.is_none() => {}
             ParamLocation::Header => {
                 let mut raws = Vec::new();
                 for value in parts.headers.get_all(param.name.as_str()) {

@@ -159,8 +159,10 @@ pub(crate) fn compile_operation(
                     });
                 }
                 let default_header = p.default.as_ref().map(|d| {
+                    // Surrounding whitespace (a stray trailing CR is common in published
+                    // definitions) is not part of a field value (RFC 9110 §5.5).
                     let text = value_text(d);
-                    HeaderValue::from_str(&text).map_err(|_| {
+                    HeaderValue::from_str(text.trim_matches(|c: char| c.is_ascii_whitespace())).map_err(|_| {
                         let message = format!(
                             "the default of header parameter '{}' of operation '{}' is not a valid header value (CR, LF or another control character)",
                             p.name, op.id

@@ -1,10 +1,138 @@
-//! `junction serve`.
+//! `junction serve --config DIR`: load the configuration and every connector, compile the
+//! gateway, and serve until Ctrl-C or SIGTERM.
+//!
+//! Like `nginx -t`, nothing is served unless everything loads: a configuration error, a
+//! connector that fails to load or a gateway that does not compile prints every error and
+//! exits 1. Warnings about the definitions are counted on one line (`junction validate` lists
+//! them); warnings from building the gateway (a missing connection value, a schema that
+//! will not be validated, a shadowed route) are printed in full.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-#[derive(Debug, clap::Args)]
-pub struct Args {}
+use anyhow::Context as _;
+use junction_model::{Connector, Diagnostics};
+use junction_runtime::{Config, Gateway, SharedGateway, config};
+use junction_server::Server;
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`junction serve` is not built yet")
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Directory holding `junction.toml` and the connector packages.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    config: PathBuf,
+    /// Data-plane address (IP:PORT), instead of `listen` in the configuration.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Admin-plane address (IP:PORT), instead of `admin_listen` in the configuration.
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<String>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let mut config = match Config::load(&args.config) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("junction: {error}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if let Some(listen) = &args.listen {
+        config.listen = config::parse_address(listen).map_err(anyhow::Error::msg).context("--listen")?;
+    }
+    if let Some(admin_listen) = &args.admin_listen {
+        config.admin_listen = config::parse_address(admin_listen)
+            .map_err(anyhow::Error::msg)
+            .context("--admin-listen")?;
+    }
+
+    let Some(connectors) = load_connectors(&config.connectors_dir) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let compiled = match Gateway::compile(&config, &connectors) {
+        Ok(compiled) => compiled,
+        Err(diagnostics) => {
+            eprintln!("junction: the gateway cannot be built:");
+            print_errors(&diagnostics);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    // Gateway warnings concern serving (unvalidated schemas, shadowed routes, missing
+    // connection values): all of them are shown.
+    for warning in compiled.diagnostics.warnings() {
+        eprintln!("{warning}");
+    }
+    let operations: usize = compiled.gateway.connectors().iter().map(|c| c.operations.len()).sum();
+    println!("serving {} connectors, {operations} operations", connectors.len());
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let running = Server::start_with(&config, SharedGateway::new(compiled.gateway)).await?;
+        println!("data plane:  {}/connectors/{{name}}/…", running.data_url());
+        println!("admin plane: {}/api/v1/connectors", running.admin_url());
+        running.run_until_signal().await;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Loads every connector under `dir`, printing errors in full and warnings as a count.
+/// `None` when any connector failed.
+pub(crate) fn load_connectors(dir: &Path) -> Option<Vec<Connector>> {
+    if !dir.is_dir() {
+        eprintln!(
+            "junction: the connectors folder {} does not exist (set `connectors_dir` in junction.toml)",
+            dir.display()
+        );
+        return None;
+    }
+    let mut connectors = Vec::new();
+    let mut failed = Vec::new();
+    let mut warnings = Diagnostics::default();
+    for path in junction_import::discover(dir) {
+        let loaded = junction_import::load(&path);
+        warnings.extend(loaded.diagnostics.warnings().cloned());
+        match loaded.connector {
+            Some(connector) => connectors.push(connector),
+            None => failed.push((path, loaded.diagnostics)),
+        }
+    }
+    report_warnings("connector definitions", &warnings);
+    if failed.is_empty() {
+        return Some(connectors);
+    }
+    eprintln!("junction: {} of {} connectors failed to load:", failed.len(), failed.len() + connectors.len());
+    for (path, diagnostics) in &failed {
+        eprintln!("  {}", path.display());
+        print_errors(diagnostics);
+    }
+    None
+}
+
+fn print_errors(diagnostics: &Diagnostics) {
+    for diagnostic in diagnostics.errors() {
+        eprintln!("    {diagnostic}");
+    }
+}
+
+fn report_warnings(what: &str, diagnostics: &Diagnostics) {
+    let count = diagnostics.warnings().count();
+    if count > 0 {
+        eprintln!("{what}: {count} warnings (run `junction validate` to see them)");
+    }
+}
+
+pub(crate) fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("JUNCTION_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
 }
