@@ -1,4 +1,5 @@
 //! The one integration-test binary.
 
+mod corpus;
 mod gateway;
 mod support;
