@@ -3,7 +3,7 @@
 //! [`load`] reads a connector folder or a definition file, [`load_from_str`] the same from
 //! text in memory, and [`discover`] finds every connector under a directory tree. Loading
 //! never stops at the first problem: every finding becomes a [`Diagnostic`] naming the file,
-//! the JSON pointer and, for JSON files, the line and column. A connector is produced unless
+//! the JSON pointer, and the line and column. A connector is produced unless
 //! one of them is an error, and errors are kept for real defects only — a file that is not
 //! JSON (or YAML), a document that is not a Swagger 2.0 / OpenAPI 3.x definition, or one
 //! without `paths`. Everything else published connectors do is a warning.
@@ -99,8 +99,7 @@ pub fn load(path: &Path) -> Loaded {
                 ),
             ));
         };
-        let props = path.join(PACKAGE_PROPERTIES);
-        let props = props.is_file().then_some(props);
+        let props = find_file(path, PACKAGE_PROPERTIES);
         (folder, def, props)
     } else {
         let stem = path
@@ -187,7 +186,7 @@ fn load_texts(
             Ok(src) => {
                 props_model = properties::build(&src.value, &mut sink);
                 extensions::check(&src.value, FileKind::Properties, &mut sink);
-                diagnostics.extend(finish(sink, Some(&src.text)));
+                diagnostics.extend(finish(sink, Some((&src.text, src.syntax))));
             }
             Err(e) => {
                 let mut d = finish(sink, None);
@@ -204,8 +203,7 @@ fn load_texts(
             let connector =
                 document::build(&src.value, &name, definition_file, props_model, &mut sink);
             extensions::check(&src.value, FileKind::Definition, &mut sink);
-            let text = (src.syntax == Syntax::Json).then_some(&*src.text);
-            let d = finish(sink, text);
+            let d = finish(sink, Some((&src.text, src.syntax)));
             let c = connector.filter(|_| !d.iter().any(Diagnostic::is_error));
             diagnostics.extend(d);
             c
@@ -226,10 +224,9 @@ fn load_texts(
     }
 }
 
-/// Drops repeated diagnostics (a shared parameter or response is read once per use) and,
-/// when `text` is JSON, gives the rest their line and column in one scan of it and puts them
-/// in file order.
-fn finish(sink: Sink, text: Option<&str>) -> Vec<Diagnostic> {
+/// Drops repeated diagnostics (a shared parameter or response is read once per use), gives
+/// the rest their line and column in one scan of the file's text and puts them in file order.
+fn finish(sink: Sink, text: Option<(&str, Syntax)>) -> Vec<Diagnostic> {
     let mut seen = HashSet::new();
     let mut diags: Vec<Diagnostic> = sink
         .into_diagnostics()
@@ -244,7 +241,7 @@ fn finish(sink: Sink, text: Option<&str>) -> Vec<Diagnostic> {
             ))
         })
         .collect();
-    if let Some(text) = text {
+    if let Some((text, syntax)) = text {
         let wanted: Vec<usize> = diags
             .iter()
             .enumerate()
@@ -256,7 +253,10 @@ fn finish(sink: Sink, text: Option<&str>) -> Vec<Diagnostic> {
                 .iter()
                 .filter_map(|&i| diags.get(i).map(|d| d.pointer.as_str()))
                 .collect();
-            let positions = locate::locate(text, &pointers);
+            let positions = match syntax {
+                Syntax::Json => locate::locate(text, &pointers),
+                Syntax::Yaml => locate::locate_yaml(text, &pointers),
+            };
             for (i, pos) in wanted.into_iter().zip(positions) {
                 if let (Some(d), Some((line, column))) = (diags.get_mut(i), pos) {
                     d.line = Some(line);
@@ -269,17 +269,39 @@ fn finish(sink: Sink, text: Option<&str>) -> Vec<Diagnostic> {
     diags
 }
 
+/// The names of the files in `dir`.
+fn file_names(dir: &Path) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// The file of `dir` called `want`, in any case (packages are often made on Windows).
+fn find_file(dir: &Path, want: &str) -> Option<PathBuf> {
+    let names = file_names(dir);
+    names
+        .iter()
+        .find(|n| n.as_str() == want)
+        .or_else(|| names.iter().find(|n| n.eq_ignore_ascii_case(want)))
+        .map(|n| dir.join(n))
+}
+
 /// The definition file of a connector folder, if it is one.
 fn folder_definition(dir: &Path) -> Option<PathBuf> {
-    let entries: Vec<String> = fs::read_dir(dir)
-        .ok()?
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file() || t.is_symlink()))
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
+    let names = file_names(dir);
     std::iter::once(PACKAGE_DEFINITION)
         .chain(FOLDER_DEFINITIONS)
-        .find_map(|want| entries.iter().find(|e| e.eq_ignore_ascii_case(want)))
+        .find_map(|want| {
+            names
+                .iter()
+                .find(|n| n.as_str() == want)
+                .or_else(|| names.iter().find(|n| n.eq_ignore_ascii_case(want)))
+        })
         .map(|found| dir.join(found))
 }
 

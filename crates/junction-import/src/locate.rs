@@ -5,7 +5,8 @@
 //! known, [`locate`] walks the text with a small tokenizer that tracks the pointer of the
 //! current value. Only the branches that lead to a wanted pointer are tokenized; everything
 //! else is skipped by bracket counting. A pointer that names nothing in the text (a missing
-//! key, say) gets the position of its nearest existing ancestor.
+//! key, say) gets the position of its nearest existing ancestor. YAML is located the same
+//! way from the events of serde-saphyr's parser.
 
 use std::collections::{HashMap, HashSet};
 
@@ -13,16 +14,7 @@ use crate::ptr::push_token;
 
 /// 1-based line and column (in characters) of the value at each pointer, in order.
 pub(crate) fn locate(text: &str, pointers: &[&str]) -> Vec<Option<(u32, u32)>> {
-    let mut wanted: HashSet<&str> = HashSet::new();
-    for p in pointers {
-        wanted.insert(p);
-        for (i, b) in p.bytes().enumerate() {
-            if b == b'/' {
-                wanted.insert(p.get(..i).unwrap_or_default());
-            }
-        }
-    }
-    wanted.insert("");
+    let wanted = wanted(pointers);
     let mut scanner = Scanner {
         text,
         bytes: text.as_bytes(),
@@ -39,14 +31,151 @@ pub(crate) fn locate(text: &str, pointers: &[&str]) -> Vec<Option<(u32, u32)>> {
     offsets.sort_unstable();
     offsets.dedup();
     let positions = line_columns(text, &offsets);
+    let found: HashMap<String, (u32, u32)> = found
+        .into_iter()
+        .filter_map(|(p, off)| positions.get(&off).map(|&pos| (p, pos)))
+        .collect();
+    nearest(pointers, &found)
+}
 
+/// The same for YAML text, from the events of the YAML parser. Only the first document is
+/// read, as the loader does.
+pub(crate) fn locate_yaml(text: &str, pointers: &[&str]) -> Vec<Option<(u32, u32)>> {
+    use serde_saphyr::granit_parser::{Event, Parser};
+
+    let wanted = wanted(pointers);
+    let mut found: HashMap<String, (u32, u32)> = HashMap::new();
+    let mut path = String::new();
+    let mut frames: Vec<Frame> = Vec::new();
+    // Nesting depth inside a complex (non-scalar) mapping key, which is skipped.
+    let mut skip = 0usize;
+    let mut documents = 0;
+    let mut parser = Parser::new_from_str(text);
+    while let Some(Ok((event, span))) = parser.next_event() {
+        if skip > 0 {
+            match event {
+                Event::MappingStart(..) | Event::SequenceStart(..) => skip += 1,
+                Event::MappingEnd | Event::SequenceEnd => {
+                    skip -= 1;
+                    if skip == 0 {
+                        key(&mut frames, &mut path, "");
+                    }
+                }
+                _ => {}
+            }
+            continue;
+        }
+        let at = (
+            u32::try_from(span.start.line()).unwrap_or(u32::MAX),
+            u32::try_from(span.start.col().saturating_add(1)).unwrap_or(u32::MAX),
+        );
+        let expecting_key = matches!(frames.last(), Some(Frame::Map { key_next: true, .. }));
+        match event {
+            Event::DocumentStart(..) => {
+                documents += 1;
+                if documents > 1 {
+                    break;
+                }
+            }
+            Event::Scalar(value, ..) if expecting_key => key(&mut frames, &mut path, &value),
+            Event::Alias(_) if expecting_key => key(&mut frames, &mut path, ""),
+            Event::MappingStart(..) | Event::SequenceStart(..) if expecting_key => skip = 1,
+            Event::Scalar(..) | Event::Alias(_) => {
+                begin_value(&frames, &mut path, &wanted, &mut found, at);
+                end_value(&mut frames, &mut path);
+            }
+            Event::MappingStart(..) => {
+                begin_value(&frames, &mut path, &wanted, &mut found, at);
+                frames.push(Frame::Map {
+                    base: path.len(),
+                    key_next: true,
+                });
+            }
+            Event::SequenceStart(..) => {
+                begin_value(&frames, &mut path, &wanted, &mut found, at);
+                frames.push(Frame::Seq {
+                    base: path.len(),
+                    index: 0,
+                });
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                frames.pop();
+                end_value(&mut frames, &mut path);
+            }
+            _ => {}
+        }
+    }
+    nearest(pointers, &found)
+}
+
+/// An open YAML collection: where its pointer ends and what comes next in it.
+enum Frame {
+    Map { base: usize, key_next: bool },
+    Seq { base: usize, index: usize },
+}
+
+fn key(frames: &mut [Frame], path: &mut String, key: &str) {
+    if let Some(Frame::Map { base, key_next }) = frames.last_mut() {
+        path.truncate(*base);
+        push_token(path, key);
+        *key_next = false;
+    }
+}
+
+fn begin_value(
+    frames: &[Frame],
+    path: &mut String,
+    wanted: &HashSet<&str>,
+    found: &mut HashMap<String, (u32, u32)>,
+    at: (u32, u32),
+) {
+    if let Some(Frame::Seq { index, .. }) = frames.last() {
+        path.push('/');
+        path.push_str(&index.to_string());
+    }
+    if wanted.contains(path.as_str()) {
+        found.insert(path.clone(), at);
+    }
+}
+
+fn end_value(frames: &mut [Frame], path: &mut String) {
+    match frames.last_mut() {
+        Some(Frame::Map { base, key_next }) => {
+            path.truncate(*base);
+            *key_next = true;
+        }
+        Some(Frame::Seq { base, index }) => {
+            path.truncate(*base);
+            *index += 1;
+        }
+        None => {}
+    }
+}
+
+/// The pointers asked for and all their ancestors.
+fn wanted<'p>(pointers: &[&'p str]) -> HashSet<&'p str> {
+    let mut wanted: HashSet<&str> = HashSet::new();
+    for p in pointers {
+        wanted.insert(p);
+        for (i, b) in p.bytes().enumerate() {
+            if b == b'/' {
+                wanted.insert(p.get(..i).unwrap_or_default());
+            }
+        }
+    }
+    wanted.insert("");
+    wanted
+}
+
+/// The position of each pointer, or of its nearest ancestor that was found.
+fn nearest(pointers: &[&str], found: &HashMap<String, (u32, u32)>) -> Vec<Option<(u32, u32)>> {
     pointers
         .iter()
         .map(|p| {
             let mut cur: &str = p;
             loop {
-                if let Some(off) = found.get(cur) {
-                    return positions.get(off).copied();
+                if let Some(pos) = found.get(cur) {
+                    return Some(*pos);
                 }
                 let (parent, _) = cur.rsplit_once('/')?;
                 cur = parent;
@@ -307,9 +436,49 @@ mod tests {
     }
 
     #[test]
+    fn finds_yaml_values() {
+        let yaml = "openapi: 3.0.0\npaths:\n  /a/{id}:\n    get:\n      parameters:\n        - name: id\n          in: path\n        - {name: q, in: query}\n      tags: [x, y]\n? [complex, key]\n: 1\nlast: 2\n";
+        let got = locate_yaml(
+            yaml,
+            &[
+                "/openapi",
+                "/paths/~1a~1{id}/get/parameters/0/in",
+                "/paths/~1a~1{id}/get/parameters/1/in",
+                "/paths/~1a~1{id}/get/tags/1",
+                "/paths/~1a~1{id}/get/responses",
+                "/last",
+                "/missing",
+            ],
+        );
+        assert_eq!(
+            got,
+            vec![
+                Some((1, 10)),
+                Some((7, 15)),
+                Some((8, 25)),
+                Some((9, 17)),
+                Some((5, 7)),
+                Some((12, 7)),
+                Some((1, 1)),
+            ]
+        );
+    }
+
+    #[test]
     fn garbage_does_not_panic() {
-        for text in ["", "{", "[1,", "{\"a\" 1}", "\"abc", "{\"a\":[}", "\u{e9}"] {
+        for text in [
+            "",
+            "{",
+            "[1,",
+            "{\"a\" 1}",
+            "\"abc",
+            "{\"a\":[}",
+            "\u{e9}",
+            "a: [",
+            "? a\n",
+        ] {
             let _ = locate(text, &["/a", "/0", ""]);
+            let _ = locate_yaml(text, &["/a", "/0", ""]);
         }
     }
 }

@@ -75,6 +75,11 @@ fn parameter(
         map.get("schema"),
         fields::object(map, "content", &src, sink),
     ) {
+        (Some(s), _) if raw.src != raw.at => (
+            ctx.schemas
+                .normalize_shared(s, &src.key("schema").render(), sink),
+            Some(s),
+        ),
         (Some(s), _) => (ctx.schemas.normalize(s, &src.key("schema"), sink), Some(s)),
         (None, Some(content)) => {
             let content_at = src.key("content");
@@ -187,9 +192,15 @@ fn request_body(
         .cloned();
     let schema = match (&chosen, content) {
         (Some(media), Some(content)) => match content.get(media).and_then(|m| m.get("schema")) {
-            Some(s) => ctx
-                .schemas
-                .normalize(s, &content_at.key(media).key("schema"), sink),
+            Some(s) => {
+                let media_at = content_at.key(media);
+                let s_at = media_at.key("schema");
+                if src_pointer != use_at.render() {
+                    ctx.schemas.normalize_shared(s, &s_at.render(), sink)
+                } else {
+                    ctx.schemas.normalize(s, &s_at, sink)
+                }
+            }
             None => Value::Object(Map::new()),
         },
         _ => {
@@ -358,9 +369,14 @@ fn responses(
             if let Some(media) = chosen
                 && let Some(s) = content.get(media).and_then(|m| m.get("schema"))
             {
-                let s_at = src.key("content");
-                let s_at = s_at.key(media);
-                schema = Some(ctx.schemas.normalize(s, &s_at.key("schema"), sink));
+                let content_at = src.key("content");
+                let media_at = content_at.key(media);
+                let s_at = media_at.key("schema");
+                schema = Some(if resolved.pointer != r_at.render() {
+                    ctx.schemas.normalize_shared(s, &s_at.render(), sink)
+                } else {
+                    ctx.schemas.normalize(s, &s_at, sink)
+                });
             }
         }
         let headers = match map.get("headers") {

@@ -64,6 +64,42 @@ pub(crate) const KNOWN_TEMPLATES: [&str; 16] = [
     "updatenextlink",
 ];
 
+/// The fields of a connection parameter.
+const PARAMETER_FIELDS: [&str; 7] = [
+    "type",
+    "uiDefinition",
+    "oAuthSettings",
+    "allowedValues",
+    "defaultValue",
+    "metadata",
+    "gatewaySettings",
+];
+
+/// The key under which `obj` holds `want`: `want` itself, or a key differing from it only in
+/// case (reported as `misspelled-property` and read anyway).
+fn member_key<'o>(obj: &'o Object, want: &str, at: &Ptr<'_>, sink: &mut Sink) -> Option<&'o str> {
+    if let Some((k, _)) = obj.get_key_value(want) {
+        return Some(k.as_str());
+    }
+    let k = obj.keys().find(|k| k.eq_ignore_ascii_case(want))?;
+    sink.warn(
+        "misspelled-property",
+        &at.key(k),
+        format!("'{k}' should be written '{want}'; read as '{want}'"),
+    );
+    Some(k.as_str())
+}
+
+/// A string member whose name may be written in any case: Power Platform's own multi-auth
+/// example writes `displayname`.
+fn text_any_case(obj: &Object, want: &str, at: &Ptr<'_>, sink: &mut Sink) -> Option<String> {
+    let key = obj
+        .keys()
+        .find(|k| k.as_str() == want)
+        .or_else(|| obj.keys().find(|k| k.eq_ignore_ascii_case(want)))?;
+    fields::string(obj, key, at, sink)
+}
+
 const KNOWN_PARAMETER_TYPES: [&str; 8] = [
     "string",
     "securestring",
@@ -223,7 +259,56 @@ fn connection_parameters(
                 "string".to_owned()
             }
         };
-        let ui = fields::object(obj, "uiDefinition", &p_at, sink);
+        let oauth_key = member_key(obj, "oAuthSettings", &p_at, sink);
+        let ui_key = member_key(obj, "uiDefinition", &p_at, sink);
+        for key in obj.keys() {
+            if !PARAMETER_FIELDS.contains(&key.as_str())
+                && !key.eq_ignore_ascii_case("oAuthSettings")
+                && !key.eq_ignore_ascii_case("uiDefinition")
+                && let Some(near) = PARAMETER_FIELDS.iter().find(|k| edit_distance(k, key) <= 2)
+            {
+                sink.warn(
+                    "misspelled-property",
+                    &p_at.key(key),
+                    format!("unknown connection parameter field '{key}'; did you mean '{near}'?"),
+                );
+            }
+        }
+        let oauth_settings = match oauth_key.and_then(|k| obj.get(k)) {
+            Some(Value::Object(settings)) => {
+                let s_at = p_at.key(oauth_key.unwrap_or_default());
+                if !matches!(settings.get("identityProvider"), Some(Value::String(_))) {
+                    sink.warn(
+                        "invalid-connection-parameter",
+                        &s_at,
+                        "OAuth settings need an 'identityProvider'",
+                    );
+                }
+                Some(Value::Object(settings.clone()))
+            }
+            Some(other) => {
+                sink.warn(
+                    "invalid-connection-parameter",
+                    &p_at.key(oauth_key.unwrap_or_default()),
+                    format!(
+                        "'oAuthSettings' must be an object, found {}; ignored",
+                        kind(other)
+                    ),
+                );
+                None
+            }
+            None => {
+                if param_kind.eq_ignore_ascii_case("oauthSetting") {
+                    sink.warn(
+                        "invalid-connection-parameter",
+                        &p_at,
+                        "an oauthSetting parameter needs 'oAuthSettings'",
+                    );
+                }
+                None
+            }
+        };
+        let ui = ui_key.and_then(|k| fields::object(obj, k, &p_at, sink));
         let ui_at = p_at.key("uiDefinition");
         let constraints = ui.and_then(|u| fields::object(u, "constraints", &ui_at, sink));
         let c_at = ui_at.key("constraints");
@@ -268,11 +353,11 @@ fn connection_parameters(
             ConnectionParameter {
                 name: name.clone(),
                 kind: param_kind,
-                display_name: ui.and_then(|u| fields::string(u, "displayName", &ui_at, sink)),
-                description: ui.and_then(|u| fields::string(u, "description", &ui_at, sink)),
+                display_name: ui.and_then(|u| text_any_case(u, "displayName", &ui_at, sink)),
+                description: ui.and_then(|u| text_any_case(u, "description", &ui_at, sink)),
                 required,
                 allowed_values,
-                oauth_settings: obj.get("oAuthSettings").cloned(),
+                oauth_settings,
                 raw: raw.clone(),
             },
         );
@@ -309,7 +394,7 @@ fn parameter_sets(sets: &Object, at: &Ptr<'_>, sink: &mut Sink) -> ConnectionPar
                 let display_name =
                     fields::object(obj, "uiDefinition", &item_at, sink).and_then(|u| {
                         let u_at = item_at.key("uiDefinition");
-                        fields::string(u, "displayName", &u_at, sink)
+                        text_any_case(u, "displayName", &u_at, sink)
                     });
                 let parameters = fields::object(obj, "parameters", &item_at, sink)
                     .map(|p| connection_parameters(p, &item_at.key("parameters"), sink))
@@ -461,6 +546,57 @@ mod tests {
                 (
                     "unknown-policy-template",
                     "/properties/policyTemplateInstances/3/templateId".into()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn field_names_in_the_wrong_case_are_read_and_reported() {
+        let doc = json!({"properties": {"iconBrandColor": "#fff", "connectionParameterSets": {
+            "uiDefinition": {"displayname": "Pick one"},
+            "values": [{"name": "aad", "uiDefinition": {"displayname": "AAD"}, "parameters": {
+                "token": {"type": "oauthSetting", "oauthSettings": {"identityProvider": "aad"},
+                          "uiDefinition": {"displayname": "Sign in"}},
+                "other": {"type": "oauthSetting", "uidefinition": {}, "typ": 1}
+            }}]
+        }}});
+        let mut sink = Sink::new("p");
+        let p = build(&doc, &mut sink).unwrap();
+        let sets = p.connection_parameter_sets.unwrap();
+        let set = &sets.values[0];
+        assert_eq!(set.display_name.as_deref(), Some("AAD"));
+        let token = &set.parameters["token"];
+        assert_eq!(token.display_name.as_deref(), Some("Sign in"));
+        assert_eq!(
+            token.oauth_settings,
+            Some(json!({"identityProvider": "aad"}))
+        );
+        let d: Vec<(&str, String)> = sink
+            .into_diagnostics()
+            .into_iter()
+            .map(|d| (d.code, d.message))
+            .collect();
+        assert_eq!(
+            d,
+            vec![
+                (
+                    "misspelled-property",
+                    "'oauthSettings' should be written 'oAuthSettings'; read as 'oAuthSettings'"
+                        .into()
+                ),
+                (
+                    "misspelled-property",
+                    "'uidefinition' should be written 'uiDefinition'; read as 'uiDefinition'"
+                        .into()
+                ),
+                (
+                    "misspelled-property",
+                    "unknown connection parameter field 'typ'; did you mean 'type'?".into()
+                ),
+                (
+                    "invalid-connection-parameter",
+                    "an oauthSetting parameter needs 'oAuthSettings'".into()
                 ),
             ]
         );

@@ -190,6 +190,33 @@ impl<'d> Schemas<'d> {
         v
     }
 
+    /// The schema at `pointer`, reached through a shared object (a `$ref`'d parameter,
+    /// request body or response). A large one is hoisted into the definitions once and
+    /// returned as a reference, so that it is not copied into every operation that uses it
+    /// (which could make a small file expand into gigabytes); a small one is copied, so that
+    /// a parameter's `type` stays at hand.
+    pub(crate) fn normalize_shared(
+        &mut self,
+        schema: &Value,
+        pointer: &str,
+        sink: &mut Sink,
+    ) -> Value {
+        if count_nodes(schema, SHARED_INLINE_LIMIT) > SHARED_INLINE_LIMIT
+            && let Some(tokens) = pointer
+                .strip_prefix('/')
+                .map(|p| p.split('/').map(ptr::unescape_token).collect::<Vec<_>>())
+            && let Some(name) = self.name_for(tokens)
+        {
+            let mut reference = Map::new();
+            reference.insert(
+                "$ref".into(),
+                Value::String(format!("#/definitions/{name}")),
+            );
+            return Value::Object(reference);
+        }
+        self.normalize(schema, &Ptr::rendered(pointer), sink)
+    }
+
     /// Normalizes every registered and hoisted schema and returns the definitions.
     pub(crate) fn finish(mut self, sink: &mut Sink) -> Map<String, Value> {
         while let Some(p) = self.pending.pop_front() {
@@ -648,6 +675,27 @@ fn keyword_bit(key: &str) -> u64 {
 
 fn keywords_present(map: &Map<String, Value>) -> u64 {
     map.keys().fold(0, |acc, k| acc | keyword_bit(k))
+}
+
+/// Schemas reached through a shared object with more nodes than this are hoisted.
+const SHARED_INLINE_LIMIT: usize = 64;
+
+/// The number of values in `v`, counting no further than just past `limit`.
+fn count_nodes(v: &Value, limit: usize) -> usize {
+    let mut count = 0;
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        count += 1;
+        if count > limit {
+            break;
+        }
+        match v {
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => stack.extend(map.values()),
+            _ => {}
+        }
+    }
+    count
 }
 
 /// What a JSON value is, for messages: "a string", "an array" …
@@ -1321,6 +1369,41 @@ mod tests {
             SourceFormat::OpenApi30,
         );
         assert_eq!(out, json!({"type": ["integer", "null"]}));
+    }
+
+    #[test]
+    fn large_shared_schemas_are_hoisted_once() {
+        let big: Map<String, Value> = (0..40)
+            .map(|i| (format!("p{i}"), json!({"type": "string"})))
+            .collect();
+        let doc = json!({"responses": {"Big": {"schema": {"type": "object", "properties": big}},
+                                       "Small": {"schema": {"type": "string"}}}});
+        let mut sink = Sink::new("f");
+        let mut schemas = Schemas::new(&doc, SourceFormat::Swagger2, &mut sink);
+        let a = schemas.normalize_shared(
+            &doc["responses"]["Big"]["schema"],
+            "/responses/Big/schema",
+            &mut sink,
+        );
+        let b = schemas.normalize_shared(
+            &doc["responses"]["Big"]["schema"],
+            "/responses/Big/schema",
+            &mut sink,
+        );
+        let c = schemas.normalize_shared(
+            &doc["responses"]["Small"]["schema"],
+            "/responses/Small/schema",
+            &mut sink,
+        );
+        assert_eq!(a, json!({"$ref": "#/definitions/responses.Big.schema"}));
+        assert_eq!(a, b);
+        assert_eq!(c, json!({"type": "string"}));
+        let defs = schemas.finish(&mut sink);
+        assert_eq!(defs.len(), 1);
+        assert_eq!(
+            defs["responses.Big.schema"]["properties"]["p7"],
+            json!({"type": "string"})
+        );
     }
 
     #[test]

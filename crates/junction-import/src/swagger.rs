@@ -263,6 +263,10 @@ fn body(
     let src = Ptr::rendered(&raw.src);
     let map = raw.map;
     let schema = match map.get("schema") {
+        Some(s) if raw.src != raw.at => {
+            ctx.schemas
+                .normalize_shared(s, &src.key("schema").render(), sink)
+        }
         Some(s) => ctx.schemas.normalize(s, &src.key("schema"), sink),
         None => {
             sink.warn(
@@ -308,9 +312,15 @@ fn responses(ctx: &mut Ctx<'_>, op: &Object, at: &Ptr<'_>, sink: &mut Sink) -> V
         };
         let src = Ptr::rendered(&resolved.pointer);
         let map = resolved.map;
-        let schema = map
-            .get("schema")
-            .map(|s| ctx.schemas.normalize(s, &src.key("schema"), sink));
+        let shared = resolved.pointer != r_at.render();
+        let schema = map.get("schema").map(|s| {
+            if shared {
+                ctx.schemas
+                    .normalize_shared(s, &src.key("schema").render(), sink)
+            } else {
+                ctx.schemas.normalize(s, &src.key("schema"), sink)
+            }
+        });
         let headers = match map.get("headers") {
             Some(Value::Object(h)) => h.keys().cloned().collect(),
             Some(other) if !other.is_null() => {

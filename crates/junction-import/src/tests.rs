@@ -608,11 +608,13 @@ fn openapi_31_yaml_reads_into_the_model() {
         body.schema,
         json!({"type": "string", "contentMediaType": "image/png"})
     );
-    // YAML diagnostics carry the pointer, not a position.
     assert_eq!(codes(&loaded), ["misspelled-extension"]);
     let d = &loaded.diagnostics.0[0];
-    assert_eq!(d.pointer, "/paths/~1forecast~1{city}/get/x-ms-visibilty");
-    assert_eq!(d.line, None);
+    assert_eq!(
+        d.to_string(),
+        "weather/openapi.yaml#/paths/~1forecast~1{city}/get/x-ms-visibilty:20:23: warning[misspelled-extension]: \
+         unknown extension 'x-ms-visibilty'; did you mean 'x-ms-visibility'?"
+    );
 }
 
 #[test]
