@@ -618,6 +618,24 @@ fn openapi_31_yaml_reads_into_the_model() {
 }
 
 #[test]
+fn openapi_31_json_reads_like_its_yaml() {
+    let value: serde_json::Value = serde_saphyr::from_str(OPENAPI_31_YAML).unwrap();
+    let json_text = serde_json::to_string_pretty(&value).unwrap();
+    let from_json = load_from_str("weather", "weather/openapi.json", &json_text, None);
+    let from_yaml = load_from_str("weather", "weather/openapi.yaml", OPENAPI_31_YAML, None);
+    let (a, b) = (ok(&from_json), ok(&from_yaml));
+    assert_eq!(a.format, SourceFormat::OpenApi31);
+    assert_eq!(
+        serde_json::to_value(&a.operations).unwrap(),
+        serde_json::to_value(&b.operations).unwrap()
+    );
+    assert_eq!(a.definitions, b.definitions);
+    assert_eq!(codes(&from_json), codes(&from_yaml));
+    let d = &from_json.diagnostics.0[0];
+    assert!(d.line.is_some() && d.file == "weather/openapi.json");
+}
+
+#[test]
 fn openapi_30_yaml_with_form_body() {
     let yaml = "openapi: 3.0.1\ninfo: {title: T, version: '1'}\nservers: [{url: 'http://localhost:8080'}]\npaths:\n  /login:\n    post:\n      operationId: login\n      requestBody:\n        required: true\n        content:\n          application/x-www-form-urlencoded:\n            schema:\n              type: object\n              required: [user]\n              properties:\n                user: {type: string}\n                password: {type: string, format: password, x-ms-visibility: advanced}\n      responses:\n        '200': {description: ok}\n";
     let loaded = load_from_str("t", "t.yml", yaml, None);
