@@ -817,8 +817,16 @@ mod fuzz {
             })
     }
 
+    /// 512 cases per property, or `PROPTEST_CASES` for a longer run.
+    fn cases() -> u32 {
+        std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(512)
+    }
+
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
         #[test]
         fn arbitrary_text_never_panics(text in ".{0,200}", yaml in any::<bool>()) {
