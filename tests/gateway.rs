@@ -1079,6 +1079,43 @@ async fn slow_backend_is_504() {
 }
 
 #[tokio::test]
+async fn the_total_timeout_also_bounds_a_streaming_body() {
+    let backend = start_backend(Router::new().fallback(|| async {
+        let first = futures_util::stream::once(async {
+            Ok::<Bytes, std::io::Error>(Bytes::from_static(b"partial"))
+        });
+        let stalled = futures_util::stream::once(async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok::<Bytes, std::io::Error>(Bytes::from_static(b"late"))
+        });
+        use futures_util::StreamExt;
+        Response::new(Body::from_stream(first.chain(stalled)))
+    }))
+    .await;
+    let gw = gateway(
+        vec![connector(
+            "stall",
+            backend,
+            vec![op(Method::Get, "/x", "X")],
+        )],
+        "[upstream]\ntimeout = \"400ms\"\n",
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let response = client()
+        .get(format!("{}/connectors/stall/x", gw.data_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.bytes().await.is_err(),
+        "the cut-off body must not look complete"
+    );
+    assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+#[tokio::test]
 async fn large_responses_stream_through() {
     // The backend sends a first chunk, then waits until the client has seen it through the
     // gateway before sending 8 MiB more: a gateway that buffered would never deliver it.

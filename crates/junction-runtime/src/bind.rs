@@ -17,7 +17,7 @@ use http_body::Body;
 use junction_model::{CollectionFormat, ParamLocation};
 use serde_json::{Map, Value};
 
-use crate::body;
+use crate::body::{self, RequestBody};
 use crate::error::{BoxError, Error, ErrorKind, InputLocation, Violation};
 use crate::plan::{BodyPlan, JsonBody, OperationPlan, ParamPlan, Scalar, Shape, essence, is_json};
 use crate::schema::{self, MAX_VIOLATIONS};
@@ -47,7 +47,7 @@ pub(crate) enum OutBody {
         content_type: HeaderValue,
     },
     Stream {
-        body: reqwest::Body,
+        body: RequestBody,
         content_type: Option<HeaderValue>,
     },
     /// Built from the bound FormData values and `files`.
@@ -73,7 +73,7 @@ pub(crate) async fn bind<B>(
     limit: u64,
 ) -> Result<Bound, Error>
 where
-    B: Body<Data = Bytes> + Send + 'static,
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
     let mut binder = Binder {
@@ -150,7 +150,7 @@ where
                 OutBody::Empty
             } else {
                 OutBody::Stream {
-                    body: body::stream(request_body, limit),
+                    body: RequestBody::stream(request_body, limit),
                     content_type: parts
                         .headers
                         .get(header::CONTENT_TYPE)
@@ -355,7 +355,7 @@ async fn json_body<B>(
     violations: &mut Vec<Violation>,
 ) -> Result<OutBody, Error>
 where
-    B: Body<Data = Bytes> + Send + 'static,
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
     let client_type = parts.headers.get(header::CONTENT_TYPE);
@@ -367,7 +367,7 @@ where
                     OutBody::Empty
                 } else {
                     OutBody::Stream {
-                        body: body::stream(request_body, limit),
+                        body: RequestBody::stream(request_body, limit),
                         content_type: Some(client_type.clone()),
                     }
                 });
@@ -404,7 +404,7 @@ where
             return Ok(OutBody::Empty);
         }
         return Ok(OutBody::Stream {
-            body: body::stream(request_body, limit),
+            body: RequestBody::stream(request_body, limit),
             content_type: Some(content_type),
         });
     }
@@ -492,7 +492,7 @@ async fn read_form<B>(
     violations: &mut Vec<Violation>,
 ) -> Result<Vec<Field>, Error>
 where
-    B: Body<Data = Bytes> + Send + 'static,
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
     let content_type = parts

@@ -1,17 +1,23 @@
-//! Limit: the request body, read or streamed, never beyond `limits.max_body_bytes`.
+//! Limit, and the bodies that travel: the request body, read or streamed, never beyond
+//! `limits.max_body_bytes`; the body sent upstream; the response body under the deadline.
 //!
 //! The declared `Content-Length` is checked before anything is read. A body that is read
 //! (to validate JSON or parse a form) is collected with a hard cap; a body that streams
-//! through to the backend is counted as it goes and the stream fails with [`BodyTooLarge`]
-//! when the cap is passed, which the upstream stage turns into 413.
+//! through to the backend is counted as it goes and fails with [`BodyTooLarge`] once it
+//! passes the cap, which the upstream stage turns into 413. The response body streams back
+//! as it arrives and fails if the connector's total timeout passes first.
 
 use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use http::HeaderMap;
-use http_body::Body;
-use http_body_util::{BodyDataStream, BodyExt, LengthLimitError, Limited};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tokio::time::Sleep;
 
 use crate::error::{BoxError, Error, ErrorKind};
 
@@ -28,6 +34,24 @@ impl fmt::Display for BodyTooLarge {
 }
 
 impl std::error::Error for BodyTooLarge {}
+
+/// The error a response body fails with when the total timeout passes mid-body.
+#[derive(Debug)]
+pub struct DeadlinePassed {
+    pub timeout: Duration,
+}
+
+impl fmt::Display for DeadlinePassed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the upstream response did not complete within {:?}",
+            self.timeout
+        )
+    }
+}
+
+impl std::error::Error for DeadlinePassed {}
 
 pub(crate) fn too_large(limit: u64) -> Error {
     Error::new(
@@ -74,24 +98,6 @@ where
     }
 }
 
-/// Streams the body on to the backend, failing with [`BodyTooLarge`] past `limit` bytes.
-pub(crate) fn stream<B>(body: B, limit: u64) -> reqwest::Body
-where
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    let mut seen: u64 = 0;
-    let counted = BodyDataStream::new(body).map(move |chunk| {
-        let chunk = chunk.map_err(Into::<BoxError>::into)?;
-        seen = seen.saturating_add(chunk.len() as u64);
-        if seen > limit {
-            return Err(BoxError::from(BodyTooLarge { limit }));
-        }
-        Ok(chunk)
-    });
-    reqwest::Body::wrap_stream(counted)
-}
-
 /// The limit, when `error` or one of its causes is [`BodyTooLarge`].
 pub(crate) fn limit_exceeded(error: &(dyn std::error::Error + 'static)) -> Option<u64> {
     let mut current = Some(error);
@@ -102,4 +108,176 @@ pub(crate) fn limit_exceeded(error: &(dyn std::error::Error + 'static)) -> Optio
         current = e.source();
     }
     None
+}
+
+/// The body of an upstream request.
+#[derive(Debug, Default)]
+pub enum RequestBody {
+    #[default]
+    Empty,
+    /// Bytes already in memory (a validated JSON body, a form).
+    Full(Option<Bytes>),
+    /// The client's body, streamed and counted against the limit.
+    Stream(UnsyncBoxBody<Bytes, BoxError>),
+}
+
+impl RequestBody {
+    pub(crate) fn full(bytes: impl Into<Bytes>) -> Self {
+        RequestBody::Full(Some(bytes.into()))
+    }
+
+    /// Streams `body`, failing with [`BodyTooLarge`] past `limit` bytes.
+    pub(crate) fn stream<B>(body: B, limit: u64) -> Self
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        RequestBody::Stream(
+            Counted {
+                inner: body,
+                seen: 0,
+                limit,
+            }
+            .boxed_unsync(),
+        )
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            RequestBody::Empty => Poll::Ready(None),
+            RequestBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            RequestBody::Stream(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Empty => true,
+            RequestBody::Full(bytes) => bytes.is_none(),
+            RequestBody::Stream(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Empty => SizeHint::with_exact(0),
+            RequestBody::Full(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            RequestBody::Stream(body) => body.size_hint(),
+        }
+    }
+}
+
+/// Counts the bytes of a streamed body against the limit.
+struct Counted<B> {
+    inner: B,
+    seen: u64,
+    limit: u64,
+}
+
+impl<B> Body for Counted<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    this.seen = this.seen.saturating_add(data.len() as u64);
+                    if this.seen > this.limit {
+                        return Poll::Ready(Some(Err(BoxError::from(BodyTooLarge {
+                            limit: this.limit,
+                        }))));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Some(Err(error)) => Poll::Ready(Some(Err(error.into()))),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A backend's response body, streamed as it arrives, failing once the connector's total
+/// timeout has passed.
+pub struct UpstreamBody {
+    inner: hyper::body::Incoming,
+    deadline: Pin<Box<Sleep>>,
+    timeout: Duration,
+}
+
+impl UpstreamBody {
+    pub(crate) fn new(
+        inner: hyper::body::Incoming,
+        deadline: Pin<Box<Sleep>>,
+        timeout: Duration,
+    ) -> Self {
+        UpstreamBody {
+            inner,
+            deadline,
+            timeout,
+        }
+    }
+}
+
+impl fmt::Debug for UpstreamBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamBody")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(BoxError::from))),
+            Poll::Pending => match this.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(BoxError::from(DeadlinePassed {
+                    timeout: this.timeout,
+                })))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }

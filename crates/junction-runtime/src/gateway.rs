@@ -31,10 +31,10 @@ pub(crate) struct ConnectorPlan {
     pub version: Option<String>,
     pub routes: RouteTable,
     pub operations: Vec<OperationPlan>,
-    /// `scheme://host/basePath` without a trailing slash; `None` when neither the definition
-    /// nor the configuration names a host.
-    pub base_url: Option<String>,
-    pub client: reqwest::Client,
+    /// Where requests go; `None` when neither the definition nor the configuration names a
+    /// usable host.
+    pub target: Option<upstream::Target>,
+    pub client: upstream::HttpClient,
     pub timeout: Duration,
 }
 
@@ -86,7 +86,7 @@ impl Gateway {
         let mut diagnostics = Diagnostics::default();
         let mut plans: HashMap<String, ConnectorPlan> = HashMap::new();
         let mut order = Vec::new();
-        let mut clients: HashMap<Duration, reqwest::Client> = HashMap::new();
+        let mut clients: HashMap<Duration, upstream::HttpClient> = HashMap::new();
         let empty = ConnectorConfig::default();
 
         for connector in connectors {
@@ -212,7 +212,7 @@ impl Gateway {
 fn compile_connector(
     connector: &Connector,
     section: &ConnectorConfig,
-    client: reqwest::Client,
+    client: upstream::HttpClient,
     timeout: Duration,
     diagnostics: &mut Diagnostics,
 ) -> ConnectorPlan {
@@ -253,6 +253,21 @@ fn compile_connector(
         }
         None => Some(connector.upstream.base_url()),
     };
+    let target = base_url.and_then(|base| match upstream::Target::parse(&base) {
+        Ok(target) => Some(target),
+        Err(message) => {
+            warn(
+                diagnostics,
+                "no-backend",
+                "/host",
+                format!(
+                    "connector '{}': {message}; set `backend` in [connector.{}] to call it",
+                    connector.name, connector.name
+                ),
+            );
+            None
+        }
+    });
 
     // Authentication plans, shared by operations with the same requirements.
     let mut auth_plans: Vec<(Option<&Vec<SecurityRequirement>>, AuthPlan)> = Vec::new();
@@ -303,7 +318,7 @@ fn compile_connector(
         version: connector.version.clone(),
         routes,
         operations,
-        base_url,
+        target,
         client,
         timeout,
     }

@@ -28,13 +28,10 @@ mod route;
 mod schema;
 mod upstream;
 
-pub use body::BodyTooLarge;
+pub use body::{BodyTooLarge, DeadlinePassed, RequestBody, UpstreamBody};
 pub use config::{Config, ConfigError, ConnectorConfig, Limits, UpstreamDefaults};
 pub use error::{BoxError, Error, ErrorKind, InputLocation, Source, Violation};
 pub use gateway::{Compiled, ConnectorSummary, Gateway, OperationSummary, SharedGateway};
 pub use pipeline::CONNECTORS_PREFIX;
 pub use secret::Secret;
 pub use upstream::{USER_AGENT, install_crypto_provider, strip_hop_by_hop};
-
-/// The body type of responses passed back from a backend.
-pub type UpstreamBody = reqwest::Body;

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http_body::Body;
 
 use crate::bind;
-use crate::body;
+use crate::body::{self, UpstreamBody};
 use crate::error::{BoxError, Error, ErrorKind, Violation};
 use crate::gateway::Gateway;
 use crate::route::{self, Lookup};
@@ -25,9 +25,9 @@ impl Gateway {
     pub async fn handle<B>(
         &self,
         request: http::Request<B>,
-    ) -> Result<http::Response<reqwest::Body>, Error>
+    ) -> Result<http::Response<UpstreamBody>, Error>
     where
-        B: Body<Data = Bytes> + Send + 'static,
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError>,
     {
         let (parts, request_body) = request.into_parts();

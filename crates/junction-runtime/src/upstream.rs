@@ -7,16 +7,23 @@
 //! `Authorization` and `Cookie` never do. The response keeps status, headers (minus
 //! hop-by-hop ones) and a streamed body.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::request::Parts;
-use http::{HeaderMap, HeaderName, HeaderValue, header};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderMap, HeaderName, HeaderValue, Uri, header};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use junction_model::{CollectionFormat, ParamLocation};
 use serde_json::Value;
 
 use crate::auth::{AuthPlan, Credential};
-use crate::bind::{Bound, Origin, OutBody};
-use crate::body;
+use crate::bind::{Bound, FilePart, Origin, OutBody};
+use crate::body::{self, DeadlinePassed, RequestBody, UpstreamBody};
 use crate::encode;
 use crate::error::{Error, ErrorKind, Violation};
 use crate::gateway::ConnectorPlan;
@@ -25,26 +32,63 @@ use crate::plan::{OperationPlan, ParamPlan, UpstreamPiece, value_text};
 /// The `User-Agent` of upstream requests.
 pub const USER_AGENT: &str = concat!("junction/", env!("CARGO_PKG_VERSION"));
 
-/// Builds a pooled client. One is shared by every connector with the same connect timeout.
-pub(crate) fn client(connect_timeout: Duration) -> Result<reqwest::Client, String> {
-    install_crypto_provider();
-    reqwest::Client::builder()
-        .connect_timeout(connect_timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(USER_AGENT)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .tcp_nodelay(true)
-        .build()
-        .map_err(|e| format!("cannot build the upstream HTTP client: {e}"))
-}
+/// The pooled upstream client: HTTP/1.1 and HTTP/2 (by ALPN) over plain TCP or rustls.
+pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, RequestBody>;
 
 /// Installs `ring` as the process's TLS crypto provider, if none is installed yet.
 ///
-/// reqwest is built without a default provider (the default, aws-lc, needs a C toolchain
-/// and a long build), so every process must do this before building a `reqwest::Client`.
-/// The gateway does it itself; call it before building other clients.
+/// The workspace builds rustls without its default provider (aws-lc, which needs a C
+/// toolchain and a long build). The gateway's client names its provider itself; call this
+/// before building other rustls users, such as a `reqwest::Client` in tests.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Builds a pooled client. One is shared by every connector with the same connect timeout.
+pub(crate) fn client(connect_timeout: Duration) -> Result<HttpClient, String> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_platform_verifier(rustls::crypto::ring::default_provider())
+        .map_err(|e| format!("cannot set up TLS for upstream calls: {e}"))?
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_timer(TokioTimer::new())
+        .build(https))
+}
+
+/// Where a connector's requests go: scheme, host and base path, parsed once.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    scheme: Scheme,
+    authority: Authority,
+    /// Without a trailing slash; empty for `/`.
+    base_path: String,
+}
+
+impl Target {
+    pub(crate) fn parse(base: &str) -> Result<Target, String> {
+        let uri: Uri = base
+            .parse()
+            .map_err(|e| format!("`{base}` is not a usable backend address ({e})"))?;
+        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+            return Err(format!("`{base}` is not an absolute http(s) URL"));
+        };
+        if *scheme != Scheme::HTTP && *scheme != Scheme::HTTPS {
+            return Err(format!("`{base}` is not an http:// or https:// URL"));
+        }
+        Ok(Target {
+            scheme: scheme.clone(),
+            authority: authority.clone(),
+            base_path: uri.path().trim_end_matches('/').to_owned(),
+        })
+    }
 }
 
 /// Sends the bound request to the backend and returns its response.
@@ -53,7 +97,7 @@ pub(crate) async fn call(
     op: &OperationPlan,
     parts: &Parts,
     bound: Bound,
-) -> Result<http::Response<reqwest::Body>, Error> {
+) -> Result<http::Response<UpstreamBody>, Error> {
     let credentials: &[Credential] = match &op.auth {
         AuthPlan::None => &[],
         AuthPlan::Apply(credentials) => credentials,
@@ -61,7 +105,7 @@ pub(crate) async fn call(
             return Err(Error::new(ErrorKind::Misconfigured, message.to_string()));
         }
     };
-    let Some(base) = connector.base_url.as_deref() else {
+    let Some(target) = &connector.target else {
         return Err(Error::new(
             ErrorKind::Misconfigured,
             format!(
@@ -72,24 +116,33 @@ pub(crate) async fn call(
     };
 
     let mut violations = Vec::new();
-    let url = build_url(base, op, &bound, credentials, &mut violations);
+    let path = build_path(&target.base_path, op, &bound, credentials, &mut violations);
     let mut headers = build_headers(op, parts, &bound, credentials, &mut violations)?;
     if !violations.is_empty() {
         return Err(Error::invalid(violations));
     }
+    let path = PathAndQuery::try_from(path).map_err(|e| {
+        Error::new(ErrorKind::Internal, "the upstream URL could not be built").with_cause(e)
+    })?;
+    let uri = Uri::from_parts({
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(target.scheme.clone());
+        uri.authority = Some(target.authority.clone());
+        uri.path_and_query = Some(path);
+        uri
+    })
+    .map_err(|e| {
+        Error::new(ErrorKind::Internal, "the upstream URL could not be built").with_cause(e)
+    })?;
 
-    let mut request = connector
-        .client
-        .request(parts.method.clone(), url)
-        .timeout(connector.timeout);
-    match bound.body {
-        OutBody::Empty => {}
+    let body = match bound.body {
+        OutBody::Empty => RequestBody::Empty,
         OutBody::Bytes {
             bytes,
             content_type,
         } => {
             headers.insert(header::CONTENT_TYPE, content_type);
-            request = request.body(bytes);
+            RequestBody::full(bytes)
         }
         OutBody::Stream { body, content_type } => {
             if let Some(content_type) = content_type {
@@ -98,53 +151,92 @@ pub(crate) async fn call(
             if let Some(length) = parts.headers.get(header::CONTENT_LENGTH) {
                 headers.insert(header::CONTENT_LENGTH, length.clone());
             }
-            request = request.body(body);
+            body
         }
         OutBody::Form { multipart: false } => {
             headers.insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/x-www-form-urlencoded"),
             );
-            request = request.body(urlencoded(op, &bound));
+            RequestBody::full(urlencoded(op, &bound.values, &bound.files))
         }
         OutBody::Form { multipart: true } => {
-            request = request.multipart(multipart(op, bound.values, bound.files));
+            let (content_type, bytes) = multipart(op, &bound.values, &bound.files);
+            headers.insert(header::CONTENT_TYPE, content_type);
+            RequestBody::full(bytes)
         }
-    }
-    let response = request
-        .headers(headers)
-        .send()
-        .await
-        .map_err(|e| upstream_error(e, connector, op))?;
-    let mut response: http::Response<reqwest::Body> = response.into();
+    };
+    headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+
+    let mut request = http::Request::new(body);
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = uri;
+    *request.headers_mut() = headers;
+
+    let timeout = connector.timeout;
+    let mut deadline = Box::pin(tokio::time::sleep(timeout));
+    let response = tokio::select! {
+        response = connector.client.request(request) => response,
+        () = &mut deadline => {
+            return Err(Error::new(
+                ErrorKind::UpstreamTimeout,
+                format!(
+                    "connector '{}', operation '{}': the backend did not answer within {}",
+                    connector.name, op.id, humane(timeout)
+                ),
+            ));
+        }
+    };
+    let response = response.map_err(|e| upstream_error(e, connector, op))?;
+    let mut response = response.map(|incoming| UpstreamBody::new(incoming, deadline, timeout));
     strip_hop_by_hop(response.headers_mut());
     Ok(response)
 }
 
-fn upstream_error(error: reqwest::Error, connector: &ConnectorPlan, op: &OperationPlan) -> Error {
-    // The URL may carry an API key in its query: keep it out of every message.
-    let error = error.without_url();
+fn upstream_error(
+    error: hyper_util::client::legacy::Error,
+    connector: &ConnectorPlan,
+    op: &OperationPlan,
+) -> Error {
     if let Some(limit) = body::limit_exceeded(&error) {
         return body::too_large(limit);
     }
-    let kind = if error.is_timeout() {
-        ErrorKind::UpstreamTimeout
-    } else if error.is_builder() {
-        ErrorKind::Internal
-    } else {
-        ErrorKind::UpstreamUnreachable
-    };
     let what = format!("connector '{}', operation '{}'", connector.name, op.id);
-    let detail = match kind {
-        ErrorKind::UpstreamTimeout => format!(
-            "{what}: the backend did not answer within {}",
-            humane(connector.timeout)
-        ),
-        ErrorKind::Internal => format!("{what}: the upstream request could not be built"),
-        _ if error.is_connect() => format!("{what}: could not connect to the backend"),
-        _ => format!("{what}: the backend closed the connection or sent an invalid response"),
+    let (kind, detail) = if error.is_connect() {
+        if timed_out(&error) {
+            (
+                ErrorKind::UpstreamTimeout,
+                format!("{what}: could not connect to the backend in time"),
+            )
+        } else {
+            (
+                ErrorKind::UpstreamUnreachable,
+                format!("{what}: could not connect to the backend"),
+            )
+        }
+    } else {
+        (
+            ErrorKind::UpstreamUnreachable,
+            format!("{what}: the backend closed the connection or sent an invalid response"),
+        )
     };
     Error::new(kind, detail).with_cause(error)
+}
+
+fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return true;
+        }
+        if e.is::<DeadlinePassed>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 fn humane(duration: Duration) -> String {
@@ -178,7 +270,7 @@ fn joined(param: &ParamPlan, value: &Value) -> String {
     }
 }
 
-fn build_url(
+fn build_path(
     base: &str,
     op: &OperationPlan,
     bound: &Bound,
@@ -187,6 +279,9 @@ fn build_url(
 ) -> String {
     let mut url = String::with_capacity(base.len() + 96);
     url.push_str(base);
+    if op.segments.is_empty() {
+        url.push('/');
+    }
     for segment in &op.segments {
         url.push('/');
         let start = url.len();
@@ -360,7 +455,11 @@ fn build_headers(
 }
 
 /// Form values as `application/x-www-form-urlencoded`.
-fn urlencoded(op: &OperationPlan, bound: &Bound) -> String {
+fn urlencoded(
+    op: &OperationPlan,
+    values: &[Option<(Value, Origin)>],
+    files: &[FilePart],
+) -> String {
     let mut out = String::new();
     let pair = |out: &mut String, name: &str, value: &str| {
         if !out.is_empty() {
@@ -370,7 +469,7 @@ fn urlencoded(op: &OperationPlan, bound: &Bound) -> String {
         out.push('=');
         encode::push_component(out, value);
     };
-    for (param, slot) in op.params.iter().zip(&bound.values) {
+    for (param, slot) in op.params.iter().zip(values) {
         let (ParamLocation::FormData, Some((value, _))) = (param.location, slot) else {
             continue;
         };
@@ -383,7 +482,7 @@ fn urlencoded(op: &OperationPlan, bound: &Bound) -> String {
             other => pair(&mut out, &param.name, &joined(param, other)),
         }
     }
-    for file in &bound.files {
+    for file in files {
         if let Some(param) = op.params.get(file.param) {
             pair(&mut out, &param.name, &String::from_utf8_lossy(&file.bytes));
         }
@@ -391,50 +490,92 @@ fn urlencoded(op: &OperationPlan, bound: &Bound) -> String {
     out
 }
 
-/// Form values and files as `multipart/form-data`.
+/// Form values and files as `multipart/form-data` (RFC 7578): the Content-Type with its
+/// boundary, and the body.
 fn multipart(
     op: &OperationPlan,
-    values: Vec<Option<(Value, Origin)>>,
-    files: Vec<crate::bind::FilePart>,
-) -> reqwest::multipart::Form {
-    let mut form = reqwest::multipart::Form::new();
+    values: &[Option<(Value, Origin)>],
+    files: &[FilePart],
+) -> (HeaderValue, Bytes) {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let boundary = format!(
+        "junction-{:016x}{:016x}",
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        std::process::id()
+    );
+    let mut out: Vec<u8> = Vec::new();
+    let part = |out: &mut Vec<u8>,
+                name: &str,
+                file: Option<(&Option<String>, &Option<String>)>,
+                data: &[u8]| {
+        out.extend_from_slice(b"--");
+        out.extend_from_slice(boundary.as_bytes());
+        out.extend_from_slice(b"\r\nContent-Disposition: form-data; name=\"");
+        out.extend_from_slice(quoted_name(name).as_bytes());
+        out.push(b'"');
+        if let Some((file_name, content_type)) = file {
+            if let Some(file_name) = file_name {
+                out.extend_from_slice(b"; filename=\"");
+                out.extend_from_slice(quoted_name(file_name).as_bytes());
+                out.push(b'"');
+            }
+            out.extend_from_slice(b"\r\nContent-Type: ");
+            let content_type = content_type
+                .as_deref()
+                .filter(|t| HeaderValue::from_str(t).is_ok())
+                .unwrap_or("application/octet-stream");
+            out.extend_from_slice(content_type.as_bytes());
+        }
+        out.extend_from_slice(b"\r\n\r\n");
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\r\n");
+    };
     for (param, slot) in op.params.iter().zip(values) {
         let (ParamLocation::FormData, Some((value, _))) = (param.location, slot) else {
             continue;
         };
         match value {
             Value::Array(items) if param.collection == CollectionFormat::Multi => {
-                for item in &items {
-                    form = form.text(param.name.clone(), value_text(item).into_owned());
+                for item in items {
+                    part(&mut out, &param.name, None, value_text(item).as_bytes());
                 }
             }
-            other => form = form.text(param.name.clone(), joined(param, &other)),
+            other => part(&mut out, &param.name, None, joined(param, other).as_bytes()),
         }
     }
     for file in files {
-        let Some(param) = op.params.get(file.param) else {
-            continue;
-        };
-        let length = file.bytes.len() as u64;
-        let mut part =
-            reqwest::multipart::Part::stream_with_length(reqwest::Body::from(file.bytes), length);
-        if let Some(name) = file.file_name {
-            part = part.file_name(name);
+        if let Some(param) = op.params.get(file.param) {
+            part(
+                &mut out,
+                &param.name,
+                Some((&file.file_name, &file.content_type)),
+                &file.bytes,
+            );
         }
-        if let Some(content_type) = &file.content_type {
-            part = match part.mime_str(content_type) {
-                Ok(part) => part,
-                Err(_) => continue,
-            };
-        }
-        form = form.part(param.name.clone(), part);
     }
-    form
+    out.extend_from_slice(b"--");
+    out.extend_from_slice(boundary.as_bytes());
+    out.extend_from_slice(b"--\r\n");
+    let content_type = HeaderValue::from_str(&format!("multipart/form-data; boundary={boundary}"))
+        .unwrap_or(HeaderValue::from_static("multipart/form-data"));
+    (content_type, Bytes::from(out))
+}
+
+/// A name or file name inside a quoted multipart header: quotes and line breaks escaped as
+/// browsers do.
+fn quoted_name(name: &str) -> String {
+    name.replace('"', "%22")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1): `Connection` and the headers it names,
 /// `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the (few) headers; most responses have nothing to remove.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -446,21 +587,27 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         for name in named {
             headers.remove(name);
         }
-        headers.remove(header::CONNECTION);
     }
-    for name in [
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        header::PROXY_AUTHENTICATE,
-        header::PROXY_AUTHORIZATION,
-    ] {
+    let present: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| is_hop_by_hop(k))
+        .cloned()
+        .collect();
+    for name in present {
         headers.remove(name);
     }
-    for name in ["keep-alive", "proxy-connection"] {
-        headers.remove(name);
-    }
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name == header::PROXY_AUTHENTICATE
+        || name == header::PROXY_AUTHORIZATION
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
 }
 
 #[cfg(test)]

@@ -1,14 +1,17 @@
 //! The data plane: `/connectors/{name}/…` through the gateway, plus `/healthz` and `/readyz`.
 //!
-//! One fallback handler hands every request to [`Gateway::handle`](junction_runtime::Gateway::handle)
-//! of the table in force; the axum router only adds the two health routes.
+//! [`serve_request`] is the whole plane: two fixed health paths, and every other request
+//! handed to [`Gateway::handle`](junction_runtime::Gateway::handle) of the table in force.
+//! The server runs it as a plain hyper service (no router in between, it is the hot path);
+//! [`data_router`] wraps the same function in an axum `Router` for tests without sockets.
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use junction_runtime::SharedGateway;
+use bytes::Bytes;
+use http_body::Body as HttpBody;
+use junction_runtime::{BoxError, SharedGateway};
 use serde_json::json;
 
 use crate::problem;
@@ -16,13 +19,29 @@ use crate::problem;
 /// The data-plane router over `gateway`. Tests can drive it without sockets.
 pub fn data_router(gateway: SharedGateway) -> Router {
     Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .fallback(serve)
+        .fallback(
+            |State(gateway): State<SharedGateway>, request: Request| async move {
+                serve_request(&gateway, request).await
+            },
+        )
         .with_state(gateway)
 }
 
-async fn serve(State(gateway): State<SharedGateway>, request: Request) -> Response {
+/// Serves one data-plane request.
+pub async fn serve_request<B>(gateway: &SharedGateway, request: http::Request<B>) -> Response
+where
+    B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    match request.uri().path() {
+        "/healthz" => return axum::Json(json!({"status": "ok"})).into_response(),
+        "/readyz" => {
+            let connectors = gateway.load().connectors().len();
+            return axum::Json(json!({"status": "ready", "connectors": connectors}))
+                .into_response();
+        }
+        _ => {}
+    }
     let uri = request.uri().clone();
     let request_id = request.headers().get(problem::REQUEST_ID).cloned();
     let table = gateway.load();
@@ -36,11 +55,41 @@ async fn serve(State(gateway): State<SharedGateway>, request: Request) -> Respon
     }
 }
 
-async fn healthz() -> Response {
-    axum::Json(json!({"status": "ok"})).into_response()
-}
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use http_body_util::BodyExt;
+    use junction_runtime::{Config, Gateway};
+    use tower::ServiceExt;
 
-async fn readyz(State(gateway): State<SharedGateway>) -> Response {
-    let connectors = gateway.load().connectors().len();
-    axum::Json(json!({"status": "ready", "connectors": connectors})).into_response()
+    use super::*;
+
+    async fn call(path: &str) -> (http::StatusCode, serde_json::Value) {
+        let gateway = Gateway::compile(&Config::default(), &[]).unwrap().gateway;
+        let router = data_router(SharedGateway::new(gateway));
+        let request = http::Request::get(path).body(Body::empty()).unwrap();
+        let response = router.oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn serves_health_and_problems_without_sockets() {
+        assert_eq!(
+            call("/healthz").await,
+            (http::StatusCode::OK, json!({"status": "ok"}))
+        );
+        assert_eq!(
+            call("/readyz").await,
+            (
+                http::StatusCode::OK,
+                json!({"status": "ready", "connectors": 0})
+            )
+        );
+        let (status, problem) = call("/connectors/none/x").await;
+        assert_eq!(status, http::StatusCode::NOT_FOUND);
+        assert_eq!(problem["detail"], "there is no connector named 'none'");
+        assert_eq!(problem["instance"], "/connectors/none/x");
+    }
 }

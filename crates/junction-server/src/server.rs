@@ -15,7 +15,15 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::{admin_router, data_router};
+use std::convert::Infallible;
+
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+
+use crate::admin_router;
+use crate::data::serve_request;
 
 /// How long requests in flight may take to finish after shutdown is asked for.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -63,7 +71,7 @@ impl Server {
         let admin_addr = local_addr(&admin, config.admin_listen, "admin")?;
         let (stop, stopped) = watch::channel(false);
         let tasks = vec![
-            spawn(data, data_router(gateway.clone()), stopped.clone()),
+            spawn_data(data, gateway.clone(), stopped.clone()),
             spawn(admin, admin_router(gateway.clone()), stopped),
         ];
         tracing::info!(%data_addr, %admin_addr, "listening");
@@ -118,6 +126,52 @@ fn spawn(
         {
             tracing::error!(%error, "server stopped with an error");
         }
+    })
+}
+
+/// Serves the data plane: an accept loop running [`serve_request`] as a plain hyper
+/// service over HTTP/1.1 and HTTP/2, without a router in between.
+fn spawn_data(
+    listener: TcpListener,
+    gateway: SharedGateway,
+    mut stopped: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        // A client gets 30 s to send its request headers (hyper's default, once it has a timer).
+        builder.http1().timer(TokioTimer::new());
+        let graceful = GracefulShutdown::new();
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = stopped.wait_for(|stop| *stop) => break,
+            };
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%error, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let gateway = gateway.clone();
+            let service = service_fn(move |request: http::Request<Incoming>| {
+                let gateway = gateway.clone();
+                async move { Ok::<_, Infallible>(serve_request(&gateway, request).await) }
+            });
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!(error = %error, "connection ended with an error");
+                }
+            });
+        }
+        graceful.shutdown().await;
     })
 }
 

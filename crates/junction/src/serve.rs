@@ -26,6 +26,10 @@ pub struct Args {
     /// Admin-plane address (IP:PORT), instead of `admin_listen` in the configuration.
     #[arg(long, value_name = "ADDR")]
     admin_listen: Option<String>,
+    /// Worker threads serving requests; default: one per CPU. `1` runs everything on one
+    /// single-threaded runtime, the cheapest setup when the gateway has one core to itself.
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -38,7 +42,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     if let Some(listen) = &args.listen {
-        config.listen = config::parse_address(listen).map_err(anyhow::Error::msg).context("--listen")?;
+        config.listen = config::parse_address(listen)
+            .map_err(anyhow::Error::msg)
+            .context("--listen")?;
     }
     if let Some(admin_listen) = &args.admin_listen {
         config.admin_listen = config::parse_address(admin_listen)
@@ -62,13 +68,31 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for warning in compiled.diagnostics.warnings() {
         eprintln!("{warning}");
     }
-    let operations: usize = compiled.gateway.connectors().iter().map(|c| c.operations.len()).sum();
-    println!("serving {} connectors, {operations} operations", connectors.len());
+    let operations: usize = compiled
+        .gateway
+        .connectors()
+        .iter()
+        .map(|c| c.operations.len())
+        .sum();
+    println!(
+        "serving {} connectors, {operations} operations",
+        connectors.len()
+    );
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = match args.threads {
+        Some(0) => anyhow::bail!("--threads must be at least 1"),
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    }
+    .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let running = Server::start_with(&config, SharedGateway::new(compiled.gateway)).await?;
         println!("data plane:  {}/connectors/{{name}}/…", running.data_url());
@@ -104,7 +128,11 @@ pub(crate) fn load_connectors(dir: &Path) -> Option<Vec<Connector>> {
     if failed.is_empty() {
         return Some(connectors);
     }
-    eprintln!("junction: {} of {} connectors failed to load:", failed.len(), failed.len() + connectors.len());
+    eprintln!(
+        "junction: {} of {} connectors failed to load:",
+        failed.len(),
+        failed.len() + connectors.len()
+    );
     for (path, diagnostics) in &failed {
         eprintln!("  {}", path.display());
         print_errors(diagnostics);
