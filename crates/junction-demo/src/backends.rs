@@ -78,7 +78,7 @@ fn employees() -> Vec<Value> {
 
 fn directory() -> Router {
     async fn list(headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
-        if let Err(denied) = check_key(&headers) {
+        if let Some(denied) = check_key(&headers) {
             return denied;
         }
         let top = q
@@ -96,7 +96,7 @@ fn directory() -> Router {
         Json(Value::Array(people)).into_response()
     }
     async fn one(headers: HeaderMap, Path(id): Path<String>) -> Response {
-        if let Err(denied) = check_key(&headers) {
+        if let Some(denied) = check_key(&headers) {
             return denied;
         }
         let mut people = employees();
@@ -111,10 +111,11 @@ fn directory() -> Router {
             None => error(StatusCode::NOT_FOUND, &format!("no employee '{id}'")),
         }
     }
-    fn check_key(headers: &HeaderMap) -> Result<(), Response> {
+    /// `Some(401)` unless the request carries the directory's API key.
+    fn check_key(headers: &HeaderMap) -> Option<Response> {
         match headers.get("x-api-key").map(|v| v.as_bytes()) {
-            Some(key) if key == DIRECTORY_API_KEY.as_bytes() => Ok(()),
-            _ => Err(error(
+            Some(key) if key == DIRECTORY_API_KEY.as_bytes() => None,
+            _ => Some(error(
                 StatusCode::UNAUTHORIZED,
                 "missing or wrong X-Api-Key",
             )),
@@ -163,31 +164,32 @@ fn news() -> Router {
 type Cases = Arc<Mutex<Vec<Value>>>;
 
 fn helpdesk() -> Router {
-    fn check(headers: &HeaderMap, q: &HashMap<String, String>) -> Result<(), Response> {
+    /// `Some(error)` unless the request has the helpdesk's credentials and api-version.
+    fn check(headers: &HeaderMap, q: &HashMap<String, String>) -> Option<Response> {
         let expected = format!(
             "Basic {}",
             STANDARD.encode(format!("{HELPDESK_USER}:{HELPDESK_PASSWORD}"))
         );
         if headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()) != Some(expected.as_bytes()) {
-            return Err(error(
+            return Some(error(
                 StatusCode::UNAUTHORIZED,
                 "missing or wrong basic credentials",
             ));
         }
         if q.get("api-version").map(String::as_str) != Some("2024-01") {
-            return Err(error(
+            return Some(error(
                 StatusCode::BAD_REQUEST,
                 "api-version=2024-01 is required",
             ));
         }
-        Ok(())
+        None
     }
     async fn list(
         State(cases): State<Cases>,
         headers: HeaderMap,
         Query(q): Query<HashMap<String, String>>,
     ) -> Response {
-        if let Err(denied) = check(&headers, &q) {
+        if let Some(denied) = check(&headers, &q) {
             return denied;
         }
         let statuses: Option<Vec<&str>> = q.get("status").map(|s| s.split(',').collect());
@@ -212,7 +214,7 @@ fn helpdesk() -> Router {
         Query(q): Query<HashMap<String, String>>,
         Json(mut body): Json<Value>,
     ) -> Response {
-        if let Err(denied) = check(&headers, &q) {
+        if let Some(denied) = check(&headers, &q) {
             return denied;
         }
         let Ok(mut all) = cases.lock() else {
@@ -236,11 +238,14 @@ fn helpdesk() -> Router {
         Query(q): Query<HashMap<String, String>>,
         Path(id): Path<String>,
     ) -> Response {
-        if let Err(denied) = check(&headers, &q) {
+        if let Some(denied) = check(&headers, &q) {
             return denied;
         }
         let all = cases.lock().map(|c| c.clone()).unwrap_or_default();
-        match all.into_iter().find(|c| c["id"].to_string() == id) {
+        match all
+            .into_iter()
+            .find(|c| c["id"].as_u64().is_some_and(|n| n.to_string() == id))
+        {
             Some(case) => Json(case).into_response(),
             None => error(StatusCode::NOT_FOUND, &format!("no case {id}")),
         }
