@@ -956,6 +956,53 @@ async fn a_missing_connection_value_is_a_gateway_error_and_a_load_warning() {
     );
 }
 
+#[tokio::test]
+async fn defined_schemes_apply_when_the_definition_requires_none_as_in_power_platform() {
+    let backend = start_echo().await;
+    let scheme = SecurityScheme::ApiKey {
+        name: "X-Api-Key".into(),
+        location: ApiKeyLocation::Header,
+    };
+    // No `security` at all, and `security` naming a scheme that is not defined.
+    let mut silent = keyed(backend, "silent", scheme.clone());
+    silent.security.clear();
+    let mut dangling = keyed(backend, "dangling", scheme.clone());
+    dangling.security = vec![[("API Key".to_owned(), Vec::new())].into_iter().collect()];
+    let unconfigured = {
+        let mut c = keyed(backend, "unconfigured", scheme);
+        c.security.clear();
+        c
+    };
+    let compiled = Gateway::compile(&config(""), std::slice::from_ref(&unconfigured)).unwrap();
+    assert!(
+        compiled
+            .diagnostics
+            .iter()
+            .any(|d| d.code == "missing-connection-value"
+                && d.message.contains("without credentials")),
+        "{:?}",
+        compiled.diagnostics
+    );
+    let gw = gateway(
+        vec![silent, dangling, unconfigured],
+        "[connector.silent.connection]\napi_key = \"k1\"\n[connector.dangling.connection]\napi_key = \"k2\"\n",
+    )
+    .await;
+    let echoed = fetch(format!("{}/connectors/silent/me", gw.data_url()))
+        .await
+        .echoed();
+    assert_eq!(echoed["headers"]["x-api-key"], "k1");
+    let echoed = fetch(format!("{}/connectors/dangling/me", gw.data_url()))
+        .await
+        .echoed();
+    assert_eq!(echoed["headers"]["x-api-key"], "k2");
+    // Nothing configured and nothing required: the call goes out without credentials.
+    let echoed = fetch(format!("{}/connectors/unconfigured/me", gw.data_url()))
+        .await
+        .echoed();
+    assert!(echoed["headers"].get("x-api-key").is_none(), "{echoed}");
+}
+
 // ------------------------------------------------------------------------ responses
 
 #[tokio::test]
@@ -1020,6 +1067,79 @@ async fn backend_status_and_error_bodies_pass_through() {
     let reply = fetch(format!("{}/connectors/conflict/x", gw.data_url())).await;
     assert_eq!(reply.status, 409);
     assert_eq!(reply.json(), json!({"error": "conflict"}));
+}
+
+/// A backend that answers the first request of each connection and silently closes the
+/// connection when a second one arrives on it: the keep-alive race, made certain.
+async fn one_request_per_connection_backend() -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 8192];
+                let mut seen = Vec::new();
+                // Read the first request's head, answer it, keep the connection open.
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let Ok(n) = stream.read(&mut buffer).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buffer[..n]);
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-type: text/plain\r\n\r\nfresh")
+                    .await;
+                // Whatever comes next is dropped with the connection.
+                let _ = stream.read(&mut buffer).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn idempotent_requests_survive_a_backend_closing_a_pooled_connection() {
+    let backend = one_request_per_connection_backend().await;
+    let gw = gateway(
+        vec![connector(
+            "flaky",
+            backend,
+            vec![
+                op(Method::Get, "/x", "GetX"),
+                op(Method::Post, "/x", "PostX"),
+            ],
+        )],
+        "",
+    )
+    .await;
+    for _ in 0..3 {
+        let reply = fetch(format!("{}/connectors/flaky/x", gw.data_url())).await;
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        assert_eq!(reply.body, "fresh");
+    }
+    // A POST is not sent twice: the first one after a pooled connection went stale fails.
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        let reply = collect(
+            client()
+                .post(format!("{}/connectors/flaky/x", gw.data_url()))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        statuses.push(reply.status);
+    }
+    assert!(statuses.contains(&502), "{statuses:?}");
 }
 
 #[tokio::test]

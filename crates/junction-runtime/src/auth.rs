@@ -3,7 +3,10 @@
 //!
 //! The operation's security requirements (or the document's) are tried in order; the first
 //! one whose every scheme has a value in `[connector.NAME.connection]` is used, and an empty
-//! requirement means "no authentication". Which connection value a scheme takes:
+//! requirement means "no authentication". When a definition requires nothing (or only names
+//! schemes it never defines), Power Platform's rule applies: the first *defined* scheme
+//! whose values are configured authenticates every operation. Which connection value a
+//! scheme takes:
 //!
 //! | scheme | value |
 //! |---|---|
@@ -46,28 +49,51 @@ pub(crate) enum AuthPlan {
 pub(crate) enum AuthProblem {
     /// Nothing satisfies the requirements; the request gets a 500 with this message.
     Missing(String),
+    /// The definition defines schemes without requiring them and none is configured:
+    /// requests go without credentials (a load warning).
+    Unconfigured(String),
     /// A configured value cannot be sent (CR/LF in a header value); the load fails.
     Invalid(String),
 }
 
-/// Plans authentication for `requirements`.
+/// Plans authentication for an operation whose own requirements are `operation` (`None`
+/// when it declares none).
+///
+/// Explicit requirements (the operation's, else the document's) naming defined schemes are
+/// honoured as OpenAPI says. When there are none — no `security` at all, or only references
+/// to undefined schemes, both common in published packages — Power Platform's behaviour
+/// applies: the connection authenticates every operation with the defined scheme, so the
+/// first defined scheme that has its values configured is used.
 pub(crate) fn plan(
     connector: &Connector,
-    requirements: &[SecurityRequirement],
+    operation: Option<&[SecurityRequirement]>,
     connection: &IndexMap<String, Secret>,
 ) -> Result<AuthPlan, AuthProblem> {
-    if requirements.is_empty() {
+    let explicit = match operation {
+        Some(requirements) => requirements,
+        None => connector.security.as_slice(),
+    };
+    if operation.is_some_and(<[_]>::is_empty) {
         return Ok(AuthPlan::None);
     }
+    let defined: Vec<&SecurityRequirement> = explicit
+        .iter()
+        .filter(|r| {
+            r.keys()
+                .all(|name| connector.security_schemes.contains_key(name))
+        })
+        .collect();
+    if defined.is_empty() {
+        return implicit(connector, connection);
+    }
     let mut lacking = Vec::new();
-    'requirements: for requirement in requirements {
+    'requirements: for requirement in defined {
         if requirement.is_empty() {
             return Ok(AuthPlan::None);
         }
         let mut credentials = Vec::new();
         for scheme_name in requirement.keys() {
             let Some(scheme) = connector.security_schemes.get(scheme_name) else {
-                lacking.push(format!("security scheme '{scheme_name}' is not defined"));
                 continue 'requirements;
             };
             match credential(connector, scheme_name, scheme, connection)? {
@@ -86,6 +112,29 @@ pub(crate) fn plan(
         connector.name,
         lacking.join("; ")
     )))
+}
+
+/// Power Platform's rule: the first defined scheme with configured values applies.
+fn implicit(
+    connector: &Connector,
+    connection: &IndexMap<String, Secret>,
+) -> Result<AuthPlan, AuthProblem> {
+    let mut lacking = Vec::new();
+    for (name, scheme) in &connector.security_schemes {
+        match credential(connector, name, scheme, connection)? {
+            Some(credential) => return Ok(AuthPlan::Apply(vec![credential].into())),
+            None => lacking.push(need(connector, name, scheme)),
+        }
+    }
+    if lacking.is_empty() {
+        Ok(AuthPlan::None)
+    } else {
+        Err(AuthProblem::Unconfigured(format!(
+            "connector '{}' calls its backend without credentials: {}",
+            connector.name,
+            lacking.join("; ")
+        )))
+    }
 }
 
 fn need(connector: &Connector, scheme_name: &str, scheme: &SecurityScheme) -> String {

@@ -337,10 +337,20 @@ fn auth_for<'c>(
     let source = connector.source.as_str();
     let plan = match auth::plan(
         connector,
-        requirements.map_or(connector.security.as_slice(), Vec::as_slice),
+        requirements.map(Vec::as_slice),
         &section.connection,
     ) {
         Ok(plan) => plan,
+        Err(AuthProblem::Unconfigured(message)) => {
+            diagnostics.push(Diagnostic::new(
+                Severity::Warning,
+                "missing-connection-value",
+                source,
+                "/securityDefinitions",
+                message,
+            ));
+            AuthPlan::None
+        }
         Err(AuthProblem::Missing(message)) => {
             diagnostics.push(Diagnostic::new(
                 Severity::Warning,

@@ -117,7 +117,7 @@ pub(crate) async fn call(
 
     let mut violations = Vec::new();
     let path = build_path(&target.base_path, op, &bound, credentials, &mut violations);
-    let mut headers = build_headers(op, parts, &bound, credentials, &mut violations)?;
+    let mut headers = build_headers(op, parts, &bound.values, credentials, &mut violations)?;
     if !violations.is_empty() {
         return Err(Error::invalid(violations));
     }
@@ -168,15 +168,50 @@ pub(crate) async fn call(
     };
     headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
 
+    // An idempotent request whose body is in memory may be sent again once, when the pooled
+    // connection it went out on turns out to have been closed by the backend meanwhile (a
+    // keep-alive race; nginx does the same).
+    let replay = match &body {
+        _ if !is_idempotent(&parts.method) => None,
+        RequestBody::Empty => Some((uri.clone(), RequestBody::Empty)),
+        RequestBody::Full(Some(bytes)) => Some((uri.clone(), RequestBody::full(bytes.clone()))),
+        _ => None,
+    };
+    let content_type = headers.get(header::CONTENT_TYPE).cloned();
+
     let mut request = http::Request::new(body);
     *request.method_mut() = parts.method.clone();
     *request.uri_mut() = uri;
     *request.headers_mut() = headers;
 
+    let exchange = async {
+        match connector.client.request(request).await {
+            Err(error) if replay.is_some() && stale_connection(&error) => {
+                let Some((uri, body)) = replay else {
+                    return Err(error);
+                };
+                tracing::debug!(connector = %connector.name, operation = %op.id, "retrying on a fresh connection");
+                let mut headers =
+                    build_headers(op, parts, &bound.values, credentials, &mut Vec::new())
+                        .unwrap_or_default();
+                if let Some(content_type) = content_type {
+                    headers.insert(header::CONTENT_TYPE, content_type);
+                }
+                headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+                let mut retry = http::Request::new(body);
+                *retry.method_mut() = parts.method.clone();
+                *retry.uri_mut() = uri;
+                *retry.headers_mut() = headers;
+                connector.client.request(retry).await
+            }
+            other => other,
+        }
+    };
+
     let timeout = connector.timeout;
     let mut deadline = Box::pin(tokio::time::sleep(timeout));
     let response = tokio::select! {
-        response = connector.client.request(request) => response,
+        response = exchange => response,
         () = &mut deadline => {
             return Err(Error::new(
                 ErrorKind::UpstreamTimeout,
@@ -221,6 +256,46 @@ fn upstream_error(
         )
     };
     Error::new(kind, detail).with_cause(error)
+}
+
+fn is_idempotent(method: &http::Method) -> bool {
+    matches!(
+        *method,
+        http::Method::GET
+            | http::Method::HEAD
+            | http::Method::PUT
+            | http::Method::DELETE
+            | http::Method::OPTIONS
+            | http::Method::TRACE
+    )
+}
+
+/// Whether the request failed because the backend had closed a pooled connection: the
+/// response never started.
+fn stale_connection(error: &hyper_util::client::legacy::Error) -> bool {
+    if error.is_connect() {
+        return false;
+    }
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        if let Some(hyper) = e.downcast_ref::<hyper::Error>()
+            && (hyper.is_incomplete_message() || hyper.is_canceled())
+        {
+            return true;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionAborted
+            )
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
@@ -363,13 +438,13 @@ fn build_path(
 fn build_headers(
     op: &OperationPlan,
     parts: &Parts,
-    bound: &Bound,
+    values: &[Option<(Value, Origin)>],
     credentials: &[Credential],
     violations: &mut Vec<Violation>,
 ) -> Result<HeaderMap, Error> {
     let mut headers = HeaderMap::with_capacity(8);
     let mut cookie = String::new();
-    for (param, slot) in op.params.iter().zip(&bound.values) {
+    for (param, slot) in op.params.iter().zip(values) {
         let Some((value, origin)) = slot else {
             continue;
         };
