@@ -14,8 +14,8 @@ mod operation;
 mod security;
 
 pub use connector::{
-    ApiProperties, ConnectionParameter, ConnectionParameterSet, ConnectionParameterSets,
-    Connector, Extensions, PolicyInstance, SourceFormat, Upstream,
+    ApiProperties, ConnectionParameter, ConnectionParameterSet, ConnectionParameterSets, Connector,
+    Extensions, PolicyInstance, SourceFormat, Upstream,
 };
 pub use diag::{Diagnostic, Diagnostics, Severity};
 pub use name::connector_name;

@@ -31,7 +31,10 @@ mod tests {
     fn folds_case_and_runs_of_other_characters() {
         assert_eq!(connector_name("Revizto (Ireland)"), "revizto-ireland");
         assert_eq!(connector_name("IA-Connect Session"), "ia-connect-session");
-        assert_eq!(connector_name("Easyvista_Service._Manager"), "easyvista-service-manager");
+        assert_eq!(
+            connector_name("Easyvista_Service._Manager"),
+            "easyvista-service-manager"
+        );
         assert_eq!(connector_name("1Me Corporate"), "1me-corporate");
         assert_eq!(connector_name("Zürich"), "z-rich");
         assert_eq!(connector_name("(())"), "connector");

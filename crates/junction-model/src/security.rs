@@ -17,7 +17,10 @@ pub enum ApiKeyLocation {
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum SecurityScheme {
     /// An API key sent in the header, query parameter or cookie `name`.
-    ApiKey { name: String, location: ApiKeyLocation },
+    ApiKey {
+        name: String,
+        location: ApiKeyLocation,
+    },
     /// HTTP basic authentication.
     Basic,
     /// HTTP bearer authentication (OpenAPI 3 `http` + `bearer`).
