@@ -3,9 +3,12 @@
 // Tests fail by panicking; the workspace's no-panic lints are for library code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod cache;
 mod corpus;
 mod example;
 mod gateway;
 mod harness;
+mod limits;
 mod prism;
+mod redis_support;
 mod support;
