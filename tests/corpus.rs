@@ -110,13 +110,17 @@ fn corpus_loads_everything_but_malformed_json() {
     assert_eq!(total, 639);
     assert_eq!(loaded, 625);
     assert_eq!(failed.len(), 14);
-    assert_eq!(warning_total, 224);
+    assert_eq!(warning_total, 303);
     assert_eq!(
         warnings,
         BTreeMap::from([
             ("bom", 4),
+            ("custom-code", 44),
             ("misspelled-extension", 51),
             ("misspelled-property", 2),
+            ("policy-open-host", 21),
+            ("policy-parameter", 3),
+            ("policy-unknown-operation", 11),
             ("template-id-case", 57),
             ("unknown-security-scheme", 110),
         ])

@@ -9,6 +9,7 @@ mod example;
 mod gateway;
 mod harness;
 mod limits;
+mod policies;
 mod prism;
 mod redis_support;
 mod support;

@@ -19,6 +19,7 @@ mod fields;
 mod locate;
 mod openapi;
 mod paths;
+mod policies;
 mod properties;
 mod ptr;
 mod schema;
@@ -47,6 +48,9 @@ pub struct Loaded {
     /// Every finding, errors and warnings, in file order.
     pub diagnostics: Diagnostics,
 }
+
+/// The custom code file of a Power Platform package (C#; Junction cannot run it).
+pub const PACKAGE_SCRIPT: &str = "script.csx";
 
 /// The definition file name of a Power Platform package.
 pub const PACKAGE_DEFINITION: &str = "apiDefinition.swagger.json";
@@ -108,6 +112,11 @@ pub fn load(path: &Path) -> Loaded {
             .unwrap_or_default();
         (stem, path.to_path_buf(), None)
     };
+    let script = if metadata.is_dir() {
+        find_file(path, PACKAGE_SCRIPT).map(|p| p.display().to_string())
+    } else {
+        None
+    };
 
     let def_file = definition.display().to_string();
     let def_bytes = match fs::read(&definition) {
@@ -132,6 +141,7 @@ pub fn load(path: &Path) -> Loaded {
         &def_file,
         &def_bytes,
         props_file.as_deref().zip(props_bytes.as_deref()),
+        script.as_deref(),
     );
     loaded.source = path.to_path_buf();
     loaded
@@ -152,6 +162,7 @@ pub fn load_from_str(
         definition_file,
         Ok(definition),
         properties.map(|(f, t)| (f, Ok(t))),
+        None,
     )
 }
 
@@ -160,12 +171,14 @@ fn load_bytes(
     definition_file: &str,
     definition: &[u8],
     properties: Option<(&str, &[u8])>,
+    script: Option<&str>,
 ) -> Loaded {
     load_texts(
         name,
         definition_file,
         source::decode(definition),
         properties.map(|(f, b)| (f, source::decode(b))),
+        script,
     )
 }
 
@@ -174,19 +187,22 @@ fn load_texts(
     definition_file: &str,
     definition: Result<&str, SourceError>,
     properties: Option<(&str, Result<&str, SourceError>)>,
+    script: Option<&str>,
 ) -> Loaded {
     let name = connector_name(name);
     let mut diagnostics = Vec::new();
 
-    // apiProperties.json first: the definition reader needs its policies.
+    // apiProperties.json first: the definition reader needs its policies. Its diagnostics
+    // are finished once the definition is known, for the checks that need operations.
     let mut props_model = None;
+    let mut props_open = None;
     if let Some((file, text)) = properties {
         let mut sink = Sink::new(file);
         match text.and_then(|t| source::parse(t, Syntax::Json, &mut sink)) {
             Ok(src) => {
                 props_model = properties::build(&src.value, &mut sink);
                 extensions::check(&src.value, FileKind::Properties, &mut sink);
-                diagnostics.extend(finish(sink, Some((&src.text, src.syntax))));
+                props_open = Some((sink, src));
             }
             Err(e) => {
                 let mut d = finish(sink, None);
@@ -195,6 +211,24 @@ fn load_texts(
             }
         }
     }
+    if let Some(script) = script {
+        let props = props_model.get_or_insert_with(Default::default);
+        if props.custom_code.is_none() {
+            props.custom_code = Some(junction_model::CustomCode {
+                operations: Vec::new(),
+                declared_by: script
+                    .rsplit(['/', '\\'])
+                    .next()
+                    .unwrap_or(script)
+                    .to_owned(),
+                pointer: String::new(),
+            });
+        }
+    }
+    let policies = match (&props_model, &mut props_open) {
+        (Some(props), Some((sink, _))) => policies::compile(props, sink),
+        _ => Vec::new(),
+    };
 
     let mut sink = Sink::new(definition_file);
     let syntax = Syntax::of_file(definition_file);
@@ -205,12 +239,21 @@ fn load_texts(
             extensions::check(&src.value, FileKind::Definition, &mut sink);
             let d = finish(sink, Some((&src.text, src.syntax)));
             let c = connector.filter(|_| !d.iter().any(Diagnostic::is_error));
+            if let Some((props_sink, _)) = &mut props_open {
+                policies::check_operations(&policies, c.as_ref(), props_sink);
+            }
+            if let Some(props) = props_open.take() {
+                diagnostics.extend(finish_open(props));
+            }
             diagnostics.extend(d);
             c
         }
         Err(e) => {
             let mut d = finish(sink, None);
             d.push(e.into_diagnostic(definition_file));
+            if let Some(props) = props_open.take() {
+                diagnostics.extend(finish_open(props));
+            }
             diagnostics.extend(d);
             None
         }
@@ -224,14 +267,19 @@ fn load_texts(
     }
 }
 
+fn finish_open((sink, src): (Sink, source::Source<'_>)) -> Vec<Diagnostic> {
+    finish(sink, Some((&src.text, src.syntax)))
+}
+
 /// Drops repeated diagnostics (a shared parameter or response is read once per use), gives
 /// the rest their line and column in one scan of the file's text and puts them in file order.
+/// A diagnostic about a character inside a JSON string gets that character's column.
 fn finish(sink: Sink, text: Option<(&str, Syntax)>) -> Vec<Diagnostic> {
     let mut seen = HashSet::new();
-    let mut diags: Vec<Diagnostic> = sink
-        .into_diagnostics()
+    let (mut diags, offsets): (Vec<Diagnostic>, Vec<Option<usize>>) = sink
+        .into_parts()
         .into_iter()
-        .filter(|d| {
+        .filter(|(d, _)| {
             seen.insert((
                 d.code,
                 d.pointer.clone(),
@@ -240,7 +288,7 @@ fn finish(sink: Sink, text: Option<(&str, Syntax)>) -> Vec<Diagnostic> {
                 d.column,
             ))
         })
-        .collect();
+        .unzip();
     if let Some((text, syntax)) = text {
         let wanted: Vec<usize> = diags
             .iter()
@@ -261,6 +309,10 @@ fn finish(sink: Sink, text: Option<(&str, Syntax)>) -> Vec<Diagnostic> {
                 if let (Some(d), Some((line, column))) = (diags.get_mut(i), pos) {
                     d.line = Some(line);
                     d.column = Some(column);
+                    if let (Some(Some(offset)), Syntax::Json) = (offsets.get(i), syntax) {
+                        d.column =
+                            locate::char_in_string(text, line, column, *offset).or(Some(column));
+                    }
                 }
             }
         }

@@ -38,6 +38,47 @@ pub(crate) fn locate(text: &str, pointers: &[&str]) -> Vec<Option<(u32, u32)>> {
     nearest(pointers, &found)
 }
 
+/// The column of character `offset` (0-based, counted in the decoded string) of the JSON
+/// string that starts (with its `"`) at `line`:`column`. `None` when there is no string
+/// there or it is shorter.
+pub(crate) fn char_in_string(text: &str, line: u32, column: u32, offset: usize) -> Option<u32> {
+    let line_text = text
+        .lines()
+        .nth(usize::try_from(line).ok()?.checked_sub(1)?)?;
+    let mut chars = line_text
+        .chars()
+        .skip(usize::try_from(column).ok()?.checked_sub(1)?);
+    if chars.next()? != '"' {
+        return None;
+    }
+    // Raw characters consumed after the quote, decoded characters passed.
+    let mut raw = 0usize;
+    let mut decoded = 0usize;
+    while decoded < offset {
+        match chars.next()? {
+            '"' => return None,
+            '\\' => match chars.next()? {
+                'u' => {
+                    let hex: String = chars.by_ref().take(4).collect();
+                    raw += 6;
+                    let unit = u16::from_str_radix(&hex, 16).ok()?;
+                    // A surrogate pair is one character written as two escapes.
+                    if (0xD800..0xDC00).contains(&unit) {
+                        chars.by_ref().take(6).for_each(drop);
+                        raw += 6;
+                    }
+                }
+                _ => raw += 2,
+            },
+            _ => raw += 1,
+        }
+        decoded += 1;
+    }
+    u32::try_from(raw)
+        .ok()
+        .and_then(|r| column.checked_add(1 + r))
+}
+
 /// The same for YAML text, from the events of the YAML parser. Only the first document is
 /// read, as the loader does.
 pub(crate) fn locate_yaml(text: &str, pointers: &[&str]) -> Vec<Option<(u32, u32)>> {

@@ -8,7 +8,7 @@
 use indexmap::IndexMap;
 use junction_model::{
     ApiProperties, ConnectionParameter, ConnectionParameterSet, ConnectionParameterSets,
-    PolicyInstance,
+    CustomCode, PolicyInstance,
 };
 use serde_json::{Map, Value};
 
@@ -42,26 +42,6 @@ const KNOWN_PROPERTIES: [&str; 10] = [
     "scriptOperations",
     "script",
     "isCustomApi",
-];
-
-/// Policy templates of Power Platform (the paconn schema plus those published connectors use).
-pub(crate) const KNOWN_TEMPLATES: [&str; 16] = [
-    "convertarraytoobject",
-    "convertobjecttoarray",
-    "dynamichosturl",
-    "dynamicsubdomain",
-    "encodepropertyvalue",
-    "moveproperties",
-    "pollingtrigger",
-    "routerequesttoendpoint",
-    "setconnectionstatustounauthenticated",
-    "setheader",
-    "setproperty",
-    "setqueryparameter",
-    "setvaluefromurl",
-    "stringreplace",
-    "stringtoarray",
-    "updatenextlink",
 ];
 
 /// The fields of a connection parameter.
@@ -187,6 +167,7 @@ pub(crate) fn build(doc: &Value, sink: &mut Sink) -> Option<ApiProperties> {
     out.capabilities = fields::strings(props, "capabilities", &at, sink).unwrap_or_default();
     out.script_operations =
         fields::strings(props, "scriptOperations", &at, sink).unwrap_or_default();
+    out.custom_code = custom_code(props, &out.script_operations, &at);
     if let Some(params) = fields::object(props, "connectionParameters", &at, sink) {
         out.connection_parameters =
             connection_parameters(params, &at.key("connectionParameters"), sink);
@@ -218,6 +199,46 @@ pub(crate) fn build(doc: &Value, sink: &mut Sink) -> Option<ApiProperties> {
         ),
     }
     Some(out)
+}
+
+/// The custom code `properties` declares: `scriptOperations` (an empty list means every
+/// operation, as `paconn` documents) and the newer `script: {"operationIds": […]}`.
+fn custom_code(props: &Object, script_operations: &[String], at: &Ptr<'_>) -> Option<CustomCode> {
+    let mut declared = Vec::new();
+    let mut operations: Vec<String> = Vec::new();
+    let mut all = false;
+    let mut pointer = None;
+    if matches!(
+        props.get("scriptOperations"),
+        Some(Value::Array(_) | Value::String(_))
+    ) {
+        declared.push("scriptOperations");
+        pointer = Some(at.key("scriptOperations").render());
+        all |= script_operations.is_empty();
+        operations.extend(script_operations.iter().cloned());
+    }
+    if let Some(Value::Object(script)) = props.get("script") {
+        declared.push("script.operationIds");
+        pointer.get_or_insert_with(|| at.key("script").render());
+        match script.get("operationIds") {
+            Some(Value::Array(ids)) if !ids.is_empty() => {
+                operations.extend(ids.iter().filter_map(Value::as_str).map(str::to_owned));
+            }
+            _ => all = true,
+        }
+    }
+    if declared.is_empty() {
+        return None;
+    }
+    if all {
+        operations.clear();
+    }
+    operations.dedup();
+    Some(CustomCode {
+        operations,
+        declared_by: declared.join(" and "),
+        pointer: pointer.unwrap_or_default(),
+    })
 }
 
 fn connection_parameters(
@@ -452,7 +473,7 @@ fn policy(item: &Value, at: &Ptr<'_>, sink: &mut Sink) -> Option<PolicyInstance>
             format!("templateId '{id}' is not lower-case; read as '{lower}'"),
         );
     }
-    if !KNOWN_TEMPLATES.contains(&lower.as_str()) {
+    if !junction_policy::is_known(&lower) {
         sink.warn(
             "unknown-policy-template",
             &at.key("templateId"),

@@ -9,6 +9,9 @@ use crate::ptr::Ptr;
 pub(crate) struct Sink {
     file: String,
     diags: Vec<Diagnostic>,
+    /// For diagnostics about a character inside a string value: (diagnostic index,
+    /// character offset in the decoded string).
+    offsets: Vec<(usize, usize)>,
 }
 
 impl Sink {
@@ -16,6 +19,7 @@ impl Sink {
         Self {
             file: file.into(),
             diags: Vec::new(),
+            offsets: Vec::new(),
         }
     }
 
@@ -45,11 +49,41 @@ impl Sink {
         ));
     }
 
+    /// A warning about character `offset` (0-based, decoded) of the string value at `at`;
+    /// its column is that character's when the file is located.
+    pub(crate) fn warn_at_char(
+        &mut self,
+        code: &'static str,
+        at: &Ptr<'_>,
+        message: impl Into<String>,
+        offset: Option<usize>,
+    ) {
+        if let Some(offset) = offset {
+            self.offsets.push((self.diags.len(), offset));
+        }
+        self.warn(code, at, message);
+    }
+
     pub(crate) fn push(&mut self, diagnostic: Diagnostic) {
         self.diags.push(diagnostic);
     }
 
+    #[cfg(test)]
     pub(crate) fn into_diagnostics(self) -> Vec<Diagnostic> {
         self.diags
+    }
+
+    /// The diagnostics, each with the character offset it is about (see
+    /// [`Sink::warn_at_char`]).
+    pub(crate) fn into_parts(self) -> Vec<(Diagnostic, Option<usize>)> {
+        let mut offsets = self.offsets.into_iter().peekable();
+        self.diags
+            .into_iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let offset = offsets.next_if(|(at, _)| *at == i).map(|(_, o)| o);
+                (d, offset)
+            })
+            .collect()
     }
 }

@@ -241,7 +241,7 @@ fn package_with_properties() {
         "connectionParameters": {"api_key": {"type": "securestring", "uiDefinition": {"displayName": "Key", "constraints": {"required": "true"}}}},
         "policyTemplateInstances": [
             {"templateId": "dynamichosturl", "title": "host", "parameters": {"x-ms-apimTemplateParameter.urlTemplate": "https://@connectionParameters('host')"}},
-            {"templateId": "SetHeader", "title": "h", "parameters": {"x-ms-apimTemplateParameter.name": "a"}}
+            {"templateId": "SetHeader", "title": "h", "parameters": {"x-ms-apimTemplateParameter.name": "a", "x-ms-apimTemplateParameter.value": "b"}}
         ],
         "publisher": "me"
     }}"##;
@@ -866,7 +866,7 @@ mod fuzz {
 
         #[test]
         fn bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
-            let _ = load_bytes("x", "f.json", &bytes, Some(("p.json", &bytes)));
+            let _ = load_bytes("x", "f.json", &bytes, Some(("p.json", &bytes)), None);
         }
     }
 
@@ -886,4 +886,52 @@ mod fuzz {
         let loaded = load_from_str("x", "f.json", &deep_schema, None);
         assert!(loaded.connector.is_some());
     }
+}
+
+#[test]
+fn policy_findings_point_at_the_parameter_and_the_character() {
+    let props = r##"{"properties": {
+        "iconBrandColor": "#007ee5",
+        "policyTemplateInstances": [
+            {"templateId": "setheader", "title": "key", "parameters": {
+                "x-ms-apimTemplateParameter.name": "X-Key",
+                "x-ms-apimTemplateParameter.value": "K \"@conectionParameters('k')"}},
+            {"templateId": "routerequesttoendpoint", "parameters": {
+                "x-ms-apimTemplateParameter.newPath": "/v2/{petId}",
+                "x-ms-apimTemplate-operationName": ["A", "Nope"]}},
+            {"templateId": "setproperty", "parameters": {"x-ms-apimTemplateParameter.newPropertyParentPathTemplate": "@body()"}},
+            {"templateId": "dynamichosturl", "parameters": {"x-ms-apimTemplateParameter.urlTemplate": "https://@headers('Host')"}}
+        ],
+        "scriptOperations": ["A"]
+    }}"##;
+    let def = r#"{"swagger": "2.0", "info": {"title": "T", "version": "1"}, "host": "x.com", "paths": {"/a": {"get": {"operationId": "A", "responses": {}}}}}"#;
+    let loaded = load_from_str(
+        "x",
+        "x/apiDefinition.swagger.json",
+        def,
+        Some(("x/apiProperties.json", props)),
+    );
+    let c = ok(&loaded);
+    assert_eq!(
+        c.properties.as_ref().unwrap().custom_code,
+        Some(junction_model::CustomCode {
+            operations: vec!["A".into()],
+            declared_by: "scriptOperations".into(),
+            pointer: "/properties/scriptOperations".into(),
+        })
+    );
+    let shown: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        [
+            // The column is that of the misspelt function name, past the `\"` escape.
+            "x/apiProperties.json#/properties/policyTemplateInstances/0/parameters/x-ms-apimTemplateParameter.value:6:59: warning[policy-expression]: at character 5: unknown function `conectionParameters`; did you mean `connectionParameters`? in `K \"@conectionParameters('k')`",
+            "x/apiProperties.json#/properties/policyTemplateInstances/1/parameters/x-ms-apimTemplateParameter.newPath:8:55: warning[policy-parameter]: `{petId}` is not a parameter of operation 'A', so policy #1 (routerequesttoendpoint) cannot run for it (the operation answers 500)",
+            "x/apiProperties.json#/properties/policyTemplateInstances/1/parameters/x-ms-apimTemplate-operationName/1:9:58: warning[policy-unknown-operation]: no operation 'Nope' is declared; this entry is ignored",
+            "x/apiProperties.json#/properties/policyTemplateInstances/2/parameters:10:57: warning[policy-parameter]: the required parameter 'x-ms-apimTemplateParameter.newPropertySubPathTemplate' is missing",
+            "x/apiProperties.json#/properties/policyTemplateInstances/2/parameters:10:57: warning[policy-parameter]: the required parameter 'x-ms-apimTemplateParameter.propertyValuePathTemplate' is missing",
+            "x/apiProperties.json#/properties/policyTemplateInstances/3/parameters/x-ms-apimTemplateParameter.urlTemplate:11:103: warning[policy-open-host]: the backend host comes from the request (header 'Host'), so any client could send this connector's credentials anywhere; calls are refused unless `allowed_hosts` lists the hosts they may reach",
+            "x/apiProperties.json#/properties/scriptOperations:13:29: warning[custom-code]: 1 operation runs the package's custom code (C# script, declared by scriptOperations), which Junction cannot run; it answers 501: A",
+        ]
+    );
 }

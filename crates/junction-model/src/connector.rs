@@ -130,8 +130,29 @@ pub struct ApiProperties {
     pub icon_brand_color: Option<String>,
     /// Operation ids handled by the package's custom code script (`scriptOperations`).
     pub script_operations: Vec<String>,
+    /// Custom code (a C# `script.csx`) the package declares, if any. Junction cannot run it.
+    pub custom_code: Option<CustomCode>,
     /// Every other key of `properties`, as written.
     pub other: Map<String, Value>,
+}
+
+/// Custom code of a package: `script.csx`, run by Power Platform instead of (or around) the
+/// backend call for some operations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CustomCode {
+    /// The operation ids the script handles; empty when it handles every operation.
+    pub operations: Vec<String>,
+    /// What declares it: `scriptOperations`, `script.operationIds` or a `script.csx` file.
+    pub declared_by: String,
+    /// JSON pointer of the declaration in `apiProperties.json` (empty for a file).
+    pub pointer: String,
+}
+
+impl CustomCode {
+    /// Whether the script handles operation `id`.
+    pub fn handles(&self, id: &str) -> bool {
+        self.operations.is_empty() || self.operations.iter().any(|o| o == id)
+    }
 }
 
 /// One entry of `connectionParameters`: a value the user supplies when creating a connection.

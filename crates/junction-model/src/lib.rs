@@ -15,7 +15,7 @@ mod security;
 
 pub use connector::{
     ApiProperties, ConnectionParameter, ConnectionParameterSet, ConnectionParameterSets, Connector,
-    Extensions, PolicyInstance, SourceFormat, Upstream,
+    CustomCode, Extensions, PolicyInstance, SourceFormat, Upstream,
 };
 pub use diag::{Diagnostic, Diagnostics, Severity};
 pub use name::connector_name;

@@ -5,8 +5,8 @@
 //! schema's `type` (`integer`, `number`, `boolean`, arrays split per `collectionFormat`)
 //! and then checked by the compiled validator (enums, formats, bounds, patterns). A missing
 //! parameter takes its `default` (also for `x-ms-visibility: internal` ones). A JSON body is
-//! parsed only when there is a schema to validate or an internal default to fill in;
-//! otherwise it streams through. Every violation is collected and reported together.
+//! parsed only when there is a schema to validate, an internal default to fill in, or a
+//! policy or transform that reads it; otherwise it streams through. Every violation is collected and reported together.
 
 use std::borrow::Cow;
 
@@ -49,6 +49,11 @@ pub(crate) enum OutBody {
     Stream {
         body: RequestBody,
         content_type: Option<HeaderValue>,
+    },
+    /// A JSON body parsed for the policy stage; written out after the policies ran.
+    Json {
+        value: Value,
+        content_type: HeaderValue,
     },
     /// Built from the bound FormData values and `files`.
     Form {
@@ -395,7 +400,7 @@ where
         .cloned()
         .unwrap_or_else(|| plan.content_type.clone());
 
-    if plan.validator.is_none() && plan.defaults.is_empty() {
+    if plan.validator.is_none() && plan.defaults.is_empty() && !op.read_json {
         // Nothing reads the body: stream it.
         if body::is_empty(&request_body) {
             if plan.required {
@@ -435,6 +440,12 @@ where
     let changed = apply_defaults(&mut value, &plan.defaults);
     if let Some(validator) = &plan.validator {
         schema::check(validator, &value, InputLocation::Body, None, violations);
+    }
+    if op.read_json {
+        return Ok(OutBody::Json {
+            value,
+            content_type,
+        });
     }
     let bytes = if changed {
         Bytes::from(serde_json::to_vec(&value).map_err(|e| {

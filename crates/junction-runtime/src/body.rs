@@ -224,11 +224,18 @@ where
 }
 
 /// A backend's response body, streamed as it arrives, failing once the connector's total
-/// timeout has passed.
+/// timeout has passed; or, after the policy stage rewrote it, bytes in memory.
 pub struct UpstreamBody {
-    inner: hyper::body::Incoming,
-    deadline: Pin<Box<Sleep>>,
+    inner: Inner,
     timeout: Duration,
+}
+
+enum Inner {
+    Stream {
+        body: hyper::body::Incoming,
+        deadline: Pin<Box<Sleep>>,
+    },
+    Full(Option<Bytes>),
 }
 
 impl UpstreamBody {
@@ -238,9 +245,19 @@ impl UpstreamBody {
         timeout: Duration,
     ) -> Self {
         UpstreamBody {
-            inner,
-            deadline,
+            inner: Inner::Stream {
+                body: inner,
+                deadline,
+            },
             timeout,
+        }
+    }
+
+    /// A body already in memory.
+    pub(crate) fn full(bytes: Bytes) -> Self {
+        UpstreamBody {
+            inner: Inner::Full(Some(bytes)),
+            timeout: Duration::ZERO,
         }
     }
 }
@@ -262,22 +279,33 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(BoxError::from))),
-            Poll::Pending => match this.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(BoxError::from(DeadlinePassed {
-                    timeout: this.timeout,
-                })))),
-                Poll::Pending => Poll::Pending,
+        match &mut this.inner {
+            Inner::Stream { body, deadline } => match Pin::new(body).poll_frame(cx) {
+                Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(BoxError::from))),
+                Poll::Pending => match deadline.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(BoxError::from(DeadlinePassed {
+                        timeout: this.timeout,
+                    })))),
+                    Poll::Pending => Poll::Pending,
+                },
             },
+            Inner::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.inner {
+            Inner::Stream { body, .. } => body.is_end_stream(),
+            Inner::Full(bytes) => bytes.is_none(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.inner {
+            Inner::Stream { body, .. } => body.size_hint(),
+            Inner::Full(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
     }
 }

@@ -43,6 +43,17 @@ pub enum ErrorKind {
     UpstreamUnreachable,
     /// The backend did not answer within the timeout.
     UpstreamTimeout,
+    /// The backend answered, but not in a way the gateway can use: a policy's side call
+    /// failed, a page of a paged response failed, or the response is too large to transform.
+    UpstreamInvalid,
+    /// The backend no longer accepts the connection's credentials (a
+    /// `setconnectionstatustounauthenticated` policy saw its status).
+    ConnectionUnauthenticated,
+    /// A jq transform of the configuration failed on this message.
+    TransformFailed,
+    /// The operation cannot be served by Junction: it runs the package's custom code (C#)
+    /// or a policy template Junction does not know.
+    NotImplemented,
     /// The gateway's configuration cannot serve this operation (a missing connection value,
     /// no backend address).
     Misconfigured,
@@ -60,6 +71,9 @@ impl ErrorKind {
             ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorKind::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
             ErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorKind::UpstreamInvalid | ErrorKind::TransformFailed => StatusCode::BAD_GATEWAY,
+            ErrorKind::ConnectionUnauthenticated => StatusCode::UNAUTHORIZED,
+            ErrorKind::NotImplemented => StatusCode::NOT_IMPLEMENTED,
             ErrorKind::Misconfigured | ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -71,8 +85,14 @@ impl ErrorKind {
             | ErrorKind::InvalidRequest
             | ErrorKind::PayloadTooLarge
             | ErrorKind::UnsupportedMediaType => Source::Client,
-            ErrorKind::UpstreamUnreachable | ErrorKind::UpstreamTimeout => Source::Upstream,
-            ErrorKind::Misconfigured | ErrorKind::Internal => Source::Internal,
+            ErrorKind::UpstreamUnreachable
+            | ErrorKind::UpstreamTimeout
+            | ErrorKind::UpstreamInvalid
+            | ErrorKind::ConnectionUnauthenticated => Source::Upstream,
+            ErrorKind::Misconfigured
+            | ErrorKind::Internal
+            | ErrorKind::TransformFailed
+            | ErrorKind::NotImplemented => Source::Internal,
         }
     }
 
@@ -94,6 +114,10 @@ impl ErrorKind {
             ErrorKind::UnsupportedMediaType => "unsupported-media-type",
             ErrorKind::UpstreamUnreachable => "upstream-unreachable",
             ErrorKind::UpstreamTimeout => "upstream-timeout",
+            ErrorKind::UpstreamInvalid => "upstream-invalid",
+            ErrorKind::ConnectionUnauthenticated => "connection-unauthenticated",
+            ErrorKind::TransformFailed => "transform-failed",
+            ErrorKind::NotImplemented => "not-implemented",
             ErrorKind::Misconfigured => "gateway-misconfigured",
             ErrorKind::Internal => "internal",
         }
@@ -109,6 +133,10 @@ impl ErrorKind {
             ErrorKind::UnsupportedMediaType => "Unsupported media type",
             ErrorKind::UpstreamUnreachable => "Backend unreachable",
             ErrorKind::UpstreamTimeout => "Backend timed out",
+            ErrorKind::UpstreamInvalid => "Backend response unusable",
+            ErrorKind::ConnectionUnauthenticated => "Connection not authenticated",
+            ErrorKind::TransformFailed => "Transform failed",
+            ErrorKind::NotImplemented => "Not implemented",
             ErrorKind::Misconfigured => "Gateway misconfigured",
             ErrorKind::Internal => "Internal error",
         }

@@ -18,6 +18,7 @@ use serde::Serialize;
 use crate::auth::{self, AuthPlan, AuthProblem};
 use crate::config::{Config, ConnectorConfig, Limits};
 use crate::plan::{self, OperationPlan};
+use crate::policy;
 use crate::route::{self, RouteTable};
 use crate::schema::SchemaCompiler;
 use crate::upstream;
@@ -36,6 +37,18 @@ pub(crate) struct ConnectorPlan {
     pub target: Option<upstream::Target>,
     pub client: upstream::HttpClient,
     pub timeout: Duration,
+    /// The target as a URL, for policies (`None` when there is none).
+    pub base_url: Option<String>,
+    /// Whether `backend` is configured: it then wins over host policies.
+    pub backend_configured: bool,
+    /// `allowed_hosts`.
+    pub allowed_hosts: Vec<String>,
+    /// The default connection's values, as policies and transforms read them.
+    pub connection: policy::Connection,
+    /// `public_url`.
+    pub public_url: Option<String>,
+    /// `limits.max_response_bytes`.
+    pub max_response_bytes: u64,
 }
 
 /// The compiled route table of every connector. Immutable once built.
@@ -124,6 +137,7 @@ impl Gateway {
             let plan = compile_connector(
                 connector,
                 section,
+                config,
                 client,
                 timeouts.timeout,
                 &mut diagnostics,
@@ -212,6 +226,7 @@ impl Gateway {
 fn compile_connector(
     connector: &Connector,
     section: &ConnectorConfig,
+    config: &Config,
     client: upstream::HttpClient,
     timeout: Duration,
     diagnostics: &mut Diagnostics,
@@ -239,7 +254,7 @@ fn compile_connector(
             url.set_fragment(None);
             Some(url.as_str().trim_end_matches('/').to_owned())
         }
-        None if connector.upstream.host.is_empty() => {
+        None if connector.upstream.host.is_empty() && !has_host_policy(connector) => {
             warn(
                 diagnostics,
                 "no-backend",
@@ -251,8 +266,10 @@ fn compile_connector(
             );
             None
         }
+        None if connector.upstream.host.is_empty() => None,
         None => Some(connector.upstream.base_url()),
     };
+    let policies = policy::ConnectorPolicies::compile(connector, section, diagnostics);
     let target = base_url.and_then(|base| match upstream::Target::parse(&base) {
         Ok(target) => Some(target),
         Err(message) => {
@@ -303,11 +320,35 @@ fn compile_connector(
             diagnostics,
         );
         let mut notes = Vec::new();
-        operations.push(plan::compile_operation(
-            connector, op, &template, &schemas, auth, &mut notes,
-        ));
+        let mut compiled =
+            plan::compile_operation(connector, op, &template, &schemas, auth, &mut notes);
+        let (plan, refusal, read_json) =
+            policies.for_operation(connector, op, section, section.operations.get(&op.id));
+        compiled.policies = plan;
+        compiled.refusal = refusal;
+        compiled.read_json = read_json;
+        operations.push(compiled);
         for note in notes {
             warn(diagnostics, note.code, &note.pointer, note.message);
+        }
+    }
+    let config_file = config.file.display().to_string();
+    for (id, op_config) in &section.operations {
+        if connector.operation(id).is_none_or(|op| op.is_trigger()) {
+            let mut diagnostic = Diagnostic::new(
+                Severity::Error,
+                "unknown-operation",
+                &config_file,
+                format!("/connector/{}/operation/{id}", connector.name),
+                format!(
+                    "[connector.{}.operation.{id}] configures an operation connector '{}' does not have",
+                    connector.name, connector.name
+                ),
+            );
+            if let Some(line) = op_config.line {
+                diagnostic = diagnostic.at(line, 1);
+            }
+            diagnostics.push(diagnostic);
         }
     }
 
@@ -316,11 +357,17 @@ fn compile_connector(
         title: connector.title.clone(),
         description: connector.description.clone(),
         version: connector.version.clone(),
+        base_url: target.as_ref().map(upstream::Target::base_url),
         routes,
         operations,
         target,
         client,
         timeout,
+        backend_configured: section.backend.is_some(),
+        allowed_hosts: section.allowed_hosts.clone(),
+        connection: policy::Connection::new(connector, &section.connection),
+        public_url: config.public_url.clone(),
+        max_response_bytes: config.limits.max_response_bytes,
     }
 }
 
@@ -395,4 +442,12 @@ impl SharedGateway {
     pub fn swap(&self, gateway: Gateway) {
         self.0.store(Arc::new(gateway));
     }
+}
+
+/// Whether the package has a host policy, which supplies the backend address itself.
+fn has_host_policy(connector: &Connector) -> bool {
+    connector
+        .policies()
+        .iter()
+        .any(|p| p.template_id == "dynamichosturl" || p.template_id == "dynamicsubdomain")
 }

@@ -7,7 +7,8 @@
 //! upstream base URL, credentials); [`Gateway::handle`] runs one request through it:
 //!
 //! ```text
-//! route → limit → bind + validate → upstream (auth, call) → response
+//! route → limit → bind + validate → request policies → upstream (auth, call)
+//!       → response policies → response
 //! ```
 //!
 //! Modules follow that order. Every failure is an [`Error`] that knows its HTTP status and
@@ -24,6 +25,7 @@ mod body;
 mod encode;
 mod pipeline;
 mod plan;
+mod policy;
 mod route;
 mod schema;
 mod upstream;
@@ -39,9 +41,13 @@ pub mod resilience;
 pub mod traffic_config;
 
 pub use body::{BodyTooLarge, DeadlinePassed, RequestBody, UpstreamBody};
-pub use config::{Config, ConfigError, ConnectorConfig, Limits, UpstreamDefaults};
+pub use config::{
+    Config, ConfigError, ConnectorConfig, Limits, NamedTransform, OperationConfig, Paging,
+    Transforms, UpstreamDefaults,
+};
 pub use error::{BoxError, Error, ErrorKind, InputLocation, Source, Violation};
 pub use gateway::{Compiled, ConnectorSummary, Gateway, OperationSummary, SharedGateway};
 pub use pipeline::CONNECTORS_PREFIX;
+pub use policy::NEXT_LINK_PARAMETER;
 pub use secret::Secret;
 pub use upstream::{USER_AGENT, install_crypto_provider, strip_hop_by_hop};

@@ -1,4 +1,5 @@
-//! The request lifecycle, stage by stage: route → limit → bind + validate → upstream.
+//! The request lifecycle, stage by stage: route → limit → bind + validate → request
+//! policies → upstream → response policies.
 //!
 //! [`Gateway::handle`] is the whole data plane for one request under
 //! `/connectors/{name}/…`. Each stage either hands its result to the next or returns an
@@ -77,6 +78,10 @@ impl Gateway {
             .and_then(|i| connector.operations.get(i))
             .ok_or_else(|| Error::new(ErrorKind::Internal, "the route table is inconsistent"))?;
 
+        if let Some(refusal) = &op.refusal {
+            return Err(Error::new(refusal.kind, refusal.message.to_string()));
+        }
+
         // Limit.
         let limit = self.limits.max_body_bytes;
         body::check_declared_length(&parts.headers, limit)?;
@@ -84,7 +89,7 @@ impl Gateway {
         // Bind and validate.
         let bound = bind::bind(op, &parts, captures, request_body, limit).await?;
 
-        // Upstream.
+        // Upstream, with the policy stage around it when the operation has one.
         upstream::call(connector, op, &parts, bound).await
     }
 }

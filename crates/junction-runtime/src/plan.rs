@@ -5,6 +5,8 @@
 //! pieces and parameter slots, how the body travels, and the credentials. Requests only read
 //! these plans.
 
+use std::sync::Arc;
+
 use http::{HeaderName, HeaderValue};
 use jsonschema::Validator;
 use junction_model::{
@@ -14,7 +16,8 @@ use serde_json::Value;
 
 use crate::auth::AuthPlan;
 use crate::encode;
-use crate::error::InputLocation;
+use crate::error::{ErrorKind, InputLocation};
+use crate::policy::PolicyPlan;
 use crate::route::{self, Piece};
 use crate::schema::SchemaCompiler;
 
@@ -109,6 +112,20 @@ pub(crate) struct OperationPlan {
     pub segments: Vec<Vec<UpstreamPiece>>,
     pub body: BodyPlan,
     pub auth: AuthPlan,
+    /// Whether the JSON request body is parsed for the policy stage.
+    pub read_json: bool,
+    /// Policies and transforms around the upstream call; `None` (the common case) keeps
+    /// the request path free of any policy work.
+    pub policies: Option<Box<PolicyPlan>>,
+    /// Why the operation cannot be served at all (custom code, a broken policy).
+    pub refusal: Option<Refusal>,
+}
+
+/// An operation the gateway refuses to call, and why.
+#[derive(Debug, Clone)]
+pub(crate) struct Refusal {
+    pub kind: ErrorKind,
+    pub message: Arc<str>,
 }
 
 /// A finding while compiling, turned into a diagnostic by the caller.
@@ -270,6 +287,9 @@ pub(crate) fn compile_operation(
         segments,
         body,
         auth,
+        read_json: false,
+        policies: None,
+        refusal: None,
     }
 }
 

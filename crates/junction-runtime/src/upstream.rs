@@ -7,6 +7,7 @@
 //! `Authorization` and `Cookie` never do. The response keeps status, headers (minus
 //! hop-by-hop ones) and a streamed body.
 
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use junction_model::{CollectionFormat, ParamLocation};
 use serde_json::Value;
+use tokio::time::Sleep;
 
 use crate::auth::{AuthPlan, Credential};
 use crate::bind::{Bound, FilePart, Origin, OutBody};
@@ -73,6 +75,13 @@ pub(crate) struct Target {
 }
 
 impl Target {
+    /// `scheme://authority/base`, without a trailing slash.
+    pub(crate) fn base_url(&self) -> String {
+        format!("{}://{}{}", self.scheme, self.authority, self.base_path)
+    }
+}
+
+impl Target {
     pub(crate) fn parse(base: &str) -> Result<Target, String> {
         let uri: Uri = base
             .parse()
@@ -91,6 +100,28 @@ impl Target {
     }
 }
 
+/// The credentials an operation sends, or why it cannot be called.
+pub(crate) fn credentials(op: &OperationPlan) -> Result<&[Credential], Error> {
+    match &op.auth {
+        AuthPlan::None => Ok(&[]),
+        AuthPlan::Apply(credentials) => Ok(credentials),
+        AuthPlan::Missing(message) => {
+            Err(Error::new(ErrorKind::Misconfigured, message.to_string()))
+        }
+    }
+}
+
+/// The connector's base URL, or why it has none.
+pub(crate) fn no_target(connector: &ConnectorPlan) -> Error {
+    Error::new(
+        ErrorKind::Misconfigured,
+        format!(
+            "connector '{}' has no backend address; set `backend` in [connector.{}]",
+            connector.name, connector.name
+        ),
+    )
+}
+
 /// Sends the bound request to the backend and returns its response.
 pub(crate) async fn call(
     connector: &ConnectorPlan,
@@ -98,25 +129,20 @@ pub(crate) async fn call(
     parts: &Parts,
     bound: Bound,
 ) -> Result<http::Response<UpstreamBody>, Error> {
-    let credentials: &[Credential] = match &op.auth {
-        AuthPlan::None => &[],
-        AuthPlan::Apply(credentials) => credentials,
-        AuthPlan::Missing(message) => {
-            return Err(Error::new(ErrorKind::Misconfigured, message.to_string()));
-        }
-    };
+    let credentials = credentials(op)?;
+    if let Some(plan) = &op.policies {
+        return crate::policy::call(connector, op, plan, parts, bound, credentials).await;
+    }
     let Some(target) = &connector.target else {
-        return Err(Error::new(
-            ErrorKind::Misconfigured,
-            format!(
-                "connector '{}' has no backend address; set `backend` in [connector.{}]",
-                connector.name, connector.name
-            ),
-        ));
+        return Err(no_target(connector));
     };
 
     let mut violations = Vec::new();
-    let path = build_path(&target.base_path, op, &bound, credentials, &mut violations);
+    let mut path = String::with_capacity(target.base_path.len() + 96);
+    path.push_str(&target.base_path);
+    push_path(&mut path, op, &bound, &mut violations);
+    let mut first = !push_query(&mut path, op, &bound);
+    push_credential_query(&mut path, credentials, &mut first);
     let mut headers = build_headers(op, parts, &bound.values, credentials, &mut violations)?;
     if !violations.is_empty() {
         return Err(Error::invalid(violations));
@@ -135,7 +161,52 @@ pub(crate) async fn call(
         Error::new(ErrorKind::Internal, "the upstream URL could not be built").with_cause(e)
     })?;
 
-    let body = match bound.body {
+    let body = request_body(
+        op,
+        parts,
+        bound.body,
+        &bound.values,
+        &bound.files,
+        &mut headers,
+    )?;
+    headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+    let content_type = headers.get(header::CONTENT_TYPE).cloned();
+    let retry_headers = || {
+        let mut headers = build_headers(op, parts, &bound.values, credentials, &mut Vec::new())
+            .unwrap_or_default();
+        if let Some(content_type) = content_type {
+            headers.insert(header::CONTENT_TYPE, content_type);
+        }
+        headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+        headers
+    };
+    let (response, deadline) = exchange(
+        connector,
+        op,
+        &parts.method,
+        uri,
+        headers,
+        body,
+        retry_headers,
+    )
+    .await?;
+    let timeout = connector.timeout;
+    let mut response = response.map(|incoming| UpstreamBody::new(incoming, deadline, timeout));
+    strip_hop_by_hop(response.headers_mut());
+    Ok(response)
+}
+
+/// The body to send: `bound` as bytes, a stream or a form, with its Content-Type set in
+/// `headers`.
+pub(crate) fn request_body(
+    op: &OperationPlan,
+    parts: &Parts,
+    body: OutBody,
+    values: &[Option<(Value, Origin)>],
+    files: &[FilePart],
+    headers: &mut HeaderMap,
+) -> Result<RequestBody, Error> {
+    Ok(match body {
         OutBody::Empty => RequestBody::Empty,
         OutBody::Bytes {
             bytes,
@@ -143,6 +214,15 @@ pub(crate) async fn call(
         } => {
             headers.insert(header::CONTENT_TYPE, content_type);
             RequestBody::full(bytes)
+        }
+        OutBody::Json {
+            value,
+            content_type,
+        } => {
+            headers.insert(header::CONTENT_TYPE, content_type);
+            RequestBody::full(serde_json::to_vec(&value).map_err(|e| {
+                Error::new(ErrorKind::Internal, "could not write the request body").with_cause(e)
+            })?)
         }
         OutBody::Stream { body, content_type } => {
             if let Some(content_type) = content_type {
@@ -158,29 +238,41 @@ pub(crate) async fn call(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/x-www-form-urlencoded"),
             );
-            RequestBody::full(urlencoded(op, &bound.values, &bound.files))
+            RequestBody::full(urlencoded(op, values, files))
         }
         OutBody::Form { multipart: true } => {
-            let (content_type, bytes) = multipart(op, &bound.values, &bound.files);
+            let (content_type, bytes) = multipart(op, values, files);
             headers.insert(header::CONTENT_TYPE, content_type);
             RequestBody::full(bytes)
         }
-    };
-    headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+    })
+}
 
+/// One upstream exchange under the connector's timeout: sends the request (once more on a
+/// fresh connection, with `retry_headers`, when an idempotent in-memory request met a
+/// pooled connection the backend had closed) and returns the response head with the
+/// deadline its body must meet.
+pub(crate) async fn exchange(
+    connector: &ConnectorPlan,
+    op: &OperationPlan,
+    method: &http::Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: RequestBody,
+    retry_headers: impl FnOnce() -> HeaderMap,
+) -> Result<(http::Response<hyper::body::Incoming>, Pin<Box<Sleep>>), Error> {
     // An idempotent request whose body is in memory may be sent again once, when the pooled
     // connection it went out on turns out to have been closed by the backend meanwhile (a
     // keep-alive race; nginx does the same).
     let replay = match &body {
-        _ if !is_idempotent(&parts.method) => None,
+        _ if !is_idempotent(method) => None,
         RequestBody::Empty => Some((uri.clone(), RequestBody::Empty)),
         RequestBody::Full(Some(bytes)) => Some((uri.clone(), RequestBody::full(bytes.clone()))),
         _ => None,
     };
-    let content_type = headers.get(header::CONTENT_TYPE).cloned();
 
     let mut request = http::Request::new(body);
-    *request.method_mut() = parts.method.clone();
+    *request.method_mut() = method.clone();
     *request.uri_mut() = uri;
     *request.headers_mut() = headers;
 
@@ -191,17 +283,10 @@ pub(crate) async fn call(
                     return Err(error);
                 };
                 tracing::debug!(connector = %connector.name, operation = %op.id, "retrying on a fresh connection");
-                let mut headers =
-                    build_headers(op, parts, &bound.values, credentials, &mut Vec::new())
-                        .unwrap_or_default();
-                if let Some(content_type) = content_type {
-                    headers.insert(header::CONTENT_TYPE, content_type);
-                }
-                headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
                 let mut retry = http::Request::new(body);
-                *retry.method_mut() = parts.method.clone();
+                *retry.method_mut() = method.clone();
                 *retry.uri_mut() = uri;
-                *retry.headers_mut() = headers;
+                *retry.headers_mut() = retry_headers();
                 connector.client.request(retry).await
             }
             other => other,
@@ -223,9 +308,7 @@ pub(crate) async fn call(
         }
     };
     let response = response.map_err(|e| upstream_error(e, connector, op))?;
-    let mut response = response.map(|incoming| UpstreamBody::new(incoming, deadline, timeout));
-    strip_hop_by_hop(response.headers_mut());
-    Ok(response)
+    Ok((response, deadline))
 }
 
 fn upstream_error(
@@ -314,7 +397,7 @@ fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-fn humane(duration: Duration) -> String {
+pub(crate) fn humane(duration: Duration) -> String {
     if duration.subsec_millis() == 0 {
         format!("{}s", duration.as_secs())
     } else {
@@ -345,15 +428,13 @@ fn joined(param: &ParamPlan, value: &Value) -> String {
     }
 }
 
-fn build_path(
-    base: &str,
+/// Appends the operation's path: each template segment, values encoded as one segment.
+pub(crate) fn push_path(
+    url: &mut String,
     op: &OperationPlan,
     bound: &Bound,
-    credentials: &[Credential],
     violations: &mut Vec<Violation>,
-) -> String {
-    let mut url = String::with_capacity(base.len() + 96);
-    url.push_str(base);
+) {
     if op.segments.is_empty() {
         url.push('/');
     }
@@ -369,7 +450,7 @@ fn build_path(
                     first_param = first_param.or(param);
                     if let (Some(param), Some(Some((value, _)))) = (param, bound.values.get(*index))
                     {
-                        encode::push_segment(&mut url, &joined(param, value), param.double_encode);
+                        encode::push_segment(url, &joined(param, value), param.double_encode);
                     }
                 }
             }
@@ -388,7 +469,11 @@ fn build_path(
             }
         }
     }
+}
 
+/// Appends `?` (or `&`) and the query parameters per `collectionFormat`. Returns whether
+/// any was written.
+pub(crate) fn push_query(url: &mut String, op: &OperationPlan, bound: &Bound) -> bool {
     let mut first = true;
     let mut next = |url: &mut String| {
         url.push(if first { '?' } else { '&' });
@@ -401,41 +486,50 @@ fn build_path(
         match value {
             Value::Array(items) if param.collection == CollectionFormat::Multi => {
                 for item in items {
-                    next(&mut url);
-                    encode::push_component(&mut url, &param.name);
+                    next(url);
+                    encode::push_component(url, &param.name);
                     url.push('=');
-                    encode::push_component(&mut url, &value_text(item));
+                    encode::push_component(url, &value_text(item));
                 }
             }
             Value::Array(items) => {
-                next(&mut url);
-                encode::push_component(&mut url, &param.name);
+                next(url);
+                encode::push_component(url, &param.name);
                 url.push('=');
                 for (i, item) in items.iter().enumerate() {
                     if i > 0 {
                         url.push_str(separator(param.collection, true));
                     }
-                    encode::push_component(&mut url, &value_text(item));
+                    encode::push_component(url, &value_text(item));
                 }
             }
             other => {
-                next(&mut url);
-                encode::push_component(&mut url, &param.name);
+                next(url);
+                encode::push_component(url, &param.name);
                 url.push('=');
-                encode::push_component(&mut url, &value_text(other));
+                encode::push_component(url, &value_text(other));
             }
         }
     }
+    !first
+}
+
+/// Appends the API keys that travel in the query. `first` says whether a `?` is still due.
+pub(crate) fn push_credential_query(
+    url: &mut String,
+    credentials: &[Credential],
+    first: &mut bool,
+) {
     for credential in credentials {
         if let Credential::Query(pair) = credential {
-            next(&mut url);
+            url.push(if *first { '?' } else { '&' });
+            *first = false;
             url.push_str(pair.expose());
         }
     }
-    url
 }
 
-fn build_headers(
+pub(crate) fn build_headers(
     op: &OperationPlan,
     parts: &Parts,
     values: &[Option<(Value, Origin)>],

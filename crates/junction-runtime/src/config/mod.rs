@@ -29,6 +29,12 @@ pub const CONFIG_FILE: &str = "junction.toml";
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 3 * 1024 * 1024;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default cap on an upstream response body read into memory for policies, transforms or
+/// paging: 16 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
+/// Paging defaults, when `[connector.NAME.paging]` leaves a key out.
+pub const DEFAULT_MAX_PAGES: u32 = 10;
+pub const DEFAULT_MAX_ITEMS: u64 = 1000;
 
 /// The whole configuration.
 #[derive(Debug, Clone)]
@@ -43,6 +49,9 @@ pub struct Config {
     pub connectors_dir: PathBuf,
     pub limits: Limits,
     pub upstream: UpstreamDefaults,
+    /// `public_url`: the gateway's address as clients see it, for links it hands out
+    /// (rewritten next links). Default: `http://` and the request's `Host`.
+    pub public_url: Option<String>,
     /// `[connector.NAME]` sections, in file order.
     pub connectors: IndexMap<String, ConnectorConfig>,
 }
@@ -52,6 +61,9 @@ pub struct Config {
 pub struct Limits {
     /// Largest request body accepted, in bytes; larger bodies get 413.
     pub max_body_bytes: u64,
+    /// Largest upstream response body read into memory to apply response policies, a
+    /// transform or paging; larger ones get 502.
+    pub max_response_bytes: u64,
 }
 
 /// `[upstream]`: defaults for every connector.
@@ -72,8 +84,50 @@ pub struct ConnectorConfig {
     pub connect_timeout: Option<Duration>,
     /// `[connector.NAME.connection]`: values of the default connection, by parameter name.
     pub connection: IndexMap<String, Secret>,
+    /// Hosts host policies may send requests to: `api.example.com` or `*.example.com`.
+    pub allowed_hosts: Vec<String>,
+    /// `[connector.NAME.transform]`: jq transforms of every operation's bodies.
+    pub transform: Transforms,
+    /// `[connector.NAME.paging]`: server-side paging of `x-ms-pageable` operations.
+    pub paging: Option<Paging>,
+    /// `[connector.NAME.operation.OPERATION_ID]` sections.
+    pub operations: IndexMap<String, OperationConfig>,
     /// Line of the section header in the file, for messages.
     pub line: Option<u32>,
+}
+
+/// `[connector.NAME.operation.OPERATION_ID]`: settings of one operation, overriding the
+/// connector's.
+#[derive(Debug, Clone, Default)]
+pub struct OperationConfig {
+    pub transform: Transforms,
+    pub paging: Option<Paging>,
+    /// Line of the section header, for messages.
+    pub line: Option<u32>,
+}
+
+/// jq transforms of the request and the response body.
+#[derive(Debug, Clone, Default)]
+pub struct Transforms {
+    pub request: Option<NamedTransform>,
+    pub response: Option<NamedTransform>,
+}
+
+/// A compiled jq transform and the key it was configured at, for messages.
+#[derive(Debug, Clone)]
+pub struct NamedTransform {
+    pub transform: junction_policy::jq::Transform,
+    /// `connector.NAME.transform.response` …
+    pub key: String,
+}
+
+/// Server-side paging: follow `nextLinkName` until one of these limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paging {
+    /// Pages fetched at most, the first included.
+    pub max_pages: u32,
+    /// No further page is fetched once this many items are collected.
+    pub max_items: u64,
 }
 
 impl Default for Config {
@@ -85,6 +139,7 @@ impl Default for Config {
             connectors_dir: PathBuf::from("connectors"),
             limits: Limits::default(),
             upstream: UpstreamDefaults::default(),
+            public_url: None,
             connectors: IndexMap::new(),
         }
     }
@@ -94,6 +149,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -229,6 +285,7 @@ struct RawConfig {
     connectors_dir: Option<Spanned<String>>,
     limits: Option<RawLimits>,
     upstream: Option<RawUpstream>,
+    public_url: Option<Spanned<String>>,
     #[serde(default)]
     connector: IndexMap<String, Spanned<RawConnector>>,
 }
@@ -237,6 +294,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawLimits {
     max_body_bytes: Option<Spanned<Scalar>>,
+    max_response_bytes: Option<Spanned<Scalar>>,
 }
 
 #[derive(Deserialize)]
@@ -254,6 +312,34 @@ struct RawConnector {
     connect_timeout: Option<Spanned<String>>,
     #[serde(default)]
     connection: IndexMap<String, Spanned<Scalar>>,
+    allowed_hosts: Option<Vec<Spanned<String>>>,
+    transform: Option<RawTransforms>,
+    paging: Option<Spanned<RawPaging>>,
+    #[serde(default)]
+    operation: IndexMap<String, Spanned<RawOperation>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOperation {
+    transform: Option<RawTransforms>,
+    paging: Option<Spanned<RawPaging>>,
+}
+
+/// jq code is not expanded from the environment: `$name` is jq syntax, and `$ENV` would
+/// reach the process environment.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTransforms {
+    request: Option<Spanned<String>>,
+    response: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPaging {
+    max_pages: Option<Spanned<Scalar>>,
+    max_items: Option<Spanned<Scalar>>,
 }
 
 /// A value that may be written as a string (and so use `${VAR}`) or as a number or boolean.
@@ -283,15 +369,29 @@ impl Builder<'_> {
             Some(path) => dir.join(path),
             None => dir.join("connectors"),
         };
-        let max_body_bytes = match raw.limits.and_then(|l| l.max_body_bytes) {
-            Some(value) => self
-                .scalar(&value, "limits.max_body_bytes")
-                .and_then(|text| {
-                    self.check(&value, "limits.max_body_bytes", units::parse_size(&text))
-                })
-                .unwrap_or(DEFAULT_MAX_BODY_BYTES),
-            None => DEFAULT_MAX_BODY_BYTES,
+        let (max_body_bytes, max_response_bytes) = match raw.limits {
+            Some(limits) => (
+                self.size(limits.max_body_bytes, "limits.max_body_bytes")
+                    .unwrap_or(DEFAULT_MAX_BODY_BYTES),
+                self.size(limits.max_response_bytes, "limits.max_response_bytes")
+                    .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
+            ),
+            None => (DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_RESPONSE_BYTES),
         };
+        let public_url = raw.public_url.and_then(|value| {
+            let text = self.string(&value, "public_url")?;
+            let parsed = url::Url::parse(&text)
+                .map_err(|e| format!("`{text}` is not a URL: {e}"))
+                .and_then(|url| match url.scheme() {
+                    "http" | "https" if url.has_host() && url.query().is_none() => {
+                        Ok(url.as_str().trim_end_matches('/').to_owned())
+                    }
+                    _ => Err(format!(
+                        "`{text}` must be an http:// or https:// URL with a host and no query"
+                    )),
+                });
+            self.check(&value, "public_url", parsed)
+        });
         let mut upstream = UpstreamDefaults::default();
         if let Some(raw_upstream) = raw.upstream {
             if let Some(d) = self.duration(raw_upstream.connect_timeout, "upstream.connect_timeout")
@@ -328,6 +428,33 @@ impl Builder<'_> {
                     connection.insert(param, Secret::new(text));
                 }
             }
+            let mut allowed_hosts = Vec::new();
+            for value in section.allowed_hosts.unwrap_or_default() {
+                let Some(text) = self.string(&value, &format!("{key}.allowed_hosts")) else {
+                    continue;
+                };
+                let checked = check_host_pattern(&text);
+                if let Some(pattern) = self.check(&value, &format!("{key}.allowed_hosts"), checked)
+                {
+                    allowed_hosts.push(pattern);
+                }
+            }
+            let transform = self.transforms(section.transform, &format!("{key}.transform"));
+            let paging = self.paging(section.paging, &format!("{key}.paging"));
+            let mut operations = IndexMap::new();
+            for (id, op) in section.operation {
+                let (op_line, _) = position(self.text, op.span().start);
+                let op = op.into_inner();
+                let op_key = format!("{key}.operation.{id}");
+                operations.insert(
+                    id,
+                    OperationConfig {
+                        transform: self.transforms(op.transform, &format!("{op_key}.transform")),
+                        paging: self.paging(op.paging, &format!("{op_key}.paging")),
+                        line: op_line,
+                    },
+                );
+            }
             connectors.insert(
                 name,
                 ConnectorConfig {
@@ -335,6 +462,10 @@ impl Builder<'_> {
                     timeout,
                     connect_timeout,
                     connection,
+                    allowed_hosts,
+                    transform,
+                    paging,
+                    operations,
                     line,
                 },
             );
@@ -344,10 +475,103 @@ impl Builder<'_> {
             listen,
             admin_listen,
             connectors_dir,
-            limits: Limits { max_body_bytes },
+            limits: Limits {
+                max_body_bytes,
+                max_response_bytes,
+            },
             upstream,
+            public_url,
             connectors,
         }
+    }
+
+    fn size(&mut self, value: Option<Spanned<Scalar>>, key: &str) -> Option<u64> {
+        let value = value?;
+        let text = self.scalar(&value, key)?;
+        self.check(&value, key, units::parse_size(&text))
+    }
+
+    fn transforms(&mut self, raw: Option<RawTransforms>, key: &str) -> Transforms {
+        let Some(raw) = raw else {
+            return Transforms::default();
+        };
+        Transforms {
+            request: raw
+                .request
+                .and_then(|code| self.transform(&code, &format!("{key}.request"))),
+            response: raw
+                .response
+                .and_then(|code| self.transform(&code, &format!("{key}.response"))),
+        }
+    }
+
+    /// Compiles a jq transform; an error points at the character of the program.
+    fn transform(&mut self, code: &Spanned<String>, key: &str) -> Option<NamedTransform> {
+        match junction_policy::jq::Transform::compile(code.get_ref()) {
+            Ok(transform) => Some(NamedTransform {
+                transform,
+                key: key.to_owned(),
+            }),
+            Err(error) => {
+                // Point at the character when the program is written verbatim in the file.
+                let span = code.span();
+                let raw = self.text.get(span.clone()).unwrap_or_default();
+                let at = match raw.find(code.get_ref().as_str()) {
+                    Some(start) if !code.get_ref().is_empty() => {
+                        let inner: usize = code
+                            .get_ref()
+                            .chars()
+                            .take(error.offset)
+                            .map(char::len_utf8)
+                            .sum();
+                        span.start + start + inner
+                    }
+                    _ => span.start,
+                };
+                let (line, column) = position(self.text, at);
+                self.problems.push(Problem {
+                    line,
+                    column,
+                    message: format!("`{key}`: the jq program does not compile: {error}"),
+                });
+                None
+            }
+        }
+    }
+
+    fn paging(&mut self, raw: Option<Spanned<RawPaging>>, key: &str) -> Option<Paging> {
+        let raw = raw?.into_inner();
+        let mut paging = Paging {
+            max_pages: DEFAULT_MAX_PAGES,
+            max_items: DEFAULT_MAX_ITEMS,
+        };
+        if let Some(value) = raw.max_pages {
+            let k = format!("{key}.max_pages");
+            let parsed = self.scalar(&value, &k).and_then(|text| {
+                let n = text
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("`{text}` is not a number of pages (1 or more)"));
+                self.check(&value, &k, n)
+            });
+            paging.max_pages = parsed.unwrap_or(paging.max_pages);
+        }
+        if let Some(value) = raw.max_items {
+            let k = format!("{key}.max_items");
+            let parsed = self.scalar(&value, &k).and_then(|text| {
+                let n = text
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("`{text}` is not a number of items (1 or more)"));
+                self.check(&value, &k, n)
+            });
+            paging.max_items = parsed.unwrap_or(paging.max_items);
+        }
+        Some(paging)
     }
 
     fn push<T>(&mut self, value: &Spanned<T>, key: &str, message: impl fmt::Display) {
@@ -417,6 +641,23 @@ impl Builder<'_> {
         };
         let parsed = parse_address(&text);
         self.check(&value, key, parsed).unwrap_or(default)
+    }
+}
+
+/// Checks an `allowed_hosts` entry: a host name, or `*.` and a domain; lower-cased.
+fn check_host_pattern(text: &str) -> Result<String, String> {
+    let pattern = text.trim().to_ascii_lowercase();
+    let host = pattern.strip_prefix("*.").unwrap_or(&pattern);
+    let valid = !host.is_empty()
+        && host.split('.').all(|label| {
+            !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if valid {
+        Ok(pattern)
+    } else {
+        Err(format!(
+            "`{text}` is not a host such as \"api.example.com\" or a pattern such as \"*.example.com\""
+        ))
     }
 }
 
