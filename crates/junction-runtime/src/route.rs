@@ -10,8 +10,13 @@
 //! beats one with fewer, and the search backtracks when a branch ends without a match. When
 //! the path matches but not the method, the methods of the first matching path make the
 //! `Allow` header of the 405.
+//!
+//! Literal segments are found with a cheap multiplicative hash instead of SipHash: the keys
+//! are fixed when the table is built from the definitions, so a request can choose what it
+//! looks up but never what collides in the table.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use junction_model::Method;
 
@@ -147,9 +152,50 @@ fn method_index(method: Method) -> usize {
     method as usize
 }
 
+/// An Fx-style hasher (as in rustc): one rotate, xor and multiply per 8 bytes.
+#[derive(Debug, Default, Clone, Copy)]
+struct SegmentHasher(u64);
+
+impl SegmentHasher {
+    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::SEED);
+    }
+}
+
+impl Hasher for SegmentHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            for (slot, byte) in word.iter_mut().zip(rest) {
+                *slot = *byte;
+            }
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, byte: u8) {
+        self.add(u64::from(byte));
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type Statics = HashMap<String, Node, BuildHasherDefault<SegmentHasher>>;
+
 #[derive(Debug, Default)]
 struct Node {
-    statics: HashMap<String, Node>,
+    statics: Statics,
     /// Sorted: more literal characters first, then fewer holes, then insertion order.
     patterns: Vec<(Pattern, Node)>,
     methods: [Option<u32>; METHODS],
@@ -458,6 +504,29 @@ mod tests {
             t.lookup(&[Cow::Borrowed("items")], None),
             Lookup::MethodNotAllowed(vec![Method::Post])
         );
+    }
+
+    #[test]
+    fn segment_hashes_differ_and_repeat() {
+        use std::hash::BuildHasher;
+        let build = BuildHasherDefault::<SegmentHasher>::default();
+        let keys = [
+            "",
+            "a",
+            "b",
+            "items",
+            "itemz",
+            "items/",
+            "0123456789abcdef",
+            "0123456789abcdeg",
+        ];
+        let hashes: Vec<u64> = keys.iter().map(|k| build.hash_one(k)).collect();
+        for (i, a) in hashes.iter().enumerate() {
+            assert_eq!(*a, build.hash_one(keys[i]));
+            for b in &hashes[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
     }
 
     #[test]

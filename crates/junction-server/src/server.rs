@@ -3,16 +3,23 @@
 //! [`Server::start`] compiles the gateway, binds both addresses (port 0 picks a free port,
 //! which tests rely on) and serves on the current Tokio runtime. [`RunningServer::shutdown`]
 //! stops accepting, lets requests in flight finish (up to a grace period) and returns.
+//!
+//! [`Server::start_per_core`] serves the data plane thread-per-core instead: N single-threaded
+//! runtimes, each on its own thread with its own listener on the same address
+//! (`SO_REUSEPORT`, so the kernel spreads new connections over them). A request then never
+//! leaves the thread that accepted it, and no task is ever woken on another core; this is
+//! nginx's model, and on one core it is one single-threaded runtime, the cheapest setup.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use axum::Router;
 use axum::serve::ListenerExt;
 use junction_model::{Connector, Diagnostics};
 use junction_runtime::{Config, Gateway, SharedGateway};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use std::convert::Infallible;
@@ -41,6 +48,9 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// A serving thread or its runtime could not be started.
+    #[error("cannot start a serving thread: {0}")]
+    Thread(#[source] std::io::Error),
 }
 
 /// Entry point for starting the servers.
@@ -82,8 +92,127 @@ impl Server {
             diagnostics: Diagnostics::default(),
             stop,
             tasks,
+            threads: Vec::new(),
         })
     }
+
+    /// Serves an already compiled gateway thread-per-core: the data plane on `threads`
+    /// single-threaded runtimes (this one and `threads - 1` new threads), each accepting on
+    /// its own `SO_REUSEPORT` listener; the admin plane on this runtime.
+    ///
+    /// Call it on a current-thread runtime: that runtime is the first data-plane thread.
+    /// With one thread this is [`Server::start_with`] on that runtime. Where `SO_REUSEPORT`
+    /// does not exist (not Unix), the other threads share one listener.
+    pub async fn start_per_core(
+        config: &Config,
+        gateway: SharedGateway,
+        threads: NonZeroUsize,
+    ) -> Result<RunningServer, StartError> {
+        let mut listeners = bind_shared(config.listen, threads.get())?.into_iter();
+        let first = listeners
+            .next()
+            .ok_or_else(|| StartError::Thread(std::io::Error::other("no listener was bound")))
+            .and_then(|listener| {
+                TcpListener::from_std(listener).map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    plane: "data",
+                    source,
+                })
+            })?;
+        let admin = bind(config.admin_listen, "admin").await?;
+        let data_addr = local_addr(&first, config.listen, "data")?;
+        let admin_addr = local_addr(&admin, config.admin_listen, "admin")?;
+        let (stop, stopped) = watch::channel(false);
+
+        // Every runtime is built before anything is served, so that a failure stops the start.
+        let mut workers = Vec::new();
+        for listener in listeners {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(StartError::Thread)?;
+            workers.push((runtime, listener));
+        }
+        let mut threads = Vec::new();
+        for (index, (runtime, listener)) in workers.into_iter().enumerate() {
+            let (done, finished) = oneshot::channel();
+            let gateway = gateway.clone();
+            let stopped = stopped.clone();
+            std::thread::Builder::new()
+                .name(format!("junction-data-{}", index + 1))
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        match TcpListener::from_std(listener) {
+                            Ok(listener) => serve_data(listener, gateway, stopped).await,
+                            Err(error) => {
+                                tracing::error!(%error, "a data-plane thread cannot listen");
+                            }
+                        }
+                    });
+                    // Connections still open after the grace period end with the runtime.
+                    drop(runtime);
+                    let _ = done.send(());
+                })
+                .map_err(StartError::Thread)?;
+            threads.push(finished);
+        }
+        let tasks = vec![
+            tokio::spawn(serve_data(first, gateway.clone(), stopped.clone())),
+            spawn(admin, admin_router(gateway.clone()), stopped),
+        ];
+        tracing::info!(%data_addr, %admin_addr, threads = threads.len() + 1, "listening");
+        Ok(RunningServer {
+            data_addr,
+            admin_addr,
+            gateway,
+            diagnostics: Diagnostics::default(),
+            stop,
+            tasks,
+            threads,
+        })
+    }
+}
+
+/// Binds `count` listeners to `addr`, all with `SO_REUSEPORT` when there are several. Port 0
+/// binds a free port for the first, and the others join it. Returned as std listeners, to
+/// be registered by the runtime that serves each.
+fn bind_shared(addr: SocketAddr, count: usize) -> Result<Vec<std::net::TcpListener>, StartError> {
+    let error = |source| StartError::Bind {
+        addr,
+        plane: "data",
+        source,
+    };
+    let mut listeners = Vec::with_capacity(count);
+    let mut at = addr;
+    for _ in 0..count.max(1) {
+        let socket = if at.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .map_err(error)?;
+        #[cfg(unix)]
+        {
+            socket.set_reuseaddr(true).map_err(error)?;
+            if count > 1 {
+                socket.set_reuseport(true).map_err(error)?;
+            }
+        }
+        socket.bind(at).map_err(error)?;
+        let listener = socket.listen(1024).map_err(error)?;
+        at = listener.local_addr().map_err(error)?;
+        let listener = listener.into_std().map_err(error)?;
+        if cfg!(not(unix)) {
+            // No SO_REUSEPORT: every thread accepts on clones of the one socket.
+            for _ in 1..count {
+                listeners.push(listener.try_clone().map_err(error)?);
+            }
+            listeners.push(listener);
+            break;
+        }
+        listeners.push(listener);
+    }
+    Ok(listeners)
 }
 
 async fn bind(addr: SocketAddr, plane: &'static str) -> Result<TcpListener, StartError> {
@@ -134,45 +263,58 @@ fn spawn(
 fn spawn_data(
     listener: TcpListener,
     gateway: SharedGateway,
-    mut stopped: watch::Receiver<bool>,
+    stopped: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-        // A client gets 30 s to send its request headers (hyper's default, once it has a timer).
-        builder.http1().timer(TokioTimer::new());
-        let graceful = GracefulShutdown::new();
-        loop {
-            let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
-                _ = stopped.wait_for(|stop| *stop) => break,
-            };
-            let stream = match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(%error, "cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
+    tokio::spawn(serve_data(listener, gateway, stopped))
+}
+
+/// The data plane's accept loop, until `stopped`; then waits for the connections' requests
+/// in flight, at most [`SHUTDOWN_GRACE`].
+async fn serve_data(
+    listener: TcpListener,
+    gateway: SharedGateway,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // A client gets 30 s to send its request headers (hyper's default, once it has a timer).
+    builder.http1().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stopped.wait_for(|stop| *stop) => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(%error, "cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let gateway = gateway.clone();
+        let service = service_fn(move |request: http::Request<Incoming>| {
             let gateway = gateway.clone();
-            let service = service_fn(move |request: http::Request<Incoming>| {
-                let gateway = gateway.clone();
-                async move { Ok::<_, Infallible>(serve_request(&gateway, request).await) }
-            });
-            let connection = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned();
-            let connection = graceful.watch(connection);
-            tokio::spawn(async move {
-                if let Err(error) = connection.await {
-                    tracing::debug!(error = %error, "connection ended with an error");
-                }
-            });
-        }
-        graceful.shutdown().await;
-    })
+            async move { Ok::<_, Infallible>(serve_request(&gateway, request).await) }
+        });
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(error = %error, "connection ended with an error");
+            }
+        });
+    }
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still running after the grace period were cut off");
+    }
 }
 
 /// Servers running in the background of the current runtime.
@@ -187,6 +329,8 @@ pub struct RunningServer {
     pub diagnostics: Diagnostics,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// Data-plane threads of [`Server::start_per_core`]; each says when it has finished.
+    threads: Vec<oneshot::Receiver<()>>,
 }
 
 impl RunningServer {
@@ -205,9 +349,13 @@ impl RunningServer {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let mut tasks = self.tasks;
+        let threads = self.threads;
         let all = async {
             for task in &mut tasks {
                 let _ = task.await;
+            }
+            for thread in threads {
+                let _ = thread.await;
             }
         };
         if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
@@ -247,5 +395,52 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        answer
+    }
+
+    #[tokio::test]
+    async fn serves_per_core_on_one_port_and_stops() {
+        let config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            admin_listen: "127.0.0.1:0".parse().unwrap(),
+            ..Config::default()
+        };
+        let gateway = Gateway::compile(&config, &[]).unwrap().gateway;
+        let running = Server::start_per_core(
+            &config,
+            SharedGateway::new(gateway),
+            NonZeroUsize::new(3).unwrap(),
+        )
+        .await
+        .unwrap();
+        assert_ne!(running.data_addr.port(), 0);
+        // The kernel spreads connections over the three listeners; every one answers.
+        for _ in 0..12 {
+            let answer = get(running.data_addr, "/healthz").await;
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        }
+        let answer = get(running.data_addr, "/connectors/none/x").await;
+        assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+        let addr = running.data_addr;
+        tokio::time::timeout(Duration::from_secs(5), running.shutdown())
+            .await
+            .unwrap();
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
     }
 }

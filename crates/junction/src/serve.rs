@@ -6,14 +6,20 @@
 //! exits 1. Warnings about the definitions are counted on one line (`junction validate` lists
 //! them); warnings from building the gateway (a missing connection value, a schema that
 //! will not be validated, a shadowed route) are printed in full.
+//!
+//! The runtime: by default thread-per-core (`--runtime per-core`), one single-threaded
+//! runtime per worker thread, each with its own listener (`SO_REUSEPORT`) and its own
+//! upstream connections, so a request never wakes a task on another core. `--runtime
+//! multi-thread` is Tokio's work-stealing runtime instead. `bench/` measures both.
 
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use junction_model::{Connector, Diagnostics};
 use junction_runtime::{Config, Gateway, SharedGateway, config};
-use junction_server::Server;
+use junction_server::{RunningServer, Server};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -26,10 +32,28 @@ pub struct Args {
     /// Admin-plane address (IP:PORT), instead of `admin_listen` in the configuration.
     #[arg(long, value_name = "ADDR")]
     admin_listen: Option<String>,
-    /// Worker threads serving requests; default: one per CPU. `1` runs everything on one
-    /// single-threaded runtime, the cheapest setup when the gateway has one core to itself.
-    #[arg(long, value_name = "N")]
+    /// Worker threads serving requests; default: one per CPU the process may run on. With
+    /// the default `--runtime`, `1` serves everything from one single-threaded runtime.
+    #[arg(long, value_name = "N", env = "JUNCTION_THREADS")]
     threads: Option<usize>,
+    /// How the worker threads share the work: `per-core`, one single-threaded runtime per
+    /// thread, each accepting its own connections (SO_REUSEPORT); or `multi-thread`, one
+    /// work-stealing runtime (also with `--threads 1`).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "KIND",
+        default_value = "per-core",
+        env = "JUNCTION_RUNTIME"
+    )]
+    runtime: RuntimeKind,
+}
+
+/// The `--runtime` choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RuntimeKind {
+    PerCore,
+    MultiThread,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -79,28 +103,44 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         connectors.len()
     );
 
-    let runtime = match args.threads {
+    let threads = match args.threads {
         Some(0) => anyhow::bail!("--threads must be at least 1"),
-        Some(1) => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build(),
-        Some(n) => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(n)
-            .enable_all()
-            .build(),
-        None => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build(),
+        Some(n) => NonZeroUsize::new(n),
+        None => std::thread::available_parallelism().ok(),
     }
-    .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
-        let running = Server::start_with(&config, SharedGateway::new(compiled.gateway)).await?;
-        println!("data plane:  {}/connectors/{{name}}/…", running.data_url());
-        println!("admin plane: {}/api/v1/connectors", running.admin_url());
-        running.run_until_signal().await;
-        anyhow::Ok(())
-    })?;
+    .unwrap_or(NonZeroUsize::MIN);
+    let gateway = SharedGateway::new(compiled.gateway);
+    if args.runtime == RuntimeKind::MultiThread {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.get())
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        runtime.block_on(async move {
+            let running = Server::start_with(&config, gateway).await?;
+            print_addresses(&running);
+            running.run_until_signal().await;
+            anyhow::Ok(())
+        })?;
+    } else {
+        // Thread-per-core: this thread's runtime is the first; with one thread, the only one.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        runtime.block_on(async move {
+            let running = Server::start_per_core(&config, gateway, threads).await?;
+            print_addresses(&running);
+            running.run_until_signal().await;
+            anyhow::Ok(())
+        })?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_addresses(running: &RunningServer) {
+    println!("data plane:  {}/connectors/{{name}}/…", running.data_url());
+    println!("admin plane: {}/api/v1/connectors", running.admin_url());
 }
 
 /// Loads every connector under `dir`, printing errors in full and warnings as a count.
