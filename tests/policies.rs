@@ -1177,6 +1177,32 @@ fn a_transform_that_does_not_compile_is_a_config_error() {
     );
 }
 
+/// A section for an operation the connector does not have is an error, like one for an
+/// unknown connector: a misspelt operation id never silently does nothing.
+#[test]
+fn a_section_for_an_unknown_operation_is_an_error() {
+    let loaded = junction_import::load(&package("Planner"));
+    let config = junction_runtime::Config::parse(
+        "[connector.planner]\nbackend = \"http://127.0.0.1:9\"\n[connector.planner.operation.ListTask_V3.paging]\nmax_pages = 2\n",
+        Path::new("junction.toml"),
+        Path::new("."),
+        &|_| None,
+    )
+    .unwrap();
+    let errors: Vec<String> =
+        junction_runtime::Gateway::compile(&config, &[loaded.connector.unwrap()])
+            .unwrap_err()
+            .errors()
+            .map(ToString::to_string)
+            .collect();
+    assert_eq!(
+        errors,
+        [
+            "junction.toml#/connector/planner/operation/ListTask_V3:3:1: error[unknown-operation]: [connector.planner.operation.ListTask_V3] configures an operation connector 'planner' does not have"
+        ]
+    );
+}
+
 // ------------------------------------------------------------------------ custom code, broken
 
 /// Telstra SMS declares `scriptOperations: []`: every operation runs its C# script, so

@@ -471,6 +471,19 @@ fn apply_data(
     let mut changed = false;
     match kind {
         Kind::SetProperty { parent, sub, value } => {
+            if let Some(constant) = value.as_constant() {
+                // A constant: no expression reads the body, so set in place.
+                let new = render_value(value, scope)
+                    .map_err(|e| eval_error(policy, e))?
+                    .unwrap_or(Value::String(constant));
+                let mut set = |item: &mut Value| changed |= json::set(item, sub, new.clone());
+                match json::get_mut(body, &parent.steps) {
+                    Some(Value::Array(items)) => items.iter_mut().for_each(&mut set),
+                    Some(item) => set(item),
+                    None => {}
+                }
+                return Ok(changed);
+            }
             for item_path in json::items(body, &parent.steps) {
                 let new = {
                     let item = json::get(body, &item_path);
@@ -619,6 +632,24 @@ fn each_target(
     mut f: impl FnMut(&Value, &Value) -> Option<Value>,
 ) -> bool {
     let mut changed = false;
+    if target.new.root == Root::Item {
+        // Everything happens inside each item: work on it in place.
+        let mut apply = |item: &mut Value| {
+            let new = match json::get(item, &target.sub) {
+                Some(old) => f(old, item),
+                None => None,
+            };
+            if let Some(new) = new {
+                changed |= json::set(item, &target.new.steps, new);
+            }
+        };
+        match json::get_mut(body, &target.parent.steps) {
+            Some(Value::Array(items)) => items.iter_mut().for_each(&mut apply),
+            Some(item) => apply(item),
+            None => {}
+        }
+        return changed;
+    }
     for item_path in json::items(body, &target.parent.steps) {
         let new = {
             let Some(item) = json::get(body, &item_path) else {
@@ -637,4 +668,317 @@ fn each_target(
         changed |= json::set(body, &at, new);
     }
     changed
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use junction_model::PolicyInstance;
+    use serde_json::json;
+
+    use super::*;
+    use crate::eval::ConnValue;
+    use crate::policy::compile;
+
+    struct NoEnv;
+
+    impl Env for NoEnv {
+        fn connection(&self, name: &str) -> Option<ConnValue<'_>> {
+            (name == "subdomain").then_some(ConnValue {
+                value: "acme",
+                secret: false,
+            })
+        }
+        fn parameter(&self, name: &str) -> Option<&Value> {
+            static ID: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+            (name == "id").then(|| ID.get_or_init(|| json!("42")))
+        }
+    }
+
+    struct NoLinks;
+
+    impl NextLinks for NoLinks {
+        fn rewrite(&self, link: &str) -> Option<String> {
+            Some(format!("rewritten:{link}"))
+        }
+    }
+
+    fn policy(template: &str, parameters: Value) -> Arc<Policy> {
+        let instance = PolicyInstance {
+            template_id: template.into(),
+            title: None,
+            parameters: parameters.as_object().unwrap().clone(),
+            pointer: "/properties/policyTemplateInstances/0".into(),
+        };
+        let compiled = compile(&instance, 0);
+        Arc::new(
+            compiled
+                .policy
+                .unwrap_or_else(|| panic!("{:?}", compiled.findings)),
+        )
+    }
+
+    /// Runs one response-section policy on `body`.
+    fn on_body(template: &str, parameters: Value, mut body: Value) -> Value {
+        let mut parameters = parameters;
+        parameters["x-ms-apimTemplate-policySection"] = json!("Response");
+        let chain = [policy(template, parameters)];
+        let mut headers = HeaderMap::new();
+        let mut message = Incoming {
+            status: 200,
+            headers: &mut headers,
+            body: Some(&mut body),
+        };
+        run_response(&chain, &mut message, &NoEnv, &NoLinks).unwrap();
+        body
+    }
+
+    #[test]
+    fn setproperty_on_objects_and_collections() {
+        // The three examples of Power Platform's documentation.
+        assert_eq!(
+            on_body(
+                "setproperty",
+                json!({"x-ms-apimTemplateParameter.newPropertyParentPathTemplate": "@body().peopleObject",
+                       "x-ms-apimTemplateParameter.newPropertySubPathTemplate": "location",
+                       "x-ms-apimTemplateParameter.propertyValuePathTemplate": "USA"}),
+                json!({"peopleObject": {"XYZ": {"Age": "30"}}})
+            ),
+            json!({"peopleObject": {"XYZ": {"Age": "30"}, "location": "USA"}})
+        );
+        assert_eq!(
+            on_body(
+                "setproperty",
+                json!({"x-ms-apimTemplateParameter.newPropertyParentPathTemplate": "@body().people",
+                       "x-ms-apimTemplateParameter.newPropertySubPathTemplate": "age",
+                       "x-ms-apimTemplateParameter.propertyValuePathTemplate": "30"}),
+                json!({"people": [{"name": "xyz"}, {"name": "pqr"}]})
+            ),
+            json!({"people": [{"name": "xyz", "age": "30"}, {"name": "pqr", "age": "30"}]})
+        );
+        assert_eq!(
+            on_body(
+                "setproperty",
+                json!({"x-ms-apimTemplateParameter.newPropertyParentPathTemplate": "@body()",
+                       "x-ms-apimTemplateParameter.newPropertySubPathTemplate": "name",
+                       "x-ms-apimTemplateParameter.propertyValuePathTemplate": "{@body().firstName} {@body().lastName}"}),
+                json!({"firstName": "John", "lastName": "Smith"})
+            ),
+            json!({"firstName": "John", "lastName": "Smith", "name": "John Smith"})
+        );
+        // Each item of a collection, from the item.
+        assert_eq!(
+            on_body(
+                "setproperty",
+                json!({"x-ms-apimTemplateParameter.newPropertyParentPathTemplate": "@body().people",
+                       "x-ms-apimTemplateParameter.newPropertySubPathTemplate": "label",
+                       "x-ms-apimTemplateParameter.propertyValuePathTemplate": "#{@item().name}"}),
+                json!({"people": [{"name": "a"}, {"name": "b"}]})
+            ),
+            json!({"people": [{"name": "a", "label": "#a"}, {"name": "b", "label": "#b"}]})
+        );
+    }
+
+    #[test]
+    fn conversions() {
+        // convertobjecttoarray, on a collection: for each item (`@item()`).
+        assert_eq!(
+            on_body(
+                "convertobjecttoarray",
+                json!({"x-ms-apimTemplateParameter.propertyParentPath": "@body().sets",
+                       "x-ms-apimTemplateParameter.propertySubPath": "people",
+                       "x-ms-apimTemplateParameter.newPropertyPath": "@item().people",
+                       "x-ms-apimTemplateParameter.keyName": "Name",
+                       "x-ms-apimTemplateParameter.valueName": "Details"}),
+                json!({"sets": [{"people": {"XYZ": {"Age": "30"}}}, {"people": {"ABC": {"Age": "23"}}}]})
+            ),
+            json!({"sets": [
+                {"people": [{"Name": "XYZ", "Details": {"Age": "30"}}]},
+                {"people": [{"Name": "ABC", "Details": {"Age": "23"}}]}
+            ]})
+        );
+        // convertarraytoobject: the documentation's example (a new path without `@body()`
+        // is a property of the parent).
+        let parameters = json!({"x-ms-apimTemplateParameter.propertyParentPath": "@body()",
+               "x-ms-apimTemplateParameter.propertySubPath": "peopleArray",
+               "x-ms-apimTemplateParameter.keyWithinCollectionPath": "Name",
+               "x-ms-apimTemplateParameter.newPropertyPath": "peopleObject",
+               "x-ms-apimTemplateParameter.retainKey": "false"});
+        assert_eq!(
+            on_body(
+                "convertarraytoobject",
+                parameters.clone(),
+                json!({"peopleArray": [{"Name": "XYZ", "Age": "30"}, {"Name": "ABC", "Age": "23"}]})
+            ),
+            json!({"peopleArray": [{"Name": "XYZ", "Age": "30"}, {"Name": "ABC", "Age": "23"}],
+                   "peopleObject": {"XYZ": {"Age": "30"}, "ABC": {"Age": "23"}}})
+        );
+        let mut retain = parameters;
+        retain["x-ms-apimTemplateParameter.retainKey"] = json!("true");
+        assert_eq!(
+            on_body(
+                "convertarraytoobject",
+                retain,
+                json!({"peopleArray": [{"Name": "XYZ"}]})
+            )["peopleObject"],
+            json!({"XYZ": {"Name": "XYZ"}})
+        );
+        // stringtoarray: the documentation's example.
+        assert_eq!(
+            on_body(
+                "stringtoarray",
+                json!({"x-ms-apimTemplateParameter.propertyParentPath": "@body()",
+                       "x-ms-apimTemplateParameter.propertySubPath": "peopleObject.XYZ.Age",
+                       "x-ms-apimTemplateParameter.delimiterList": ";",
+                       "x-ms-apimTemplateParameter.childPropertyName": "AgeW",
+                       "x-ms-apimTemplateParameter.newPropertyPath": "@body().peopleObject.XYZ.Age"}),
+                json!({"peopleObject": {"XYZ": {"Age": "3;0"}, "ABC": {"Age": "23;45"}}})
+            ),
+            json!({"peopleObject": {"XYZ": {"Age": [{"AgeW": "3"}, {"AgeW": "0"}]}, "ABC": {"Age": "23;45"}}})
+        );
+        // encodepropertyvalue and stringreplace on each item.
+        let encoded = on_body(
+            "encodepropertyvalue",
+            json!({"x-ms-apimTemplateParameter.propertyParentPath": "@body().refs",
+                   "x-ms-apimTemplateParameter.propertySubPath": "id",
+                   "x-ms-apimTemplateParameter.newPropertyPath": "@item().id"}),
+            json!({"refs": [{"id": "a b/c@d"}, {"id": 7}, {"x": 1}]}),
+        );
+        assert_eq!(
+            encoded,
+            json!({"refs": [{"id": "a%20b%2Fc%40d"}, {"id": 7}, {"x": 1}]})
+        );
+        let replaced = on_body(
+            "stringreplace",
+            json!({"x-ms-apimTemplateParameter.propertyParentPath": "@body().refs",
+                   "x-ms-apimTemplateParameter.propertySubPath": "id",
+                   "x-ms-apimTemplateParameter.sourceString": "%",
+                   "x-ms-apimTemplateParameter.replacementString": "%25",
+                   "x-ms-apimTemplateParameter.newPropertyPath": "@item().id"}),
+            encoded,
+        );
+        assert_eq!(replaced["refs"][0]["id"], "a%2520b%252Fc%2540d");
+        // moveproperties, the whole object.
+        assert_eq!(
+            on_body(
+                "moveproperties",
+                json!({"x-ms-apimTemplateParameter.srcParentPath": "@body()",
+                       "x-ms-apimTemplateParameter.srcSubPath": "a",
+                       "x-ms-apimTemplateParameter.dstParentPath": "@body().b",
+                       "x-ms-apimTemplateParameter.dstSubPath": "c"}),
+                json!({"a": {"x": 1}, "b": {}})
+            ),
+            json!({"b": {"c": {"x": 1}}})
+        );
+        // updatenextlink.
+        assert_eq!(
+            on_body(
+                "updatenextlink",
+                json!({"x-ms-apimTemplateParameter.nextLinkPropertyName": "@odata.nextLink"}),
+                json!({"value": [], "@odata.nextLink": "https://b/x?page=2"})
+            ),
+            json!({"value": [], "@odata.nextLink": "rewritten:https://b/x?page=2"})
+        );
+    }
+
+    struct NoSide;
+
+    impl SideCalls for NoSide {
+        async fn call(&self, _: http::Method, url: String, _: HeaderMap) -> Result<Value, String> {
+            Ok(json!({"token": format!("for {url}")}))
+        }
+    }
+
+    fn outgoing() -> Outgoing {
+        Outgoing {
+            method: http::Method::GET,
+            original_method: http::Method::GET,
+            base: "https://api.example.com/v1".into(),
+            path: "/items/42".into(),
+            query: "a=1".into(),
+            headers: HeaderMap::new(),
+            body: None,
+            body_changed: false,
+            next_link: false,
+        }
+    }
+
+    fn run(chain: &[Arc<Policy>], out: &mut Outgoing) -> Result<(), PolicyError> {
+        let hosts = Hosts {
+            apply: true,
+            allowed: &[],
+        };
+        // A tiny executor: the side call above never waits.
+        let future = run_request(chain, out, &NoEnv, &hosts, &NoSide);
+        let mut future = std::pin::pin!(future);
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        loop {
+            if let std::task::Poll::Ready(result) = future.as_mut().poll(&mut cx) {
+                return result;
+            }
+        }
+    }
+
+    #[test]
+    fn request_policies_in_declared_order() {
+        let chain = [
+            policy(
+                "dynamicsubdomain",
+                json!({"x-ms-apimTemplateParameter.urlTemplate": "https://@connectionParameters('subdomain').alisqi.com/api/"}),
+            ),
+            policy(
+                "routerequesttoendpoint",
+                json!({"x-ms-apimTemplateParameter.newPath": "/v2/{id}/x?b=2",
+                       "x-ms-apimTemplateParameter.httpMethod": "PUT"}),
+            ),
+            policy(
+                "setqueryparameter",
+                json!({"x-ms-apimTemplateParameter.name": "a",
+                       "x-ms-apimTemplateParameter.value": "one two",
+                       "x-ms-apimTemplateParameter.existsAction": "override"}),
+            ),
+            policy(
+                "setvaluefromurl",
+                json!({"x-ms-apimTemplateParameter.parameterTemplate": "@headers('X-Token')",
+                       "x-ms-apimTemplateParameter.parameterValueUrl": "/token/{id}",
+                       "x-ms-apimTemplateParameter.parameterValuePathTemplate": "@body().token"}),
+            ),
+            policy(
+                "setheader",
+                json!({"x-ms-apimTemplateParameter.name": "Authorization",
+                       "x-ms-apimTemplateParameter.value": "Bearer @headers('X-Token')"}),
+            ),
+        ];
+        let mut out = outgoing();
+        run(&chain, &mut out).unwrap();
+        assert_eq!(out.method, http::Method::PUT);
+        assert_eq!(
+            out.url(),
+            "https://acme.alisqi.com/api/v2/42/x?b=2&a=one%20two"
+        );
+        assert_eq!(
+            out.headers["authorization"],
+            "Bearer for https://acme.alisqi.com/api/token/42"
+        );
+        assert!(out.headers["x-token"].is_sensitive());
+    }
+
+    /// The published AlisQI instance (its host is not reachable from the integration
+    /// tests, so the URL a good value gives is checked here).
+    #[test]
+    fn alisqi_subdomain_from_the_corpus() {
+        let package = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/corpus/power-platform-connectors/certified-connectors/AlisQI");
+        let loaded = junction_import::load(&package);
+        let connector = loaded.connector.unwrap();
+        let instance = &connector.policies()[0];
+        assert_eq!(instance.template_id, "dynamicsubdomain");
+        let chain = [Arc::new(compile(instance, 0).policy.unwrap())];
+        let mut out = outgoing();
+        out.path = "/getAllSets".into();
+        out.query = String::new();
+        run(&chain, &mut out).unwrap();
+        assert_eq!(out.url(), "https://acme.alisqi.com/api/getAllSets");
+    }
 }

@@ -168,16 +168,82 @@ impl Transform {
 
     /// Runs the program on `input` with the two variables; the first output is the result.
     pub fn run(&self, input: &Value, params: &Value, connection: &Value) -> Result<Value, String> {
+        self.run_val(to_val(input), params, connection)
+            .map(|value| from_val(&value))
+    }
+
+    /// Runs the program on a value and writes the result as JSON text.
+    pub fn run_to_json(
+        &self,
+        input: &Value,
+        params: &Value,
+        connection: &Value,
+    ) -> Result<Vec<u8>, String> {
+        let out = self.run_val(to_val(input), params, connection)?;
+        serde_json::to_vec(&Json(&out)).map_err(|e| e.to_string())
+    }
+
+    /// Runs the program on JSON text and writes the result as JSON text, without an
+    /// intermediate document: what a response transform does when no policy reads the body.
+    pub fn run_json(
+        &self,
+        input: &[u8],
+        params: &Value,
+        connection: &Value,
+    ) -> Result<Vec<u8>, String> {
+        let input: Val =
+            serde_json::from_slice(input).map_err(|e| format!("the body is not JSON: {e}"))?;
+        let out = self.run_val(input, params, connection)?;
+        serde_json::to_vec(&Json(&out)).map_err(|e| e.to_string())
+    }
+
+    fn run_val(&self, input: Val, params: &Value, connection: &Value) -> Result<Val, String> {
         let vars = Vars::new([to_val(params), to_val(connection)]);
         let ctx = Ctx::<Data>::new(&self.filter.lut, vars);
-        let mut outputs = self.filter.id.run((ctx, to_val(input))).map(unwrap_valr);
+        let mut outputs = self.filter.id.run((ctx, input)).map(unwrap_valr);
         match outputs.next() {
-            Some(Ok(value)) => Ok(from_val(&value)),
+            Some(Ok(value)) => Ok(value),
             Some(Err(error)) => Err(match error.into_val() {
                 Val::TStr(text) => String::from_utf8_lossy(&text).into_owned(),
                 other => other.to_string(),
             }),
             None => Err("the transform produced no value".into()),
+        }
+    }
+}
+
+/// Writes a jaq value as JSON through serde (faster than building a serde_json value):
+/// numbers that are not finite become `null`, byte strings are read as UTF-8, non-string
+/// object keys are written as their JSON text.
+struct Json<'a>(&'a Val);
+
+impl serde::Serialize for Json<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self.0 {
+            Val::Null => s.serialize_unit(),
+            Val::Bool(b) => s.serialize_bool(*b),
+            Val::Num(n) => number(n).serialize(s),
+            Val::TStr(bytes) | Val::BStr(bytes) => s.serialize_str(&String::from_utf8_lossy(bytes)),
+            Val::Arr(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for item in items.iter() {
+                    seq.serialize_element(&Json(item))?;
+                }
+                seq.end()
+            }
+            Val::Obj(map) => {
+                let mut out = s.serialize_map(Some(map.len()))?;
+                for (k, v) in map.iter() {
+                    match k {
+                        Val::TStr(bytes) | Val::BStr(bytes) => {
+                            out.serialize_entry(&String::from_utf8_lossy(bytes), &Json(v))?
+                        }
+                        other => out.serialize_entry(&other.to_string(), &Json(v))?,
+                    }
+                }
+                out.end()
+            }
         }
     }
 }
@@ -350,6 +416,28 @@ mod tests {
         assert!(Transform::compile("import \"x\" as x; .").is_err());
         let e = Transform::compile("{a: 1").unwrap_err();
         assert!(!e.message.is_empty());
+    }
+
+    #[test]
+    fn json_text_in_and_out() {
+        let t = Transform::compile(
+            "{n: (.items | length), first: .items[0], f: 1.5, big: 18446744073709551615}",
+        )
+        .unwrap();
+        let out = t
+            .run_json(br#"{"items": [{"a": "x\"y"}, 2]}"#, &json!({}), &json!({}))
+            .unwrap();
+        let value: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            value,
+            json!({"n": 2, "first": {"a": "x\"y"}, "f": 1.5, "big": 18446744073709551615u64})
+        );
+        assert_eq!(
+            t.run_to_json(&json!({"items": []}), &json!({}), &json!({}))
+                .unwrap(),
+            br#"{"n":0,"first":null,"f":1.5,"big":18446744073709551615}"#
+        );
+        assert!(t.run_json(b"{not json", &json!({}), &json!({})).is_err());
     }
 
     #[test]

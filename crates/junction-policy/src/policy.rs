@@ -842,7 +842,20 @@ impl<'p> Reader<'p> {
     fn target_of(&mut self, parent: &str, sub: &str, new: &str) -> Option<Target> {
         let parent = self.path(parent, true, &[Root::Body]);
         let sub = self.steps(sub);
-        let new = self.path(new, true, &[Root::Body, Root::Item]);
+        // A plain property name (`peopleObject`, as Power Platform's own examples write it)
+        // is a property of each item of the parent.
+        let plain = self
+            .string(new, false)
+            .filter(|t| !t.trim_start().starts_with('@') && !t.contains('('))
+            .and_then(|t| expr::parse_steps(&t).ok())
+            .filter(|steps| !steps.is_empty());
+        let new = match plain {
+            Some(steps) => Some(Path {
+                root: Root::Item,
+                steps,
+            }),
+            None => self.path(new, true, &[Root::Body, Root::Item]),
+        };
         Some(Target {
             parent: parent?,
             sub: sub?,

@@ -50,9 +50,11 @@ pub(crate) enum OutBody {
         body: RequestBody,
         content_type: Option<HeaderValue>,
     },
-    /// A JSON body parsed for the policy stage; written out after the policies ran.
+    /// A JSON body parsed for the policy stage; written out after the policies ran, as
+    /// `original` when nothing changed it.
     Json {
         value: Value,
+        original: Option<Bytes>,
         content_type: HeaderValue,
     },
     /// Built from the bound FormData values and `files`.
@@ -444,6 +446,7 @@ where
     if op.read_json {
         return Ok(OutBody::Json {
             value,
+            original: (!changed).then_some(bytes),
             content_type,
         });
     }

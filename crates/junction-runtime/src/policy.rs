@@ -619,15 +619,16 @@ pub(crate) async fn call(
     if !violations.is_empty() {
         return Err(Error::invalid(violations));
     }
-    let (json, other) = match bound.body {
+    let (json, original, other) = match bound.body {
         OutBody::Json {
             value,
+            original,
             content_type,
         } => {
             headers.insert(header::CONTENT_TYPE, content_type);
-            (Some(value), OutBody::Empty)
+            (Some(value), original, OutBody::Empty)
         }
-        other => (None, other),
+        other => (None, None, other),
     };
     let mut other_body =
         upstream::request_body(op, parts, other, &bound.values, &bound.files, &mut headers)?;
@@ -679,13 +680,13 @@ pub(crate) async fn call(
         return Err(upstream::no_target(connector));
     }
 
+    let mut transformed = None;
     if let (Some(transform), Some(body)) = (&plan.request_transform, &out.body) {
         let result = transform
             .transform
-            .run(body, &env.params_json(), &connector.connection.public)
+            .run_to_json(body, &env.params_json(), &connector.connection.public)
             .map_err(|why| transform_error(connector, op, transform, &why))?;
-        out.body = Some(result);
-        out.body_changed = true;
+        transformed = Some(Bytes::from(result));
     }
 
     // Assemble and send.
@@ -702,9 +703,14 @@ pub(crate) async fn call(
         )
     })?;
     if let Some(body) = &out.body {
-        let bytes = serde_json::to_vec(body).map_err(|e| {
-            Error::new(ErrorKind::Internal, "could not write the request body").with_cause(e)
-        })?;
+        // No re-serialisation when nothing changed the body.
+        let bytes = match (transformed, original) {
+            (Some(bytes), _) => bytes,
+            (None, Some(bytes)) if !out.body_changed => bytes,
+            _ => Bytes::from(serde_json::to_vec(body).map_err(|e| {
+                Error::new(ErrorKind::Internal, "could not write the request body").with_cause(e)
+            })?),
+        };
         other_body = RequestBody::full(bytes);
         out.headers.remove(header::CONTENT_LENGTH);
     }
@@ -762,12 +768,30 @@ pub(crate) async fn call(
     }
 
     let bytes = read_limited(body, connector.max_response_bytes).await?;
-    let mut value: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
-        // Nothing to transform.
-        head.headers.remove(header::CONTENT_LENGTH);
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        // Nothing to work on.
         return Ok(http::Response::from_parts(head, UpstreamBody::full(bytes)));
+    }
+    let rewritten = if plan.paging.is_none() && !chain.iter().any(|p| p.uses_body()) {
+        // Only the transform reads the body: straight from the text, no document.
+        let mut message = Incoming {
+            status: status.as_u16(),
+            headers: &mut head.headers,
+            body: None,
+        };
+        junction_policy::run_response(chain, &mut message, &env, &links)
+            .map_err(|e| policy_error(connector, op, e))?;
+        match &plan.response_transform {
+            Some(transform) => Some(
+                transform
+                    .transform
+                    .run_json(&bytes, &env.params_json(), &connector.connection.public)
+                    .map_err(|why| transform_error(connector, op, transform, &why))?,
+            ),
+            None => None,
+        }
     } else {
-        serde_json::from_slice(&bytes).map_err(|e| {
+        let mut value: Value = serde_json::from_slice(&bytes).map_err(|e| {
             Error::new(
                 ErrorKind::UpstreamInvalid,
                 format!(
@@ -776,37 +800,44 @@ pub(crate) async fn call(
                 ),
             )
             .with_cause(e)
-        })?
+        })?;
+        let mut changed = false;
+        if let Some(paging) = &plan.paging {
+            changed |= follow_pages(
+                connector,
+                op,
+                paging,
+                &mut value,
+                &url,
+                &out.base,
+                &sent_headers,
+            )
+            .await?;
+        }
+        let mut message = Incoming {
+            status: status.as_u16(),
+            headers: &mut head.headers,
+            body: Some(&mut value),
+        };
+        changed |= junction_policy::run_response(chain, &mut message, &env, &links)
+            .map_err(|e| policy_error(connector, op, e))?;
+        match &plan.response_transform {
+            Some(transform) => Some(
+                transform
+                    .transform
+                    .run_to_json(&value, &env.params_json(), &connector.connection.public)
+                    .map_err(|why| transform_error(connector, op, transform, &why))?,
+            ),
+            // No re-serialisation when nothing changed the body.
+            None if !changed => None,
+            None => Some(serde_json::to_vec(&value).map_err(|e| {
+                Error::new(ErrorKind::Internal, "could not write the response body").with_cause(e)
+            })?),
+        }
     };
-
-    if let Some(paging) = &plan.paging {
-        follow_pages(
-            connector,
-            op,
-            paging,
-            &mut value,
-            &url,
-            &out.base,
-            &sent_headers,
-        )
-        .await?;
-    }
-    let mut message = Incoming {
-        status: status.as_u16(),
-        headers: &mut head.headers,
-        body: Some(&mut value),
+    let Some(bytes) = rewritten else {
+        return Ok(http::Response::from_parts(head, UpstreamBody::full(bytes)));
     };
-    junction_policy::run_response(chain, &mut message, &env, &links)
-        .map_err(|e| policy_error(connector, op, e))?;
-    if let Some(transform) = &plan.response_transform {
-        value = transform
-            .transform
-            .run(&value, &env.params_json(), &connector.connection.public)
-            .map_err(|why| transform_error(connector, op, transform, &why))?;
-    }
-    let bytes = serde_json::to_vec(&value).map_err(|e| {
-        Error::new(ErrorKind::Internal, "could not write the response body").with_cause(e)
-    })?;
     head.headers.remove(header::CONTENT_LENGTH);
     head.headers.remove(header::CONTENT_ENCODING);
     head.headers.insert(
@@ -913,7 +944,8 @@ fn without_next_link(query: &str) -> String {
 }
 
 /// Follows `nextLinkName` from `first` (the first page), appending each page's items,
-/// until the limits; leaves the last next link (if any) in the document.
+/// until the limits; leaves the last next link (if any) in the document. Returns whether
+/// it fetched any page.
 async fn follow_pages(
     connector: &ConnectorPlan,
     op: &OperationPlan,
@@ -922,9 +954,9 @@ async fn follow_pages(
     first_url: &str,
     base: &str,
     headers: &HeaderMap,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     let Some(Value::Array(items)) = first.get(&paging.items) else {
-        return Ok(());
+        return Ok(false);
     };
     let mut items = items.clone();
     let mut next = first
@@ -1002,6 +1034,9 @@ async fn follow_pages(
             .map(str::to_owned);
         current = url;
     }
+    if pages == 1 {
+        return Ok(false);
+    }
     if let Value::Object(map) = first {
         map.insert(paging.items.clone(), Value::Array(items));
         match next {
@@ -1013,7 +1048,7 @@ async fn follow_pages(
             }
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -217,12 +217,17 @@ pub(crate) fn request_body(
         }
         OutBody::Json {
             value,
+            original,
             content_type,
         } => {
             headers.insert(header::CONTENT_TYPE, content_type);
-            RequestBody::full(serde_json::to_vec(&value).map_err(|e| {
-                Error::new(ErrorKind::Internal, "could not write the request body").with_cause(e)
-            })?)
+            match original {
+                Some(bytes) => RequestBody::full(bytes),
+                None => RequestBody::full(serde_json::to_vec(&value).map_err(|e| {
+                    Error::new(ErrorKind::Internal, "could not write the request body")
+                        .with_cause(e)
+                })?),
+            }
         }
         OutBody::Stream { body, content_type } => {
             if let Some(content_type) = content_type {

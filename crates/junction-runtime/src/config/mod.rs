@@ -819,6 +819,97 @@ api_key = "${MISSING_TOKEN}"
     }
 
     #[test]
+    fn reads_policy_keys() {
+        let config = parse(
+            r#"
+public_url = "https://gw.example.com/"
+[limits]
+max_response_bytes = "1MiB"
+[connector.a]
+allowed_hosts = ["API.example.com", "*.example.net"]
+[connector.a.transform]
+request = '. + {x: 1}'
+response = '.value'
+[connector.a.paging]
+max_pages = 3
+[connector.a.operation.ListThings.transform]
+response = '.items'
+[connector.a.operation.ListThings.paging]
+max_items = "50"
+"#,
+        )
+        .unwrap();
+        assert_eq!(config.public_url.as_deref(), Some("https://gw.example.com"));
+        assert_eq!(config.limits.max_response_bytes, 1 << 20);
+        let a = &config.connectors["a"];
+        assert_eq!(a.allowed_hosts, ["api.example.com", "*.example.net"]);
+        assert_eq!(
+            a.transform.response.as_ref().map(|t| t.key.as_str()),
+            Some("connector.a.transform.response")
+        );
+        assert_eq!(
+            a.paging,
+            Some(Paging {
+                max_pages: 3,
+                max_items: DEFAULT_MAX_ITEMS
+            })
+        );
+        let op = &a.operations["ListThings"];
+        assert_eq!(
+            op.transform.response.as_ref().unwrap().transform.code(),
+            ".items"
+        );
+        assert!(op.transform.request.is_none());
+        assert_eq!(
+            op.paging,
+            Some(Paging {
+                max_pages: DEFAULT_MAX_PAGES,
+                max_items: 50
+            })
+        );
+        assert_eq!(op.line, Some(12));
+    }
+
+    #[test]
+    fn policy_key_problems_are_reported_with_positions() {
+        let error = parse(
+            r#"[connector.a]
+allowed_hosts = ["evil.com/x"]
+[connector.a.transform]
+response = '.a | frob'
+[connector.a.paging]
+max_pages = 0
+"#,
+        )
+        .unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains(":2:18: `connector.a.allowed_hosts`: `evil.com/x` is not a host"),
+            "{message}"
+        );
+        assert!(
+            message.contains(":4:18: `connector.a.transform.response`: the jq program does not compile: at character 6: undefined filter `frob`"),
+            "{message}"
+        );
+        assert!(
+            message.contains(":6:13: `connector.a.paging.max_pages`: `0` is not a number of pages"),
+            "{message}"
+        );
+        let error = parse(
+            "[connector.a.paging]
+max_page = 3
+",
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("unknown field `max_page`"),
+            "{error}"
+        );
+        let error = parse("public_url = \"ftp://x\"\n").unwrap_err();
+        assert!(error.to_string().contains("`public_url`"), "{error}");
+    }
+
+    #[test]
     fn addresses() {
         assert_eq!(parse_address(":80").unwrap(), "0.0.0.0:80".parse().unwrap());
         assert_eq!(
