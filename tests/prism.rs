@@ -4,11 +4,13 @@
 //!
 //! Selection rule (stated, not hand-picked): walk the corpus folders in path order; keep the
 //! connectors that load, authenticate with API key, basic or nothing, declare no policy
-//! templates (policies are issue #4; a routing policy would send Prism a path it does not
-//! know) and have at least one operation that is not a trigger; take every 6th of them,
-//! and call each operation that is not a trigger and not run by the package's custom code
-//! (those answer 501; see `policies`),
-//! starting with the first.
+//! templates and have at least one operation that is not a trigger; take every 6th of them.
+//! Then, from the connectors that declare policy templates which Prism can judge (headers,
+//! query parameters, host — a routing or body policy would send Prism a request its
+//! definition does not describe), all compiling and without custom code, take every 6th
+//! too; their policies run, with a plain value for each connection parameter they read.
+//! (Both start with the first.) Each operation that is not a trigger and not run by the
+//! package's custom code (those answer 501; see `policies`) is called.
 //!
 //! Prism serves each definition as Power Platform reads it: an operation with a body but no
 //! `consumes` gets the media type Power Platform sends (see [`as_power_platform_reads_it`]).
@@ -184,12 +186,44 @@ fn as_power_platform_reads_it(folder: &Path, out: &Path) -> Result<PathBuf, Stri
 
 /// Whether `connector` is in the population the selection rule draws from.
 fn eligible(connector: &Connector) -> bool {
-    let auth_ok = connector
+    auth_ok(connector)
+        && connector.policies().is_empty()
+        && connector.operations.iter().any(|op| !op.is_trigger())
+}
+
+fn auth_ok(connector: &Connector) -> bool {
+    connector
         .security_schemes
         .values()
-        .all(|s| matches!(s, SecurityScheme::ApiKey { .. } | SecurityScheme::Basic));
-    auth_ok
-        && connector.policies().is_empty()
+        .all(|s| matches!(s, SecurityScheme::ApiKey { .. } | SecurityScheme::Basic))
+}
+
+/// Policy templates whose effect Prism can judge against the definition: they add headers
+/// or query parameters, or choose the host (which `backend` replaces here), but do not
+/// move the request to a path or body the definition does not describe.
+const JUDGEABLE_TEMPLATES: [&str; 7] = [
+    "setheader",
+    "setqueryparameter",
+    "dynamichosturl",
+    "dynamicsubdomain",
+    "setconnectionstatustounauthenticated",
+    "updatenextlink",
+    "pollingtrigger",
+];
+
+/// The second population: connectors whose policies are all judgeable and all compile,
+/// with no custom code.
+fn eligible_with_policies(connector: &Connector) -> bool {
+    auth_ok(connector)
+        && !connector.policies().is_empty()
+        && connector.policies().iter().enumerate().all(|(i, p)| {
+            JUDGEABLE_TEMPLATES.contains(&p.template_id.as_str())
+                && junction_policy::compile(p, i).policy.is_some()
+        })
+        && connector
+            .properties
+            .as_ref()
+            .is_none_or(|p| p.custom_code.is_none())
         && connector.operations.iter().any(|op| !op.is_trigger())
 }
 
@@ -212,11 +246,25 @@ fn config_section(connector: &Connector, port: u16) -> String {
             _ => {}
         }
     }
-    // Connectors that name their key parameter otherwise (`apiKey`, `token` …) get the same key.
+    // Connectors that name their key parameter otherwise (`apiKey`, `token` …) get the same key;
+    // other connection parameters (which policies read) get a plain value.
     for param in connector.connection_parameters() {
         if param.is_secret() && !values.contains_key(&param.name) {
             values.insert(param.name.clone(), API_KEY.to_owned());
+        } else if !values.contains_key(&param.name) {
+            let value = param
+                .allowed_values
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "prism-test".to_owned());
+            values.insert(param.name.clone(), value);
         }
+    }
+    // Values the policies read that the package does not declare (`token:…`).
+    for name in policy_connection_values(connector) {
+        values
+            .entry(name)
+            .or_insert_with(|| "prism-test".to_owned());
     }
     if !values.is_empty() {
         out.push_str(&format!("[connector.{}.connection]\n", connector.name));
@@ -225,6 +273,31 @@ fn config_section(connector: &Connector, port: u16) -> String {
         }
     }
     out
+}
+
+/// The connection values the connector's policies read (`@connectionParameters('name')`).
+fn policy_connection_values(connector: &Connector) -> Vec<String> {
+    use junction_policy::expr::{Expr, Flavor, Source, parse_template};
+    let mut names = Vec::new();
+    for instance in connector.policies() {
+        for value in instance.parameters.values() {
+            let Some(text) = value.as_str() else { continue };
+            let Ok(template) = parse_template(text, Flavor::TEXT) else {
+                continue;
+            };
+            for expr in template.exprs() {
+                if let Expr::Lookup {
+                    source: Source::Connection,
+                    name,
+                    ..
+                } = expr
+                {
+                    names.push(name.clone());
+                }
+            }
+        }
+    }
+    names
 }
 
 fn toml_key(key: &str) -> String {
@@ -451,21 +524,26 @@ fn corpus_operations_through_junction_satisfy_prism() {
     let prism = prism_binary();
     assert!(prism.exists());
     let mut eligible_connectors = Vec::new();
+    let mut with_policies = Vec::new();
     for path in junction_import::discover(&corpus_root()) {
         let loaded = junction_import::load(&path);
-        if let Some(connector) = loaded.connector
-            && eligible(&connector)
-        {
-            eligible_connectors.push((path, connector));
+        if let Some(connector) = loaded.connector {
+            if eligible(&connector) {
+                eligible_connectors.push((path, connector));
+            } else if eligible_with_policies(&connector) {
+                with_policies.push((path, connector));
+            }
         }
     }
-    let selected: Vec<(PathBuf, Connector)> =
+    let mut selected: Vec<(PathBuf, Connector)> =
         eligible_connectors.into_iter().step_by(STRIDE).collect();
     assert!(
         selected.len() >= 40,
         "the selection rule yields only {} connectors",
         selected.len()
     );
+    let policy_connectors = with_policies.len().div_ceil(STRIDE);
+    selected.extend(with_policies.into_iter().step_by(STRIDE));
 
     // Start the Prism servers, a few at a time.
     let prism_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
@@ -551,8 +629,8 @@ fn corpus_operations_through_junction_satisfy_prism() {
     let mut report = String::new();
     let _ = writeln!(
         report,
-        "# Prism end-to-end report\n\n{} connectors selected (every {STRIDE}th eligible), {} served, \
-         {} operations called, {passed} passed ({:.1}%).\n",
+        "# Prism end-to-end report\n\n{} connectors selected (every {STRIDE}th eligible; {policy_connectors} of them \
+         with policy templates), {} served, {} operations called, {passed} passed ({:.1}%).\n",
         selected.len(),
         served.len(),
         total,
