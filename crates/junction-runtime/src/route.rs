@@ -152,11 +152,12 @@ fn method_index(method: Method) -> usize {
     method as usize
 }
 
-/// An Fx-style hasher (as in rustc): one rotate, xor and multiply per 8 bytes.
+/// An Fx-style hasher (as in rustc): one rotate, xor and multiply per 8 bytes. For keys
+/// that are fixed before requests look them up (route segments, backend addresses).
 #[derive(Debug, Default, Clone, Copy)]
-struct SegmentHasher(u64);
+pub(crate) struct FastHasher(u64);
 
-impl SegmentHasher {
+impl FastHasher {
     const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
 
     fn add(&mut self, word: u64) {
@@ -164,7 +165,7 @@ impl SegmentHasher {
     }
 }
 
-impl Hasher for SegmentHasher {
+impl Hasher for FastHasher {
     fn write(&mut self, bytes: &[u8]) {
         let mut chunks = bytes.chunks_exact(8);
         for chunk in &mut chunks {
@@ -191,7 +192,7 @@ impl Hasher for SegmentHasher {
     }
 }
 
-type Statics = HashMap<String, Node, BuildHasherDefault<SegmentHasher>>;
+type Statics = HashMap<String, Node, BuildHasherDefault<FastHasher>>;
 
 #[derive(Debug, Default)]
 struct Node {
@@ -509,7 +510,7 @@ mod tests {
     #[test]
     fn segment_hashes_differ_and_repeat() {
         use std::hash::BuildHasher;
-        let build = BuildHasherDefault::<SegmentHasher>::default();
+        let build = BuildHasherDefault::<FastHasher>::default();
         let keys = [
             "",
             "a",

@@ -15,7 +15,6 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Uri, header};
-use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -31,11 +30,11 @@ use crate::error::{Error, ErrorKind, Violation};
 use crate::gateway::ConnectorPlan;
 use crate::plan::{OperationPlan, ParamPlan, UpstreamPiece, value_text};
 
+mod pool;
+pub(crate) use pool::{ClientError, HttpClient};
+
 /// The `User-Agent` of upstream requests.
 pub const USER_AGENT: &str = concat!("junction/", env!("CARGO_PKG_VERSION"));
-
-/// The pooled upstream client: HTTP/1.1 and HTTP/2 (by ALPN) over plain TCP or rustls.
-pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, RequestBody>;
 
 /// Installs `ring` as the process's TLS crypto provider, if none is installed yet.
 ///
@@ -46,7 +45,8 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Builds a pooled client. One is shared by every connector with the same connect timeout.
+/// Builds a pooled client (see [`pool`]). One is shared by every connector with the same
+/// connect timeout.
 pub(crate) fn client(connect_timeout: Duration) -> Result<HttpClient, String> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
@@ -59,10 +59,11 @@ pub(crate) fn client(connect_timeout: Duration) -> Result<HttpClient, String> {
         .enable_http1()
         .enable_http2()
         .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
+    let tls = Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(pool::IDLE_TIMEOUT)
         .pool_timer(TokioTimer::new())
-        .build(https))
+        .build(https);
+    Ok(HttpClient::new(connect_timeout, tls))
 }
 
 /// Where a connector's requests go: scheme, host and base path, parsed once.
@@ -316,11 +317,7 @@ pub(crate) async fn exchange(
     Ok((response, deadline))
 }
 
-fn upstream_error(
-    error: hyper_util::client::legacy::Error,
-    connector: &ConnectorPlan,
-    op: &OperationPlan,
-) -> Error {
+fn upstream_error(error: ClientError, connector: &ConnectorPlan, op: &OperationPlan) -> Error {
     if let Some(limit) = body::limit_exceeded(&error) {
         return body::too_large(limit);
     }
@@ -360,7 +357,7 @@ fn is_idempotent(method: &http::Method) -> bool {
 
 /// Whether the request failed because the backend had closed a pooled connection: the
 /// response never started.
-fn stale_connection(error: &hyper_util::client::legacy::Error) -> bool {
+fn stale_connection(error: &ClientError) -> bool {
     if error.is_connect() {
         return false;
     }

@@ -4,14 +4,20 @@
 //! handed to [`Gateway::handle`](junction_runtime::Gateway::handle) of the table in force.
 //! The server runs it as a plain hyper service (no router in between, it is the hot path);
 //! [`data_router`] wraps the same function in an axum `Router` for tests without sockets.
+//!
+//! Responses carry a [`DataBody`]: the backend's body as it streams in, unboxed, or a body
+//! Junction wrote (a problem, a health answer).
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use bytes::Bytes;
-use http_body::Body as HttpBody;
-use junction_runtime::{BoxError, SharedGateway};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use junction_runtime::{BoxError, SharedGateway, UpstreamBody};
 use serde_json::json;
 
 use crate::problem;
@@ -21,24 +27,72 @@ pub fn data_router(gateway: SharedGateway) -> Router {
     Router::new()
         .fallback(
             |State(gateway): State<SharedGateway>, request: Request| async move {
-                serve_request(&gateway, request).await
+                serve_request(&gateway, request).await.map(Body::new)
             },
         )
         .with_state(gateway)
 }
 
+/// A data-plane response body.
+#[derive(Debug)]
+pub enum DataBody {
+    /// The backend's body, passed on frame by frame.
+    Upstream(UpstreamBody),
+    /// A body Junction wrote.
+    Local(Body),
+}
+
+impl HttpBody for DataBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            DataBody::Upstream(body) => Pin::new(body).poll_frame(cx),
+            DataBody::Local(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map(|frame| frame.map(|f| f.map_err(BoxError::from))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            DataBody::Upstream(body) => body.is_end_stream(),
+            DataBody::Local(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            DataBody::Upstream(body) => body.size_hint(),
+            DataBody::Local(body) => body.size_hint(),
+        }
+    }
+}
+
+fn local(response: axum::response::Response) -> http::Response<DataBody> {
+    response.map(DataBody::Local)
+}
+
 /// Serves one data-plane request.
-pub async fn serve_request<B>(gateway: &SharedGateway, request: http::Request<B>) -> Response
+pub async fn serve_request<B>(
+    gateway: &SharedGateway,
+    request: http::Request<B>,
+) -> http::Response<DataBody>
 where
     B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
     match request.uri().path() {
-        "/healthz" => return axum::Json(json!({"status": "ok"})).into_response(),
+        "/healthz" => return local(axum::Json(json!({"status": "ok"})).into_response()),
         "/readyz" => {
             let connectors = gateway.load().connectors().len();
-            return axum::Json(json!({"status": "ready", "connectors": connectors}))
-                .into_response();
+            return local(
+                axum::Json(json!({"status": "ready", "connectors": connectors})).into_response(),
+            );
         }
         _ => {}
     }
@@ -46,12 +100,12 @@ where
     let request_id = request.headers().get(problem::REQUEST_ID).cloned();
     let table = gateway.load();
     match table.handle(request).await {
-        Ok(response) => response.map(Body::new),
-        Err(error) => problem::response(
+        Ok(response) => response.map(DataBody::Upstream),
+        Err(error) => local(problem::response(
             &error,
             uri.path(),
             &problem::request_id(request_id.as_ref()),
-        ),
+        )),
     }
 }
 
