@@ -36,7 +36,7 @@ pub struct Outgoing {
     /// Whether a policy changed the body.
     pub body_changed: bool,
     /// A call of a next link: the URL is the backend's own, so policies that change the
-    /// path or query do not run.
+    /// method, path or query do not run.
     pub next_link: bool,
 }
 
@@ -220,11 +220,11 @@ pub async fn run_request<S: SideCalls>(
                 out.base = base;
             }
             Kind::Route { path, method } => {
-                if let Some(method) = method {
-                    out.method = method.clone();
-                }
                 if out.next_link {
                     continue;
+                }
+                if let Some(method) = method {
+                    out.method = method.clone();
                 }
                 let rendered = {
                     let scope = request_scope(env, out);
@@ -435,11 +435,9 @@ pub fn run_response(
                     changed |= json::set(body, &steps, Value::String(rewritten));
                 }
             }
-            Kind::SetValueFromUrl { .. } => {
-                // Only meaningful before the call; a Response-section instance has nothing
-                // to fetch from.
-            }
-            Kind::HostUrl(_)
+            // Request-section only (checked at load).
+            Kind::SetValueFromUrl { .. }
+            | Kind::HostUrl(_)
             | Kind::Route { .. }
             | Kind::SetQueryParameter { .. }
             | Kind::Unauthenticated { .. }

@@ -405,8 +405,10 @@ pub fn compile(instance: &PolicyInstance, index: usize) -> Compiled {
         | "convertarraytoobject"
         | "stringtoarray"
         | "moveproperties"
-        | "encodepropertyvalue"
-        | "setvaluefromurl" => &[Section::Request, Section::Response],
+        | "encodepropertyvalue" => &[Section::Request, Section::Response],
+        // Its side call feeds the request; the paconn schema also allows Response, but no
+        // published package uses it and nothing in a response could be fetched for.
+        "setvaluefromurl" => &[Section::Request],
         "updatenextlink" => &[Section::Response],
         "setconnectionstatustounauthenticated" => &[Section::Response, Section::Failure],
         _ => &[Section::Request],

@@ -519,11 +519,17 @@ struct Links<'a> {
     public: String,
     /// The client's query without `junction-next`.
     client_query: String,
+    /// Names of the query parameters that carry credentials: never handed to the client
+    /// (the gateway adds them again when the link is followed).
+    secret_query: Vec<String>,
 }
 
 impl NextLinks for Links<'_> {
     fn rewrite(&self, next_link: &str) -> Option<String> {
-        let relative = under_base(self.upstream_url, self.base, next_link)?;
+        let relative = without_query(
+            &under_base(self.upstream_url, self.base, next_link)?,
+            &self.secret_query,
+        );
         let mut out = self.public.clone();
         out.push('?');
         if !self.client_query.is_empty() {
@@ -568,6 +574,41 @@ fn under_base(current: &str, base: &str, link: &str) -> Option<String> {
         relative.push_str(query);
     }
     Some(relative)
+}
+
+/// `relative` (a path and query) without the query parameters named in `names`.
+fn without_query(relative: &str, names: &[String]) -> String {
+    let Some((path, query)) = relative.split_once('?').filter(|_| !names.is_empty()) else {
+        return relative.to_owned();
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let name = pair.split_once('=').map_or(*pair, |(k, _)| k);
+            let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+            !names.iter().any(|s| *s == name)
+        })
+        .collect();
+    if kept.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{}", kept.join("&"))
+    }
+}
+
+/// The names of the query parameters that carry credentials.
+fn secret_query(credentials: &[Credential]) -> Vec<String> {
+    credentials
+        .iter()
+        .filter_map(|c| match c {
+            Credential::Query(pair) => pair.expose().split_once('=').map(|(name, _)| {
+                percent_encoding::percent_decode_str(name)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Checks a `junction-next` value: a path (and query) below the base, nothing else.
@@ -661,6 +702,10 @@ pub(crate) async fn call(
         out.path = next_path;
         out.query = next_query;
         out.method = http::Method::GET;
+        out.body = None;
+        other_body = RequestBody::Empty;
+        out.headers.remove(header::CONTENT_TYPE);
+        out.headers.remove(header::CONTENT_LENGTH);
         out.next_link = true;
     }
 
@@ -753,6 +798,7 @@ pub(crate) async fn call(
         base: &out.base,
         public: public_url(connector, parts),
         client_query: without_next_link(client_query),
+        secret_query: secret_query(credentials),
     };
     if !read {
         if !chain.is_empty() {
@@ -808,9 +854,9 @@ pub(crate) async fn call(
                 op,
                 paging,
                 &mut value,
-                &url,
-                &out.base,
+                (&url, &out.base),
                 &sent_headers,
+                credentials,
             )
             .await?;
         }
@@ -951,10 +997,11 @@ async fn follow_pages(
     op: &OperationPlan,
     paging: &PagingPlan,
     first: &mut Value,
-    first_url: &str,
-    base: &str,
+    (first_url, base): (&str, &str),
     headers: &HeaderMap,
+    credentials: &[Credential],
 ) -> Result<bool, Error> {
+    let secret = secret_query(credentials);
     let Some(Value::Array(items)) = first.get(&paging.items) else {
         return Ok(false);
     };
@@ -980,7 +1027,10 @@ async fn follow_pages(
             next = Some(link);
             break;
         };
-        let url = format!("{base}{relative}");
+        // The credentials travel as for the first page, whatever the link carries.
+        let mut url = format!("{base}{}", without_query(&relative, &secret));
+        let mut first_pair = !url.contains('?');
+        upstream::push_credential_query(&mut url, credentials, &mut first_pair);
         let uri: Uri = url.parse().map_err(|_| {
             Error::new(
                 ErrorKind::UpstreamInvalid,
