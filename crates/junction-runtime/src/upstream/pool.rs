@@ -63,10 +63,12 @@ struct Shared {
     sweeping: AtomicBool,
 }
 
-/// The idle connections of one thread (or a few, when there are more threads than shards).
+/// The idle connections of one thread (or a few, when there are more threads than shards),
+/// by backend address as written in the URI (`Host:port`; spellings that differ only in
+/// case get separate pools, which is harmless).
 #[derive(Default)]
 struct Shard {
-    backends: HashMap<Authority, Backend, BuildHasherDefault<FastHasher>>,
+    backends: HashMap<Box<str>, Backend, BuildHasherDefault<FastHasher>>,
 }
 
 struct Backend {
@@ -228,11 +230,11 @@ impl HttpClient {
         authority: &Authority,
     ) -> (Option<SendRequest<RequestBody>>, HeaderValue) {
         let mut shard = lock(shard);
-        let backend = match shard.backends.get_mut(authority) {
+        let backend = match shard.backends.get_mut(authority.as_str()) {
             Some(backend) => backend,
             None => shard
                 .backends
-                .entry(authority.clone())
+                .entry(authority.as_str().into())
                 .or_insert_with(|| Backend {
                     host: host_header(authority),
                     idle: VecDeque::new(),
@@ -278,12 +280,13 @@ impl HttpClient {
         };
         {
             let mut shard = lock(shard);
-            match shard.backends.get_mut(&authority) {
+            match shard.backends.get_mut(authority.as_str()) {
                 Some(backend) => backend.idle.push_back(pooled),
                 None => {
                     let host = host_header(&authority);
                     let idle = VecDeque::from([pooled]);
-                    shard.backends.insert(authority, Backend { host, idle });
+                    let key = authority.as_str().into();
+                    shard.backends.insert(key, Backend { host, idle });
                 }
             }
         }
