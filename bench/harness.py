@@ -48,7 +48,7 @@ CPU_LOAD = "0"      # wrk
 CPU_SERVERS = "1"   # backend + the server under test
 
 # Features that have landed. Scenarios that need something else are listed as "not yet".
-LANDED = {"pass-through"}
+LANDED = {"pass-through", "policies"}
 
 BACKEND_PORT = 18001
 NGINX_PORT = 18080
@@ -82,9 +82,8 @@ class Server:
 
 # Junction variants: (name, label, extra arguments). The first is the default setup.
 JUNCTION_VARIANTS = [
-    ("junction", "Junction (default)", []),
-    ("junction-1", "Junction --threads 1", ["--threads", "1"]),
-    ("junction-mt", "Junction --threads 2 (multi-thread)", ["--threads", "2"]),
+    ("junction", "Junction (default: per-core)", []),
+    ("junction-mt", "Junction --runtime multi-thread", ["--runtime", "multi-thread"]),
 ]
 
 
@@ -97,6 +96,7 @@ class Scenario:
     path: str               # request path (the proxies add /connectors/bench in front)
     needs: str = "pass-through"
     note: str = ""
+    connector: str = "bench"  # the Junction connector the path is under
 
 
 SMALL = "/items/abc-123?limit=10"
@@ -123,7 +123,8 @@ SCENARIOS: list[Scenario] = [
     *junction_rows("c", "Junction pass-through, validated", "large", LARGE),
     *junction_rows("c", "Junction pass-through, validated", "slow", SLOW),
     # (d) a 5-policy chain and a jq response transform (compared with nginx pass-through)
-    Scenario("d", "Junction, 5 policies + jq transform", "small", "junction", SMALL, needs="policies"),
+    Scenario("d", "Junction, 5 policies + jq transform", "small", "junction", SMALL, needs="policies",
+             connector="bench-policies"),
     # (e) cache hits
     Scenario("e", "nginx proxy_cache hit", "cache", "nginx-cache", SMALL),
     Scenario("e", "Junction cache hit", "cache", "junction", SMALL, needs="cache"),
@@ -291,9 +292,9 @@ class Bench:
         # Aliases share a process: register after the real ones so pids are not doubled.
         self.servers["nginx-cache"] = cache
 
-    def url(self, server: str, path: str) -> str:
+    def url(self, server: str, path: str, connector: str = "bench") -> str:
         port = self.servers[server].port
-        prefix = "" if server == "backend" else "/connectors/bench"
+        prefix = "" if server == "backend" else f"/connectors/{connector}"
         return f"http://127.0.0.1:{port}{prefix}{path}"
 
     def check_answers(self) -> None:
@@ -315,6 +316,12 @@ class Bench:
         except urllib.error.HTTPError as error:
             if error.code != 400:
                 raise SystemExit(f"bench: Junction answered {error.code} to limit=1000") from None
+        # (d) The policy chain and the transform really run.
+        with urllib.request.urlopen(self.url("junction", SMALL, "bench-policies"), timeout=5) as response:
+            shaped = json.loads(response.read())
+            if response.headers.get("X-Served-By") != "junction" or shaped.get("source") != "junction" \
+                    or any(tag != tag.upper() for tag in shaped.get("tags", [])):
+                raise SystemExit(f"bench: the policy chain did not run: {shaped}")
 
     # -- measuring ----------------------------------------------------------------------
 
@@ -353,7 +360,7 @@ class Bench:
     def measure(self, scenario: Scenario) -> dict:
         server = self.servers[scenario.server]
         backend = self.servers["backend"]
-        url = self.url(scenario.server, scenario.path)
+        url = self.url(scenario.server, scenario.path, scenario.connector)
         waited, _ = self.wait_for_quiet()
         self.wrk(url, self.args.warmup, self.args.connections)  # warm-up, discarded
 

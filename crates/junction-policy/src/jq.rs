@@ -172,14 +172,14 @@ impl Transform {
             .map(|value| from_val(&value))
     }
 
-    /// Runs the program on a value and writes the result as JSON text.
+    /// Runs the program on a value (moved, not copied) and writes the result as JSON text.
     pub fn run_to_json(
         &self,
-        input: &Value,
+        input: Value,
         params: &Value,
         connection: &Value,
     ) -> Result<Vec<u8>, String> {
-        let out = self.run_val(to_val(input), params, connection)?;
+        let out = self.run_val(into_val(input), params, connection)?;
         serde_json::to_vec(&Json(&out)).map_err(|e| e.to_string())
     }
 
@@ -280,6 +280,20 @@ pub fn to_val(value: &Value) -> Val {
                 .map(|(k, v)| (Val::utf8_str(k.clone().into_bytes()), to_val(v)))
                 .collect(),
         ),
+    }
+}
+
+/// A serde_json value as a jaq value, moving its strings instead of copying them.
+pub fn into_val(value: Value) -> Val {
+    match value {
+        Value::String(s) => Val::utf8_str(s.into_bytes()),
+        Value::Array(items) => items.into_iter().map(into_val).collect(),
+        Value::Object(map) => Val::obj(
+            map.into_iter()
+                .map(|(k, v)| (Val::utf8_str(k.into_bytes()), into_val(v)))
+                .collect(),
+        ),
+        scalar => to_val(&scalar),
     }
 }
 
@@ -433,7 +447,7 @@ mod tests {
             json!({"n": 2, "first": {"a": "x\"y"}, "f": 1.5, "big": 18446744073709551615u64})
         );
         assert_eq!(
-            t.run_to_json(&json!({"items": []}), &json!({}), &json!({}))
+            t.run_to_json(json!({"items": []}), &json!({}), &json!({}))
                 .unwrap(),
             br#"{"n":0,"first":null,"f":1.5,"big":18446744073709551615}"#
         );
@@ -444,5 +458,6 @@ mod tests {
     fn values_round_trip() {
         let v = json!({"s": "é", "i": -3, "u": 18446744073709551615u64, "f": 1.5, "b": true, "n": null, "a": [1, {"x": []}]});
         assert_eq!(from_val(&to_val(&v)), v);
+        assert_eq!(from_val(&into_val(v.clone())), v);
     }
 }

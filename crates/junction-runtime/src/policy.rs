@@ -726,7 +726,9 @@ pub(crate) async fn call(
     }
 
     let mut transformed = None;
-    if let (Some(transform), Some(body)) = (&plan.request_transform, &out.body) {
+    if let Some(transform) = &plan.request_transform
+        && let Some(body) = out.body.take()
+    {
         let result = transform
             .transform
             .run_to_json(body, &env.params_json(), &connector.connection.public)
@@ -747,15 +749,16 @@ pub(crate) async fn call(
             ),
         )
     })?;
-    if let Some(body) = &out.body {
-        // No re-serialisation when nothing changed the body.
-        let bytes = match (transformed, original) {
-            (Some(bytes), _) => bytes,
-            (None, Some(bytes)) if !out.body_changed => bytes,
-            _ => Bytes::from(serde_json::to_vec(body).map_err(|e| {
-                Error::new(ErrorKind::Internal, "could not write the request body").with_cause(e)
-            })?),
-        };
+    // No re-serialisation when nothing changed the body.
+    let bytes = match (transformed, &out.body) {
+        (Some(bytes), _) => Some(bytes),
+        (None, Some(_)) if !out.body_changed && original.is_some() => original,
+        (None, Some(body)) => Some(Bytes::from(serde_json::to_vec(body).map_err(|e| {
+            Error::new(ErrorKind::Internal, "could not write the request body").with_cause(e)
+        })?)),
+        (None, None) => None,
+    };
+    if let Some(bytes) = bytes {
         other_body = RequestBody::full(bytes);
         out.headers.remove(header::CONTENT_LENGTH);
     }
@@ -871,7 +874,7 @@ pub(crate) async fn call(
             Some(transform) => Some(
                 transform
                     .transform
-                    .run_to_json(&value, &env.params_json(), &connector.connection.public)
+                    .run_to_json(value, &env.params_json(), &connector.connection.public)
                     .map_err(|why| transform_error(connector, op, transform, &why))?,
             ),
             // No re-serialisation when nothing changed the body.
