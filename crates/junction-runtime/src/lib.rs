@@ -29,6 +29,7 @@ mod policy;
 mod route;
 mod schema;
 mod upstream;
+pub mod view;
 
 // Traffic: the response cache, rate limits and resilience, with their Redis link.
 pub mod cache;
@@ -51,3 +52,4 @@ pub use pipeline::CONNECTORS_PREFIX;
 pub use policy::NEXT_LINK_PARAMETER;
 pub use secret::Secret;
 pub use upstream::{USER_AGENT, install_crypto_provider, strip_hop_by_hop};
+pub use view::{PARTIAL_HEADER, VIEWS_PREFIX, ViewSource};
