@@ -6,6 +6,7 @@
 mod cache;
 mod corpus;
 mod example;
+mod export;
 mod gateway;
 mod harness;
 mod limits;
