@@ -520,8 +520,8 @@ concurrency = 3
         "views/bad.toml#/step/a/operation:5:13: error[view-step]: `step.a.operation`: there is no connector named 'nowhere' (connectors: svc)",
         "views/bad.toml#/step/b/operation:7:13: error[view-step]: `step.b.operation`: connector 'svc' has no operation 'Slep' (operations: Sleep, Fail, ListItems, GetItem, Echo, PostEcho)",
         "views/bad.toml#/step/c/fallback:11:12: error[view-step]: `step.c.fallback`: a fallback is used when an optional step fails; add `optional = true`",
-        "views/bad.toml#/step/c/args/colour:10:43: error[view-argument]: `step.c.args.colour`: operation svc.Sleep has no parameter 'colour' (it takes: ms, tag)",
         "views/bad.toml#/step/c/args/ms:10:15: error[view-reference]: `step.c.args.ms`: `$inputs.missing`: the view has no input 'missing' (inputs: none)",
+        "views/bad.toml#/step/c/args/colour:10:43: error[view-argument]: `step.c.args.colour`: operation svc.Sleep has no parameter 'colour' (it takes: ms, tag)",
         "views/bad.toml#/step/d/timeout:15:11: error[view-step]: `step.d.timeout`: `soon` is not a duration; write e.g. \"5s\" or \"250ms\"",
         "views/bad.toml#/step/d/args/id:14:15: error[view-reference]: `step.d.args.id`: `$item.id`: $item and $index exist only in the arguments of a step with `for_each`",
         "views/bad.toml#/step/e/concurrency:19:15: error[view-step]: `step.e.concurrency`: `concurrency` bounds the calls of a `for_each` step; this step has no `for_each`",
@@ -564,6 +564,15 @@ async fn views_the_demo_home_screen_combines_three_backends() {
         ])
     );
     assert_eq!(body["unavailable"], json!([]));
+    let listed = fetch(format!("{}/api/v1/views", demo.server.admin_url()))
+        .await
+        .json();
+    assert_eq!(listed["views"][0]["name"], "home");
+    assert_eq!(listed["views"][0]["inputs"][0]["name"], "employee");
+    assert_eq!(
+        listed["views"][0]["steps"][0],
+        json!(["profile", "directory.GetEmployee"])
+    );
     let (reply, _) = get_view(&demo.server, "home?employee=x9&news=0").await;
     assert_eq!(
         reply.problem(400, "invalid-request")["errors"]
