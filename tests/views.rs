@@ -209,9 +209,13 @@ args = { ms = 100, tag = "$steps.first.next" }
 "#;
     let (server, _) = start(&[("chain", chain)]).await;
     get_view(&server, "chain").await;
-    let (reply, elapsed) = get_view(&server, "chain").await;
-    assert_ok(&reply);
-    assert_eq!(reply.json()["second"]["tag"], "one-next");
+    let mut elapsed = Duration::MAX;
+    for _ in 0..2 {
+        let (reply, took) = get_view(&server, "chain").await;
+        assert_ok(&reply);
+        assert_eq!(reply.json()["second"]["tag"], "one-next");
+        elapsed = elapsed.min(took);
+    }
     assert!(
         elapsed >= Duration::from_millis(180) && elapsed < Duration::from_millis(350),
         "the chain took {elapsed:?}"
@@ -403,6 +407,17 @@ args = { id = "$inputs.id", body = { title = "$inputs.id", tags = "$inputs.tags"
     assert_eq!(problem["errors"].as_array().unwrap().len(), 2, "{problem}");
     assert_eq!(problem["errors"][0]["pointer"], "/id");
 
+    let reply = collect(
+        client()
+            .post(format!("{}/views/inputs", server.data_url()))
+            .header("content-type", "text/plain")
+            .body("id=abc")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    reply.problem(415, "unsupported-media-type");
     let reply = collect(
         client()
             .delete(format!("{}/views/inputs", server.data_url()))
