@@ -11,6 +11,9 @@
 //!       → response policies → response
 //! ```
 //!
+//! [`Gateway::handle_view`] serves `/views/{name}`: it binds the view's inputs and runs its
+//! steps ([`view`]), each call going through [`Gateway::handle`] like a client's.
+//!
 //! Modules follow that order. Every failure is an [`Error`] that knows its HTTP status and
 //! whose fault it is; `junction-server` turns it into problem+json.
 
