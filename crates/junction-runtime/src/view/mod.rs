@@ -15,10 +15,10 @@
 //! a client's call of `/connectors/{name}/…` does: binding and validation, policies,
 //! authentication, and whatever else the pipeline does for a direct call.
 //!
-//! The stages: [`syntax`] reads the TOML files into raw values with positions, [`compile`]
+//! The stages: `syntax` reads the TOML files into raw values with positions, `compile`
 //! resolves every name and reference against the loaded connectors into immutable plans
-//! (with diagnostics that name file, line, key and why), [`inputs`] binds a request's query
-//! or JSON body to the view's inputs, and [`run`] executes the plan. `docs/views.md` is the
+//! (with diagnostics that name file, line, key and why), `inputs` binds a request's query
+//! or JSON body to the view's inputs, and `run` executes the plan. `docs/views.md` is the
 //! reference of the file format.
 
 mod compile;
