@@ -6,6 +6,7 @@
 mod cache;
 mod corpus;
 mod example;
+mod export;
 mod gateway;
 mod harness;
 mod limits;
@@ -13,3 +14,4 @@ mod policies;
 mod prism;
 mod redis_support;
 mod support;
+mod views;

@@ -51,6 +51,9 @@ pub enum ErrorKind {
     ConnectionUnauthenticated,
     /// A jq transform of the configuration failed on this message.
     TransformFailed,
+    /// A required step of a view failed (its call failed, answered an error status, or
+    /// took longer than the step's timeout).
+    ViewStepFailed,
     /// The operation cannot be served by Junction: it runs the package's custom code (C#)
     /// or a policy template Junction does not know.
     NotImplemented,
@@ -71,7 +74,9 @@ impl ErrorKind {
             ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorKind::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
             ErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            ErrorKind::UpstreamInvalid | ErrorKind::TransformFailed => StatusCode::BAD_GATEWAY,
+            ErrorKind::UpstreamInvalid | ErrorKind::TransformFailed | ErrorKind::ViewStepFailed => {
+                StatusCode::BAD_GATEWAY
+            }
             ErrorKind::ConnectionUnauthenticated => StatusCode::UNAUTHORIZED,
             ErrorKind::NotImplemented => StatusCode::NOT_IMPLEMENTED,
             ErrorKind::Misconfigured | ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -88,6 +93,7 @@ impl ErrorKind {
             ErrorKind::UpstreamUnreachable
             | ErrorKind::UpstreamTimeout
             | ErrorKind::UpstreamInvalid
+            | ErrorKind::ViewStepFailed
             | ErrorKind::ConnectionUnauthenticated => Source::Upstream,
             ErrorKind::Misconfigured
             | ErrorKind::Internal
@@ -117,6 +123,7 @@ impl ErrorKind {
             ErrorKind::UpstreamInvalid => "upstream-invalid",
             ErrorKind::ConnectionUnauthenticated => "connection-unauthenticated",
             ErrorKind::TransformFailed => "transform-failed",
+            ErrorKind::ViewStepFailed => "view-step-failed",
             ErrorKind::NotImplemented => "not-implemented",
             ErrorKind::Misconfigured => "gateway-misconfigured",
             ErrorKind::Internal => "internal",
@@ -136,6 +143,7 @@ impl ErrorKind {
             ErrorKind::UpstreamInvalid => "Backend response unusable",
             ErrorKind::ConnectionUnauthenticated => "Connection not authenticated",
             ErrorKind::TransformFailed => "Transform failed",
+            ErrorKind::ViewStepFailed => "View step failed",
             ErrorKind::NotImplemented => "Not implemented",
             ErrorKind::Misconfigured => "Gateway misconfigured",
             ErrorKind::Internal => "Internal error",

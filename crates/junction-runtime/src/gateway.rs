@@ -58,6 +58,8 @@ pub struct Gateway {
     /// Connector names in load order, for listings.
     order: Vec<String>,
     pub(crate) limits: Limits,
+    /// The views of `views_dir`, compiled against the connectors above.
+    pub(crate) views: crate::view::Views,
 }
 
 /// A gateway and the warnings found while building it.
@@ -171,6 +173,18 @@ impl Gateway {
             }
         }
 
+        let views = crate::view::Views::compile(
+            &config.views,
+            connectors,
+            &|connector, operation| {
+                plans
+                    .get(connector)
+                    .is_some_and(|plan| plan.operations.iter().any(|op| op.id == operation))
+            },
+            config.upstream.timeout,
+            &mut diagnostics,
+        );
+
         if diagnostics.has_errors() {
             return Err(diagnostics);
         }
@@ -179,6 +193,7 @@ impl Gateway {
                 connectors: plans,
                 order,
                 limits: config.limits,
+                views,
             },
             diagnostics,
         })
@@ -186,6 +201,11 @@ impl Gateway {
 
     pub(crate) fn connector_plan(&self, name: &str) -> Option<&ConnectorPlan> {
         self.connectors.get(name)
+    }
+
+    /// Every view, in file order.
+    pub fn views(&self) -> Vec<crate::view::ViewSummary> {
+        self.views.summaries()
     }
 
     /// The request limits in force.

@@ -11,6 +11,9 @@
 //!       → response policies → response
 //! ```
 //!
+//! [`Gateway::handle_view`] serves `/views/{name}`: it binds the view's inputs and runs its
+//! steps ([`view`]), each call going through [`Gateway::handle`] like a client's.
+//!
 //! Modules follow that order. Every failure is an [`Error`] that knows its HTTP status and
 //! whose fault it is; `junction-server` turns it into problem+json.
 
@@ -29,6 +32,7 @@ mod policy;
 mod route;
 mod schema;
 mod upstream;
+pub mod view;
 
 // Traffic: the response cache, rate limits and resilience, with their Redis link.
 pub mod cache;
@@ -51,3 +55,4 @@ pub use pipeline::CONNECTORS_PREFIX;
 pub use policy::NEXT_LINK_PARAMETER;
 pub use secret::Secret;
 pub use upstream::{USER_AGENT, install_crypto_provider, strip_hop_by_hop};
+pub use view::{PARTIAL_HEADER, VIEWS_PREFIX, ViewSource};

@@ -2,6 +2,7 @@
 //!
 //! - `GET /api/v1/connectors` — every connector with its operations.
 //! - `GET /api/v1/connectors/{name}` — one connector.
+//! - `GET /api/v1/views` — every view with its inputs and steps.
 
 use axum::Router;
 use axum::extract::{Path, Request, State};
@@ -17,12 +18,17 @@ pub fn admin_router(gateway: SharedGateway) -> Router {
     Router::new()
         .route("/api/v1/connectors", get(list))
         .route("/api/v1/connectors/{name}", get(one))
+        .route("/api/v1/views", get(views))
         .fallback(not_found)
         .with_state(gateway)
 }
 
 async fn list(State(gateway): State<SharedGateway>) -> Response {
     axum::Json(json!({"connectors": gateway.load().connectors()})).into_response()
+}
+
+async fn views(State(gateway): State<SharedGateway>) -> Response {
+    axum::Json(json!({"views": gateway.load().views()})).into_response()
 }
 
 async fn one(

@@ -1,4 +1,5 @@
-//! The data plane: `/connectors/{name}/…` through the gateway, plus `/healthz` and `/readyz`.
+//! The data plane: `/connectors/{name}/…` and `/views/{name}` through the gateway, plus
+//! `/healthz` and `/readyz`.
 //!
 //! [`serve_request`] is the whole plane: two fixed health paths, and every other request
 //! handed to [`Gateway::handle`](junction_runtime::Gateway::handle) of the table in force.
@@ -99,7 +100,12 @@ where
     let uri = request.uri().clone();
     let request_id = request.headers().get(problem::REQUEST_ID).cloned();
     let table = gateway.load();
-    match table.handle(request).await {
+    let result = if uri.path().starts_with(junction_runtime::VIEWS_PREFIX) {
+        table.handle_view(request).await
+    } else {
+        table.handle(request).await
+    };
+    match result {
         Ok(response) => response.map(DataBody::Upstream),
         Err(error) => local(problem::response(
             &error,

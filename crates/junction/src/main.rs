@@ -1,6 +1,8 @@
-//! The `junction` command line: validate definitions, serve them, run the demo.
+//! The `junction` command line: validate definitions, serve them, export the gateway's
+//! surface, run the demo.
 
 mod demo;
+mod export;
 mod serve;
 mod validate;
 
@@ -25,6 +27,9 @@ enum Command {
     Serve(serve::Args),
     /// Start sample backends and a gateway in front of them, and print URLs to try.
     Demo(demo::Args),
+    /// Write the gateway's surface (connectors as served, views) as OpenAPI 3.1 and as a
+    /// Power Platform connector package.
+    Export(export::Args),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +38,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Export(args) => export::run(args),
     };
     match result {
         Ok(code) => code,

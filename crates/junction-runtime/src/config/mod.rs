@@ -47,6 +47,10 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     /// Folder holding the connector packages, already resolved against the config directory.
     pub connectors_dir: PathBuf,
+    /// Folder holding the view files (`*.toml`), resolved against the config directory.
+    pub views_dir: PathBuf,
+    /// The view files read from `views_dir` by [`Config::load`] (compiled with the gateway).
+    pub views: Vec<crate::view::ViewSource>,
     pub limits: Limits,
     pub upstream: UpstreamDefaults,
     /// `public_url`: the gateway's address as clients see it, for links it hands out
@@ -137,6 +141,8 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             connectors_dir: PathBuf::from("connectors"),
+            views_dir: PathBuf::from("views"),
+            views: Vec::new(),
             limits: Limits::default(),
             upstream: UpstreamDefaults::default(),
             public_url: None,
@@ -209,14 +215,18 @@ impl fmt::Display for Rendered<'_> {
 }
 
 impl Config {
-    /// Reads `DIR/junction.toml`, expanding `${VAR}` from the process environment.
+    /// Reads `DIR/junction.toml`, expanding `${VAR}` from the process environment, and the
+    /// view files of `views_dir` (when that folder exists).
     pub fn load(dir: &Path) -> Result<Config, ConfigError> {
         let file = dir.join(CONFIG_FILE);
         let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read {
             path: file.clone(),
             source,
         })?;
-        Config::parse(&text, &file, dir, &|name| std::env::var(name).ok())
+        let mut config = Config::parse(&text, &file, dir, &|name| std::env::var(name).ok())?;
+        config.views = crate::view::read_dir(&config.views_dir)
+            .map_err(|(path, source)| ConfigError::Read { path, source })?;
+        Ok(config)
     }
 
     /// Parses configuration text. `file` is used in messages, `dir` resolves
@@ -283,6 +293,7 @@ struct RawConfig {
     listen: Option<Spanned<String>>,
     admin_listen: Option<Spanned<String>>,
     connectors_dir: Option<Spanned<String>>,
+    views_dir: Option<Spanned<String>>,
     limits: Option<RawLimits>,
     upstream: Option<RawUpstream>,
     public_url: Option<Spanned<String>>,
@@ -368,6 +379,10 @@ impl Builder<'_> {
         {
             Some(path) => dir.join(path),
             None => dir.join("connectors"),
+        };
+        let views_dir = match raw.views_dir.and_then(|v| self.string(&v, "views_dir")) {
+            Some(path) => dir.join(path),
+            None => dir.join("views"),
         };
         let (max_body_bytes, max_response_bytes) = match raw.limits {
             Some(limits) => (
@@ -475,6 +490,8 @@ impl Builder<'_> {
             listen,
             admin_listen,
             connectors_dir,
+            views_dir,
+            views: Vec::new(),
             limits: Limits {
                 max_body_bytes,
                 max_response_bytes,
