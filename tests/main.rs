@@ -13,3 +13,4 @@ mod policies;
 mod prism;
 mod redis_support;
 mod support;
+mod traffic;

@@ -35,10 +35,7 @@ pub mod cache;
 pub mod ratelimit;
 pub mod redis_link;
 pub mod resilience;
-// Phase 1: the traffic keys of `junction.toml`, until `config` declares them itself.
-#[path = "config/traffic.rs"]
-#[allow(dead_code)]
-pub mod traffic_config;
+mod traffic;
 
 pub use body::{BodyTooLarge, DeadlinePassed, RequestBody, UpstreamBody};
 pub use config::{
@@ -50,4 +47,5 @@ pub use gateway::{Compiled, ConnectorSummary, Gateway, OperationSummary, SharedG
 pub use pipeline::CONNECTORS_PREFIX;
 pub use policy::NEXT_LINK_PARAMETER;
 pub use secret::Secret;
+pub use traffic::{RetryCounts, TrafficStatus};
 pub use upstream::{USER_AGENT, install_crypto_provider, strip_hop_by_hop};

@@ -1,5 +1,7 @@
-//! The `junction` command line: validate definitions, serve them, run the demo.
+//! The `junction` command line: validate definitions, serve them, run the demo, and talk
+//! to a running gateway's admin listener.
 
+mod admin;
 mod demo;
 mod serve;
 mod validate;
@@ -25,20 +27,29 @@ enum Command {
     Serve(serve::Args),
     /// Start sample backends and a gateway in front of them, and print URLs to try.
     Demo(demo::Args),
+    /// Manage a running gateway's response cache (through its admin listener).
+    #[command(subcommand)]
+    Cache(admin::CacheCommand),
+    /// Show a running gateway's cache, rate limit, breaker and retry counters.
+    Traffic(admin::Target),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Validate(args) => validate::run(args),
-        Command::Serve(args) => serve::run(args),
-        Command::Demo(args) => demo::run(args),
-    };
-    match result {
+    match run(Cli::parse()) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("junction: {error:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Validate(args) => validate::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Cache(command) => admin::cache(command),
+        Command::Traffic(target) => admin::traffic(target),
     }
 }

@@ -196,8 +196,8 @@ impl CacheOverrides {
     }
 }
 
-/// The traffic settings of one connector.
-#[derive(Debug, Clone, Default)]
+/// The traffic settings of one connector. The default has the breaker on and nothing else.
+#[derive(Debug, Clone)]
 pub struct ConnectorTraffic {
     /// `[connector.NAME.cache]`.
     pub cache: Option<CacheOverrides>,
@@ -205,10 +205,24 @@ pub struct ConnectorTraffic {
     pub per_connection: Option<Rate>,
     /// All calls to the backend, to protect it.
     pub per_backend: Option<Rate>,
-    pub retry: RetrySettings,
+    /// `[connector.NAME.retry]`; `None` (no section) sends every request once.
+    pub retry: Option<RetrySettings>,
     /// `None` when `enabled = false`.
     pub breaker: Option<BreakerSettings>,
     pub concurrency: Option<ConcurrencySettings>,
+}
+
+impl Default for ConnectorTraffic {
+    fn default() -> Self {
+        ConnectorTraffic {
+            cache: None,
+            per_connection: None,
+            per_backend: None,
+            retry: None,
+            breaker: Some(BreakerSettings::default()),
+            concurrency: None,
+        }
+    }
 }
 
 // ------------------------------------------------------------------ building
@@ -454,7 +468,6 @@ impl Values<'_> {
                 .cache
                 .as_ref()
                 .map(|c| self.cache_policy(c, &k("cache"))),
-            breaker: Some(BreakerSettings::default()),
             ..ConnectorTraffic::default()
         };
         if let Some(limits) = &raw.rate_limit {
@@ -466,7 +479,7 @@ impl Values<'_> {
                 self.rate(limits.per_backend.as_ref(), &k("rate_limit.per_backend"));
         }
         if let Some(retry) = &raw.retry {
-            let settings = &mut traffic.retry;
+            let settings = traffic.retry.insert(RetrySettings::default());
             if let Some(n) = self.count(retry.retries.as_ref(), &k("retry.retries"), 0) {
                 settings.retries = n;
             }
@@ -626,7 +639,7 @@ mod tests {
         assert!(connector.cache.is_none());
         assert!(connector.per_connection.is_none());
         assert!(connector.concurrency.is_none());
-        assert_eq!(connector.retry, RetrySettings::default());
+        assert_eq!(connector.retry, None);
         assert_eq!(connector.breaker, Some(BreakerSettings::default()));
     }
 
@@ -695,15 +708,16 @@ half_open_probes = 2
 
         assert_eq!(connector.per_connection.unwrap().to_string(), "500/min");
         assert_eq!(connector.per_backend.unwrap().to_string(), "50/s");
-        assert_eq!(connector.retry.retries, 4);
+        let retry = connector.retry.unwrap();
+        assert_eq!(retry.retries, 4);
         assert_eq!(
-            connector.retry.retry_on,
+            retry.retry_on,
             [
                 StatusCode::SERVICE_UNAVAILABLE,
                 StatusCode::TOO_MANY_REQUESTS
             ]
         );
-        assert_eq!(connector.retry.budget_ratio, 0.5);
+        assert_eq!(retry.budget_ratio, 0.5);
         let breaker = connector.breaker.unwrap();
         assert_eq!((breaker.failures, breaker.half_open_probes), (3, 2));
         let concurrency = connector.concurrency.unwrap();
