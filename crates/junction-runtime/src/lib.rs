@@ -7,8 +7,9 @@
 //! upstream base URL, credentials); [`Gateway::handle`] runs one request through it:
 //!
 //! ```text
-//! route → limit → bind + validate → request policies → upstream (auth, call)
-//!       → response policies → response
+//! route → rate limit → body limit → bind + validate → cache → request policies
+//!       → upstream (auth, backend guards, call) → response policies → cache store
+//!       → response
 //! ```
 //!
 //! Modules follow that order. Every failure is an [`Error`] that knows its HTTP status and
