@@ -762,9 +762,20 @@ async fn a_slow_backend_is_504_a_dead_one_502_and_one_that_resets_502() {
 #[tokio::test]
 async fn bursts_of_500s_open_the_breaker_then_a_probe_closes_it() {
     let (backend, failing) = Mock::failing(500, true).await;
+    // By default a 500 is one request's error: the breaker stays closed.
+    let default = start(&backend, "").await;
+    for _ in 0..8 {
+        assert_eq!(get(&default, "/items/1").await.status, 500);
+    }
+    assert_eq!(
+        traffic_status(&default).await["breakers"][0]["state"],
+        "closed"
+    );
+    backend.calls.store(0, Ordering::SeqCst);
+    // Counted as failures when configured so.
     let server = start(
         &backend,
-        "[connector.svc.breaker]\nfailures = 3\nopen_for = \"1s\"\n",
+        "[connector.svc.breaker]\nfailures = 3\nopen_for = \"1s\"\nfailure_statuses = [500, 502, 503, 504]\n",
     )
     .await;
     for _ in 0..3 {

@@ -114,6 +114,7 @@ pub(crate) struct RawBreaker {
     failures: Option<Spanned<Flex>>,
     open_for: Option<Spanned<String>>,
     half_open_probes: Option<Spanned<Flex>>,
+    failure_statuses: Option<Vec<Spanned<Flex>>>,
 }
 
 /// The traffic keys of one `[connector.NAME]` section, gathered by the builder.
@@ -310,6 +311,27 @@ impl Values<'_> {
         self.check(value, key, parsed)
     }
 
+    /// A list of HTTP statuses from `min` to 599.
+    fn statuses(&mut self, list: &[Spanned<Flex>], key: &str, min: u16) -> Vec<StatusCode> {
+        let mut statuses = Vec::new();
+        for value in list {
+            let Some(text) = self.flex(value, key) else {
+                continue;
+            };
+            let parsed = text
+                .trim()
+                .parse::<u16>()
+                .ok()
+                .and_then(|n| StatusCode::from_u16(n).ok())
+                .filter(|s| (min..=599).contains(&s.as_u16()))
+                .ok_or_else(|| format!("`{text}` is not an error status ({min}–599)"));
+            if let Some(status) = self.check(value, key, parsed) {
+                statuses.push(status);
+            }
+        }
+        statuses
+    }
+
     fn rate(&mut self, value: Option<&Spanned<String>>, key: &str) -> Option<Rate> {
         let value = value?;
         let text = self.text(value, key)?;
@@ -492,23 +514,7 @@ impl Values<'_> {
                 settings.max_backoff = d;
             }
             if let Some(list) = &retry.retry_on {
-                let mut statuses = Vec::new();
-                for value in list {
-                    let Some(text) = self.flex(value, &k("retry.retry_on")) else {
-                        continue;
-                    };
-                    let parsed = text
-                        .trim()
-                        .parse::<u16>()
-                        .ok()
-                        .and_then(|n| StatusCode::from_u16(n).ok())
-                        .filter(|s| s.as_u16() >= 400)
-                        .ok_or_else(|| format!("`{text}` is not an error status (400–599)"));
-                    if let Some(status) = self.check(value, &k("retry.retry_on"), parsed) {
-                        statuses.push(status);
-                    }
-                }
-                settings.retry_on = statuses;
+                settings.retry_on = self.statuses(list, &k("retry.retry_on"), 400);
             }
             if let Some(value) = retry.budget_ratio.as_ref()
                 && let Some(text) = self.flex(value, &k("retry.budget_ratio"))
@@ -546,6 +552,10 @@ impl Values<'_> {
                 1,
             ) {
                 settings.half_open_probes = n;
+            }
+            if let Some(list) = &breaker.failure_statuses {
+                settings.failure_statuses =
+                    self.statuses(list, &k("breaker.failure_statuses"), 500);
             }
             let enabled = self
                 .boolean(breaker.enabled.as_ref(), &k("breaker.enabled"))
@@ -685,6 +695,7 @@ budget_min_per_sec = 2
 failures = 3
 open_for = "2s"
 half_open_probes = 2
+failure_statuses = [500, "503"]
 "#,
         );
         assert!(problems.is_empty(), "{problems:?}");
@@ -720,6 +731,13 @@ half_open_probes = 2
         assert_eq!(retry.budget_ratio, 0.5);
         let breaker = connector.breaker.unwrap();
         assert_eq!((breaker.failures, breaker.half_open_probes), (3, 2));
+        assert_eq!(
+            breaker.failure_statuses,
+            [
+                StatusCode::INTERNAL_SERVER_ERROR,
+                StatusCode::SERVICE_UNAVAILABLE
+            ]
+        );
         let concurrency = connector.concurrency.unwrap();
         assert_eq!(concurrency.max, 8);
         assert_eq!(concurrency.queue_timeout, Duration::from_millis(50));
