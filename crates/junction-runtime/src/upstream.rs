@@ -348,24 +348,24 @@ pub(crate) async fn exchange(
     };
 
     // An idempotent request whose body is in memory may be sent again.
-    let replay = match &body {
+    let replay: Option<(Uri, Option<Bytes>)> = match &body {
         _ if !is_idempotent(method) => None,
-        RequestBody::Empty => Some(None),
-        RequestBody::Full(Some(bytes)) => Some(Some(bytes.clone())),
+        RequestBody::Empty => Some((uri.clone(), None)),
+        RequestBody::Full(Some(bytes)) => Some((uri.clone(), Some(bytes.clone()))),
         _ => None,
     };
     let retry = traffic.retry.as_deref();
     if let Some(retry) = retry {
         retry.on_request();
     }
-    let again = |uri: Uri| {
-        let body = match &replay {
-            Some(Some(bytes)) => RequestBody::full(bytes.clone()),
-            _ => RequestBody::Empty,
+    let again = |(uri, bytes): &(Uri, Option<Bytes>)| {
+        let body = match bytes {
+            Some(bytes) => RequestBody::full(bytes.clone()),
+            None => RequestBody::Empty,
         };
         let mut request = http::Request::new(body);
         *request.method_mut() = method.clone();
-        *request.uri_mut() = uri;
+        *request.uri_mut() = uri.clone();
         *request.headers_mut() = retry_headers();
         request
     };
@@ -375,7 +375,7 @@ pub(crate) async fn exchange(
     let mut next = {
         let mut request = http::Request::new(body);
         *request.method_mut() = method.clone();
-        *request.uri_mut() = uri.clone();
+        *request.uri_mut() = uri;
         *request.headers_mut() = headers;
         request
     };
@@ -384,9 +384,12 @@ pub(crate) async fn exchange(
         let exchange = async {
             match connector.client.request(next).await {
                 // The keep-alive race: nothing reached the backend; once more, at once.
-                Err(error) if replay.is_some() && stale_connection(&error) => {
+                Err(error)
+                    if let Some(replay) = &replay
+                        && stale_connection(&error) =>
+                {
                     tracing::debug!(connector = %connector.name, operation = %op.id, "retrying on a fresh connection");
-                    connector.client.request(again(uri.clone())).await
+                    connector.client.request(again(replay)).await
                 }
                 other => other,
             }
@@ -406,7 +409,7 @@ pub(crate) async fn exchange(
                 ));
             }
         };
-        let Some(retry) = retry.filter(|_| replay.is_some()) else {
+        let (Some(retry), Some(replay)) = (retry, &replay) else {
             break response;
         };
         let attempted = match &response {
@@ -423,7 +426,7 @@ pub(crate) async fn exchange(
         tracing::debug!(connector = %connector.name, operation = %op.id, attempt = attempt + 1, wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "retrying");
         tokio::time::sleep(wait).await;
         attempt += 1;
-        next = again(uri.clone());
+        next = again(replay);
     };
 
     match outcome {
