@@ -343,6 +343,24 @@ async fn upstream_cache_control_is_honoured_unless_configured_otherwise() {
 }
 
 #[tokio::test]
+async fn responses_larger_than_max_entry_size_stream_through_and_are_not_stored() {
+    let big = "x".repeat(5000);
+    let text = big.clone();
+    let backend = Mock::start(move |n, _| Answer::ok(json!({"call": n, "big": text}))).await;
+    let server = start(
+        &backend,
+        "[cache]\nmax_entry_size = \"1KiB\"\n[connector.svc.cache]\nttl = \"60s\"\n",
+    )
+    .await;
+    for n in 1..=2 {
+        let reply = get(&server, "/items/big").await;
+        assert_eq!((reply.status, x_cache(&reply)), (200, "MISS"));
+        assert_eq!(reply.json(), json!({"call": n, "big": big}));
+    }
+    assert_eq!(traffic_status(&server).await["cache"]["not_stored"], 2);
+}
+
+#[tokio::test]
 async fn a_hundred_concurrent_misses_make_exactly_one_upstream_call() {
     let backend =
         Mock::start(|n, _| Answer::ok(json!({"call": n})).after(Duration::from_millis(500))).await;
