@@ -310,7 +310,7 @@ async fn upstream_cache_control_is_honoured_unless_configured_otherwise() {
         } else if seen.target.contains("private") {
             answer.header("cache-control", "private, max-age=60")
         } else if seen.target.contains("short") {
-            answer.header("cache-control", "max-age=1")
+            answer.header("cache-control", "max-age=2")
         } else if seen.target.contains("cookie") {
             answer.header("set-cookie", "session=1")
         } else {
@@ -327,7 +327,7 @@ async fn upstream_cache_control_is_honoured_unless_configured_otherwise() {
     // max-age shortens the configured ttl.
     assert_eq!(x_cache(&get(&server, "/items/short").await), "MISS");
     assert_eq!(x_cache(&get(&server, "/items/short").await), "HIT");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
     assert_eq!(x_cache(&get(&server, "/items/short").await), "MISS");
 
     let ignoring = start(
@@ -793,7 +793,7 @@ async fn bursts_of_500s_open_the_breaker_then_a_probe_closes_it() {
     // Counted as failures when configured so.
     let server = start(
         &backend,
-        "[connector.svc.breaker]\nfailures = 3\nopen_for = \"1s\"\nfailure_statuses = [500, 502, 503, 504]\n",
+        "[connector.svc.breaker]\nfailures = 3\nopen_for = \"2s\"\nfailure_statuses = [500, 502, 503, 504]\n",
     )
     .await;
     for _ in 0..3 {
@@ -811,7 +811,7 @@ async fn bursts_of_500s_open_the_breaker_then_a_probe_closes_it() {
 
     // The backend recovers; after open_for a probe goes through and closes the breaker.
     failing.store(false, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    tokio::time::sleep(Duration::from_millis(2300)).await;
     assert_eq!(get(&server, "/items/1").await.status, 200);
     assert_eq!(get(&server, "/items/1").await.status, 200);
     let status = traffic_status(&server).await;
@@ -824,14 +824,14 @@ async fn a_failed_probe_opens_the_breaker_again() {
     let (backend, _) = Mock::failing(503, true).await;
     let server = start(
         &backend,
-        "[connector.svc.breaker]\nfailures = 2\nopen_for = \"500ms\"\n",
+        "[connector.svc.breaker]\nfailures = 2\nopen_for = \"2s\"\n",
     )
     .await;
     for _ in 0..2 {
         assert_eq!(get(&server, "/items/1").await.status, 503);
     }
     get(&server, "/items/1").await.problem(503, "circuit-open");
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    tokio::time::sleep(Duration::from_millis(2300)).await;
     // The probe reaches the backend, fails, and the breaker opens again.
     let probe = get(&server, "/items/1").await;
     assert_eq!(probe.status, 503);
@@ -907,23 +907,23 @@ async fn an_upstream_429_or_503_retry_after_is_never_called_sooner() {
     assert_eq!(backend.calls(), 2);
 
     // Longer than max_backoff: passed on, and the breaker holds the backend off meanwhile.
-    let backend = Mock::first(Answer::status(503).header("retry-after", "1")).await;
+    let backend = Mock::first(Answer::status(503).header("retry-after", "2")).await;
     let server = start(&backend, "[connector.svc.retry]\nretries = 1\n").await;
     let passed = get(&server, "/items/1").await;
     assert_eq!(
         (passed.status, passed.header("retry-after")),
-        (503, Some("1"))
+        (503, Some("2"))
     );
     get(&server, "/items/1").await.problem(503, "circuit-open");
     assert_eq!(backend.calls(), 1);
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    tokio::time::sleep(Duration::from_millis(2300)).await;
     assert_eq!(get(&server, "/items/1").await.status, 200);
 }
 
 #[tokio::test]
 async fn the_concurrency_limit_refuses_requests_past_max_in_flight() {
     let backend =
-        Mock::start(|n, _| Answer::ok(json!({"call": n})).after(Duration::from_secs(2))).await;
+        Mock::start(|n, _| Answer::ok(json!({"call": n})).after(Duration::from_secs(3))).await;
     let server = start(&backend, "[connector.svc]\nmax_concurrency = 2\n").await;
     let url = format!("{}/connectors/svc/items/1", server.data_url());
     let client = client();
