@@ -14,4 +14,5 @@ mod policies;
 mod prism;
 mod redis_support;
 mod support;
+mod traffic;
 mod views;

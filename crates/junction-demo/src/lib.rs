@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 
 use indexmap::IndexMap;
 use junction_model::{Connector, Diagnostics};
+use junction_runtime::config::traffic::CacheOverrides;
 use junction_runtime::{Config, ConnectorConfig, Secret, ViewSource};
 use junction_server::{RunningServer, Server, StartError};
 
@@ -128,6 +129,13 @@ pub fn config(backends: &Backends, listen: SocketAddr, admin_listen: SocketAddr)
         .iter()
         .map(|(file, text)| ViewSource::new(format!("views/{file}"), *text))
         .collect();
+    // The directory changes rarely: its answers are cached for 30 s (see `X-Cache`).
+    if let Some(directory) = config.connectors.get_mut("directory") {
+        directory.traffic.cache = Some(CacheOverrides {
+            ttl: Some(std::time::Duration::from_secs(30)),
+            ..CacheOverrides::default()
+        });
+    }
     config
 }
 
@@ -148,7 +156,7 @@ pub fn urls_to_try(base: &str) -> Vec<(&'static str, String)> {
             format!("{base}/connectors/directory/employees?department=Engineering"),
         ),
         (
-            "one profile",
+            "one profile (cached for 30 s: a second call says X-Cache: HIT)",
             format!("{base}/connectors/directory/employees/e1"),
         ),
         (

@@ -11,5 +11,5 @@ pub mod problem;
 mod server;
 
 pub use admin::admin_router;
-pub use data::{data_router, serve_request};
+pub use data::{data_router, serve_request, serve_request_from};
 pub use server::{RunningServer, SHUTDOWN_GRACE, Server, StartError, shutdown_signal};

@@ -10,6 +10,7 @@
 //! appear in an error message.
 
 pub mod env;
+pub mod traffic;
 pub mod units;
 
 use std::fmt;
@@ -22,6 +23,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::secret::Secret;
+use traffic::{
+    CacheOverrides, ConnectorTraffic, RawBreaker, RawCache, RawCachePolicy, RawConnectorLimits,
+    RawConnectorTraffic, RawRateLimit, RawRedis, RawRetry, TrafficConfig, Values,
+};
 
 /// The file name looked for in the configuration directory.
 pub const CONFIG_FILE: &str = "junction.toml";
@@ -56,6 +61,8 @@ pub struct Config {
     /// `public_url`: the gateway's address as clients see it, for links it hands out
     /// (rewritten next links). Default: `http://` and the request's `Host`.
     pub public_url: Option<String>,
+    /// `[redis]`, `[cache]` and `[rate_limit]`.
+    pub traffic: TrafficConfig,
     /// `[connector.NAME]` sections, in file order.
     pub connectors: IndexMap<String, ConnectorConfig>,
 }
@@ -96,6 +103,8 @@ pub struct ConnectorConfig {
     pub paging: Option<Paging>,
     /// `[connector.NAME.operation.OPERATION_ID]` sections.
     pub operations: IndexMap<String, OperationConfig>,
+    /// Cache, rate limits, retries, breaker and concurrency limit of the connector.
+    pub traffic: ConnectorTraffic,
     /// Line of the section header in the file, for messages.
     pub line: Option<u32>,
 }
@@ -106,6 +115,8 @@ pub struct ConnectorConfig {
 pub struct OperationConfig {
     pub transform: Transforms,
     pub paging: Option<Paging>,
+    /// `[connector.NAME.operation.ID.cache]`: overrides the connector's cache keys.
+    pub cache: Option<CacheOverrides>,
     /// Line of the section header, for messages.
     pub line: Option<u32>,
 }
@@ -146,6 +157,7 @@ impl Default for Config {
             limits: Limits::default(),
             upstream: UpstreamDefaults::default(),
             public_url: None,
+            traffic: TrafficConfig::default(),
             connectors: IndexMap::new(),
         }
     }
@@ -297,6 +309,9 @@ struct RawConfig {
     limits: Option<RawLimits>,
     upstream: Option<RawUpstream>,
     public_url: Option<Spanned<String>>,
+    redis: Option<RawRedis>,
+    cache: Option<RawCache>,
+    rate_limit: Option<RawRateLimit>,
     #[serde(default)]
     connector: IndexMap<String, Spanned<RawConnector>>,
 }
@@ -328,6 +343,12 @@ struct RawConnector {
     paging: Option<Spanned<RawPaging>>,
     #[serde(default)]
     operation: IndexMap<String, Spanned<RawOperation>>,
+    cache: Option<RawCachePolicy>,
+    rate_limit: Option<RawConnectorLimits>,
+    retry: Option<RawRetry>,
+    breaker: Option<RawBreaker>,
+    max_concurrency: Option<Spanned<traffic::Flex>>,
+    queue_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -335,6 +356,7 @@ struct RawConnector {
 struct RawOperation {
     transform: Option<RawTransforms>,
     paging: Option<Spanned<RawPaging>>,
+    cache: Option<RawCachePolicy>,
 }
 
 /// jq code is not expanded from the environment: `$name` is jq syntax, and `$ENV` would
@@ -417,6 +439,7 @@ impl Builder<'_> {
                 upstream.timeout = d;
             }
         }
+        let traffic = self.traffic(raw.redis, raw.cache, raw.rate_limit);
         let mut connectors = IndexMap::new();
         for (name, section) in raw.connector {
             let (line, _) = position(self.text, section.span().start);
@@ -456,6 +479,15 @@ impl Builder<'_> {
             }
             let transform = self.transforms(section.transform, &format!("{key}.transform"));
             let paging = self.paging(section.paging, &format!("{key}.paging"));
+            let raw_traffic = RawConnectorTraffic {
+                cache: section.cache,
+                rate_limit: section.rate_limit,
+                retry: section.retry,
+                breaker: section.breaker,
+                max_concurrency: section.max_concurrency,
+                queue_timeout: section.queue_timeout,
+            };
+            let connector_traffic = Values(self).connector(&raw_traffic, &key);
             let mut operations = IndexMap::new();
             for (id, op) in section.operation {
                 let (op_line, _) = position(self.text, op.span().start);
@@ -466,6 +498,10 @@ impl Builder<'_> {
                     OperationConfig {
                         transform: self.transforms(op.transform, &format!("{op_key}.transform")),
                         paging: self.paging(op.paging, &format!("{op_key}.paging")),
+                        cache: op
+                            .cache
+                            .as_ref()
+                            .map(|c| Values(self).cache_policy(c, &format!("{op_key}.cache"))),
                         line: op_line,
                     },
                 );
@@ -481,6 +517,7 @@ impl Builder<'_> {
                     transform,
                     paging,
                     operations,
+                    traffic: connector_traffic,
                     line,
                 },
             );
@@ -498,7 +535,36 @@ impl Builder<'_> {
             },
             upstream,
             public_url,
+            traffic,
             connectors,
+        }
+    }
+
+    /// `[redis]`, `[cache]` and `[rate_limit]`. Redis is set up when a backend asks for it,
+    /// with the defaults when there is no `[redis]` section.
+    fn traffic(
+        &mut self,
+        redis: Option<RawRedis>,
+        cache: Option<RawCache>,
+        rate_limit: Option<RawRateLimit>,
+    ) -> TrafficConfig {
+        let mut values = Values(self);
+        let redis_settings = redis.as_ref().map(|r| values.redis(r));
+        let cache = cache.as_ref().map(|c| values.cache(c)).unwrap_or_default();
+        let rate_limit = rate_limit
+            .as_ref()
+            .map(|r| values.rate_limit(r))
+            .unwrap_or_default();
+        let wants_redis = cache.backend == crate::cache::Backend::Redis
+            || rate_limit.backend == crate::cache::Backend::Redis;
+        TrafficConfig {
+            redis: match redis_settings {
+                Some(settings) => Some(settings),
+                None if wants_redis => Some(crate::redis_link::RedisSettings::default()),
+                None => None,
+            },
+            cache,
+            rate_limit,
         }
     }
 
@@ -658,6 +724,21 @@ impl Builder<'_> {
         };
         let parsed = parse_address(&text);
         self.check(&value, key, parsed).unwrap_or(default)
+    }
+}
+
+impl traffic::Reader for Builder<'_> {
+    fn expand(&mut self, value: &Spanned<String>, key: &str) -> Option<String> {
+        self.string(value, key)
+    }
+
+    fn problem(&mut self, at: usize, key: &str, message: &dyn fmt::Display) {
+        let (line, column) = position(self.text, at);
+        self.problems.push(Problem {
+            line,
+            column,
+            message: format!("`{key}`: {message}"),
+        });
     }
 }
 
