@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cache;
+mod connections;
 mod corpus;
 mod example;
 mod gateway;
@@ -12,4 +13,5 @@ mod limits;
 mod policies;
 mod prism;
 mod redis_support;
+mod store;
 mod support;

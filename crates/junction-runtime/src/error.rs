@@ -59,6 +59,12 @@ pub enum ErrorKind {
     Misconfigured,
     /// A bug or an unexpected failure inside the gateway.
     Internal,
+    /// The gateway client did not authenticate (no, unknown or invalid API key or token).
+    Unauthenticated,
+    /// The gateway client is not granted what it asked for.
+    Forbidden,
+    /// What is being created already exists (admin API).
+    Conflict,
 }
 
 impl ErrorKind {
@@ -75,6 +81,9 @@ impl ErrorKind {
             ErrorKind::ConnectionUnauthenticated => StatusCode::UNAUTHORIZED,
             ErrorKind::NotImplemented => StatusCode::NOT_IMPLEMENTED,
             ErrorKind::Misconfigured | ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
         }
     }
 
@@ -84,7 +93,10 @@ impl ErrorKind {
             | ErrorKind::MethodNotAllowed
             | ErrorKind::InvalidRequest
             | ErrorKind::PayloadTooLarge
-            | ErrorKind::UnsupportedMediaType => Source::Client,
+            | ErrorKind::UnsupportedMediaType
+            | ErrorKind::Unauthenticated
+            | ErrorKind::Forbidden
+            | ErrorKind::Conflict => Source::Client,
             ErrorKind::UpstreamUnreachable
             | ErrorKind::UpstreamTimeout
             | ErrorKind::UpstreamInvalid
@@ -120,6 +132,9 @@ impl ErrorKind {
             ErrorKind::NotImplemented => "not-implemented",
             ErrorKind::Misconfigured => "gateway-misconfigured",
             ErrorKind::Internal => "internal",
+            ErrorKind::Unauthenticated => "unauthenticated",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::Conflict => "conflict",
         }
     }
 
@@ -139,6 +154,9 @@ impl ErrorKind {
             ErrorKind::NotImplemented => "Not implemented",
             ErrorKind::Misconfigured => "Gateway misconfigured",
             ErrorKind::Internal => "Internal error",
+            ErrorKind::Unauthenticated => "Client not authenticated",
+            ErrorKind::Forbidden => "Forbidden",
+            ErrorKind::Conflict => "Conflict",
         }
     }
 }

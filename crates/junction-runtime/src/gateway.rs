@@ -49,6 +49,8 @@ pub(crate) struct ConnectorPlan {
     pub public_url: Option<String>,
     /// `limits.max_response_bytes`.
     pub max_response_bytes: u64,
+    /// What building a stored connection's credentials needs.
+    pub auth_model: crate::connection::AuthModel,
 }
 
 /// The compiled route table of every connector. Immutable once built.
@@ -58,6 +60,8 @@ pub struct Gateway {
     /// Connector names in load order, for listings.
     order: Vec<String>,
     pub(crate) limits: Limits,
+    /// Client authentication and connection resolution, when a store is configured.
+    pub(crate) admission: Option<Arc<dyn crate::connection::Admission>>,
 }
 
 /// A gateway and the warnings found while building it.
@@ -179,9 +183,29 @@ impl Gateway {
                 connectors: plans,
                 order,
                 limits: config.limits,
+                admission: None,
             },
             diagnostics,
         })
+    }
+
+    /// Sets the step that admits every data-plane request (see [`crate::connection`]).
+    pub fn set_admission(&mut self, admission: Arc<dyn crate::connection::Admission>) {
+        self.admission = Some(admission);
+    }
+
+    /// The ids of the operations of connector `name`, and the one its package names as
+    /// its `testConnection` capability.
+    pub fn test_operation(&self, name: &str) -> Option<String> {
+        let plan = self.connectors.get(name)?;
+        plan.auth_model
+            .connector
+            .extensions
+            .get("x-ms-capabilities")
+            .and_then(|c| c.get("testConnection"))
+            .and_then(|t| t.get("operationId"))
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
     }
 
     pub(crate) fn connector_plan(&self, name: &str) -> Option<&ConnectorPlan> {
@@ -290,6 +314,7 @@ fn compile_connector(
     let mut auth_plans: Vec<(Option<&Vec<SecurityRequirement>>, AuthPlan)> = Vec::new();
     let mut routes = RouteTable::default();
     let mut operations = Vec::new();
+    let mut operation_security = Vec::new();
     for op in &connector.operations {
         if op.is_trigger() {
             continue;
@@ -328,6 +353,7 @@ fn compile_connector(
         compiled.refusal = refusal;
         compiled.read_json = read_json;
         operations.push(compiled);
+        operation_security.push(op.security.clone());
         for note in notes {
             warn(diagnostics, note.code, &note.pointer, note.message);
         }
@@ -368,6 +394,14 @@ fn compile_connector(
         connection: policy::Connection::new(connector, &section.connection),
         public_url: config.public_url.clone(),
         max_response_bytes: config.limits.max_response_bytes,
+        auth_model: crate::connection::AuthModel {
+            connector: Connector {
+                operations: Vec::new(),
+                definitions: serde_json::Map::new(),
+                ..connector.clone()
+            },
+            operations: operation_security,
+        },
     }
 }
 

@@ -31,7 +31,7 @@ impl Gateway {
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError>,
     {
-        let (parts, request_body) = request.into_parts();
+        let (mut parts, request_body) = request.into_parts();
 
         // Route.
         let path = parts.uri.path();
@@ -41,6 +41,16 @@ impl Gateway {
                 format!("nothing is served at {path}"),
             ));
         };
+        // Admit: the client and its connection, when a store is configured (see `connection`).
+        let admitted = match &self.admission {
+            Some(admission) => {
+                let name = rest.split('/').next().unwrap_or_default().to_owned();
+                Some(admission.admit(self, &mut parts, &name).await?)
+            }
+            None => None,
+        };
+        let path = parts.uri.path();
+        let rest = path.strip_prefix(CONNECTORS_PREFIX).unwrap_or_default();
         let (name, operation_path) = match rest.find('/') {
             Some(at) => rest.split_at(at),
             None => (rest, ""),
@@ -77,6 +87,10 @@ impl Gateway {
             .ok()
             .and_then(|i| connector.operations.get(i))
             .ok_or_else(|| Error::new(ErrorKind::Internal, "the route table is inconsistent"))?;
+
+        if let Some(admitted) = &admitted {
+            admitted.check(name, &op.id)?;
+        }
 
         if let Some(refusal) = &op.refusal {
             return Err(Error::new(refusal.kind, refusal.message.to_string()));

@@ -1,6 +1,7 @@
 //! The `junction` command line: validate definitions, serve them, run the demo.
 
 mod demo;
+mod manage;
 mod serve;
 mod validate;
 
@@ -25,6 +26,17 @@ enum Command {
     Serve(serve::Args),
     /// Start sample backends and a gateway in front of them, and print URLs to try.
     Demo(demo::Args),
+    /// Manage the connections of the store (`[store]`).
+    #[command(subcommand)]
+    Connections(manage::Connections),
+    /// Manage the gateway's clients: API keys, JWT subjects and their grants.
+    #[command(subcommand)]
+    Clients(manage::Clients),
+    /// Show the audit log of the store.
+    Audit(manage::Audit),
+    /// Master key: generate one, or rotate the store to a new one.
+    #[command(subcommand)]
+    Keys(manage::Keys),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +45,10 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Connections(command) => manage::connections(command),
+        Command::Clients(command) => manage::clients(command),
+        Command::Audit(args) => manage::audit(args),
+        Command::Keys(command) => manage::keys(command),
     };
     match result {
         Ok(code) => code,

@@ -9,6 +9,7 @@
 //! live in [`crate::gateway`]. Connection values become [`Secret`]s at step 2 and never
 //! appear in an error message.
 
+pub mod access;
 pub mod env;
 pub mod units;
 
@@ -54,6 +55,13 @@ pub struct Config {
     pub public_url: Option<String>,
     /// `[connector.NAME]` sections, in file order.
     pub connectors: IndexMap<String, ConnectorConfig>,
+    /// `[store]`: connections, clients and the audit log in a database. `None`: the
+    /// connections of `[connector.NAME.connection]` only, and no client authentication.
+    pub store: Option<access::StoreConfig>,
+    /// `[clients]`: how gateway clients authenticate (API keys always; JWTs when set).
+    pub clients: access::ClientsConfig,
+    /// `[admin]`.
+    pub admin: access::AdminConfig,
 }
 
 /// `[limits]`.
@@ -141,6 +149,9 @@ impl Default for Config {
             upstream: UpstreamDefaults::default(),
             public_url: None,
             connectors: IndexMap::new(),
+            store: None,
+            clients: access::ClientsConfig::default(),
+            admin: access::AdminConfig::default(),
         }
     }
 }
@@ -288,6 +299,9 @@ struct RawConfig {
     public_url: Option<Spanned<String>>,
     #[serde(default)]
     connector: IndexMap<String, Spanned<RawConnector>>,
+    store: Option<access::RawStore>,
+    clients: Option<access::RawClients>,
+    admin: Option<access::RawAdmin>,
 }
 
 #[derive(Deserialize)]
@@ -470,6 +484,9 @@ impl Builder<'_> {
                 },
             );
         }
+        let store = self.store(raw.store, dir);
+        let clients = self.clients(raw.clients);
+        let admin = self.admin(raw.admin);
         Config {
             file: file.to_path_buf(),
             listen,
@@ -482,6 +499,9 @@ impl Builder<'_> {
             upstream,
             public_url,
             connectors,
+            store,
+            clients,
+            admin,
         }
     }
 
