@@ -10,6 +10,7 @@ mod example;
 mod gateway;
 mod harness;
 mod limits;
+mod oidc;
 mod policies;
 mod prism;
 mod redis_support;
