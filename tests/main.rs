@@ -10,6 +10,7 @@ mod example;
 mod gateway;
 mod harness;
 mod limits;
+mod oauth;
 mod oidc;
 mod policies;
 mod prism;

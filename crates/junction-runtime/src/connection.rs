@@ -38,6 +38,35 @@ pub trait Admission: Send + Sync + std::fmt::Debug {
         parts: &'a mut Parts,
         connector: &'a str,
     ) -> BoxFuture<'a, Result<Admitted, Error>>;
+
+    /// Serves the data plane's `/oauth/callback?QUERY` (an OAuth login coming back): the
+    /// page to show, or why not.
+    fn oauth_callback<'a>(&'a self, query: &'a str) -> BoxFuture<'a, Result<String, Error>> {
+        let _ = query;
+        Box::pin(async { Err(Error::new(ErrorKind::NotFound, "no OAuth login is pending")) })
+    }
+}
+
+/// Called when the backend answers 401 to a request that used an attached connection
+/// (so the connection's token can be refreshed). Put into the request's extensions by the
+/// admission.
+#[derive(Clone)]
+pub struct UnauthorizedHook(pub Arc<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for UnauthorizedHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UnauthorizedHook")
+    }
+}
+
+/// After the upstream call: tells the admission's hook about a 401.
+pub(crate) fn after_call<B>(parts: &Parts, response: &Result<http::Response<B>, Error>) {
+    if let Ok(response) = response
+        && response.status() == http::StatusCode::UNAUTHORIZED
+        && let Some(hook) = parts.extensions.get::<UnauthorizedHook>()
+    {
+        (hook.0)();
+    }
 }
 
 /// What the admission let through: which operations of the connector the client may call.

@@ -189,6 +189,11 @@ impl Gateway {
         })
     }
 
+    /// The step that admits data-plane requests, when a store is configured.
+    pub fn admission(&self) -> Option<&Arc<dyn crate::connection::Admission>> {
+        self.admission.as_ref()
+    }
+
     /// Sets the step that admits every data-plane request (see [`crate::connection`]).
     pub fn set_admission(&mut self, admission: Arc<dyn crate::connection::Admission>) {
         self.admission = Some(admission);

@@ -46,7 +46,7 @@ pub use config::{
     Config, ConfigError, ConnectorConfig, Limits, NamedTransform, OperationConfig, Paging,
     Transforms, UpstreamDefaults,
 };
-pub use connection::{Admission, Admitted, BoxFuture, ResolvedConnection};
+pub use connection::{Admission, Admitted, BoxFuture, ResolvedConnection, UnauthorizedHook};
 pub use error::{BoxError, Error, ErrorKind, InputLocation, Source, Violation};
 pub use gateway::{Compiled, ConnectorSummary, Gateway, OperationSummary, SharedGateway};
 pub use pipeline::CONNECTORS_PREFIX;

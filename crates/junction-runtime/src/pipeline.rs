@@ -104,7 +104,9 @@ impl Gateway {
         let bound = bind::bind(op, &parts, captures, request_body, limit).await?;
 
         // Upstream, with the policy stage around it when the operation has one.
-        upstream::call(connector, op, &parts, bound).await
+        let response = upstream::call(connector, op, &parts, bound).await;
+        crate::connection::after_call(&parts, &response);
+        response
     }
 }
 

@@ -18,10 +18,10 @@ use http::request::Parts;
 use indexmap::IndexMap;
 use junction_model::Connector;
 use junction_runtime::config::access::StoreLocation;
-use junction_runtime::{Admission, Admitted, BoxFuture, Config, Error, ErrorKind, Gateway, Secret};
-use junction_store::{
-    ClientInfo, ExposeSecret, Location, MasterKey, Resolution, StoreError, Vault, grants,
+use junction_runtime::{
+    Admission, Admitted, BoxFuture, Config, Error, ErrorKind, Gateway, Secret, UnauthorizedHook,
 };
+use junction_store::{ClientInfo, ExposeSecret, Location, MasterKey, StoreError, Vault, grants};
 use serde_json::json;
 
 use crate::jwt::JwtValidator;
@@ -39,6 +39,10 @@ pub struct Access {
     connectors: HashMap<String, Connector>,
     /// When each (client, connection, operation) use was last audited.
     used: Mutex<HashMap<(String, String), Instant>>,
+    /// For token endpoints.
+    http: reqwest::Client,
+    /// The data plane's address as browsers reach it, for the OAuth callback.
+    data_url: Mutex<String>,
 }
 
 /// Why the access layer could not start.
@@ -48,6 +52,8 @@ pub enum AccessError {
     Store(#[from] StoreError),
     #[error("[clients.jwt]: {0}")]
     Jwt(String),
+    #[error("cannot build the HTTP client for token endpoints: {0}")]
+    Http(String),
 }
 
 impl Access {
@@ -80,7 +86,38 @@ impl Access {
                 .map(|c| (c.name.clone(), c.clone()))
                 .collect(),
             used: Mutex::new(HashMap::new()),
+            http: {
+                junction_runtime::install_crypto_provider();
+                reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .map_err(|e| AccessError::Http(e.to_string()))?
+            },
+            data_url: Mutex::new(
+                config
+                    .public_url
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{}", config.listen)),
+            ),
         })))
+    }
+
+    /// The client for token endpoints.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Sets the data plane's address (the bound one, when `public_url` is not set).
+    pub fn set_data_url(&self, url: String) {
+        if let Ok(mut current) = self.data_url.lock() {
+            *current = url;
+        }
+    }
+
+    /// Where identity providers send logins back: `DATA_URL/oauth/callback`.
+    pub fn callback_url(&self) -> String {
+        let base = self.data_url.lock().map(|u| u.clone()).unwrap_or_default();
+        format!("{}/oauth/callback", base.trim_end_matches('/'))
     }
 
     /// The connector model named `name`.
@@ -178,6 +215,10 @@ impl Access {
 pub struct AccessAdmission(pub Arc<Access>);
 
 impl Admission for AccessAdmission {
+    fn oauth_callback<'a>(&'a self, query: &'a str) -> BoxFuture<'a, Result<String, Error>> {
+        Box::pin(crate::oauth::callback(&self.0, query))
+    }
+
     fn admit<'a>(
         &'a self,
         gateway: &'a Gateway,
@@ -216,24 +257,28 @@ impl Admission for AccessAdmission {
                     (None, false) => {}
                 }
             }
-            let resolution =
-                access
-                    .vault
-                    .resolve(&client, connector)
-                    .await
-                    .map_err(|e| match e {
-                        StoreError::NotFound(message) => Error::new(ErrorKind::Forbidden, message),
-                        other => store_error(other),
-                    })?;
-            let connection = match resolution {
-                Resolution::Stored { id, values } => {
-                    let values = runtime_values(&values);
-                    if let Some(resolved) = gateway.resolve_connection(connector, &id, &values) {
+            let row = access
+                .vault
+                .resolve_row(&client, connector)
+                .await
+                .map_err(|e| match e {
+                    StoreError::NotFound(message) => Error::new(ErrorKind::Forbidden, message),
+                    other => store_error(other),
+                })?;
+            let connection = match row {
+                Some(row) => {
+                    let row = crate::oauth::fresh(access, row).await?;
+                    let values = runtime_values(&access.vault.values(&row).map_err(store_error)?);
+                    if let Some(resolved) = gateway.resolve_connection(connector, &row.id, &values)
+                    {
                         parts.extensions.insert(resolved?);
                     }
-                    Some(id)
+                    if row.tokens.is_some() {
+                        parts.extensions.insert(unauthorized_hook(access, &row.id));
+                    }
+                    Some(row.id)
                 }
-                Resolution::Configured => None,
+                None => None,
             };
             access.audit_use(&client, connector, connection.as_deref());
             Ok(Admitted {
@@ -242,6 +287,22 @@ impl Admission for AccessAdmission {
             })
         })
     }
+}
+
+/// When the backend refuses a connection's token: mark it expired, so the next call
+/// refreshes it (under the refresh lease).
+fn unauthorized_hook(access: &Arc<Access>, id: &str) -> UnauthorizedHook {
+    let access = Arc::clone(access);
+    let id = id.to_owned();
+    UnauthorizedHook(Arc::new(move || {
+        let access = Arc::clone(&access);
+        let id = id.clone();
+        tokio::spawn(async move {
+            if let Err(error) = access.vault.store().expire_token(&id).await {
+                tracing::warn!(%error, connection = %id, "cannot mark a refused token expired");
+            }
+        });
+    }))
 }
 
 /// Store values as the runtime's secrets.

@@ -5,7 +5,8 @@
 //!
 //! With `[store]` configured (see [`crate::access`]):
 //! - `GET|POST /api/v1/connections`, `GET|DELETE /api/v1/connections/{id}`,
-//!   `POST /api/v1/connections/{id}/test` — connections, always shown redacted;
+//!   `POST /api/v1/connections/{id}/test`, `POST /api/v1/connections/{id}/login` (an OAuth
+//!   login URL) — connections, always shown redacted;
 //! - `GET|POST /api/v1/clients`, `GET|DELETE /api/v1/clients/{id}`,
 //!   `PUT /api/v1/clients/{id}/grants` — gateway clients; an API key is shown once, in the
 //!   answer that creates it;
@@ -63,6 +64,7 @@ pub fn admin_router_with(
             get(connection).delete(delete_connection),
         )
         .route("/api/v1/connections/{id}/test", post(test_connection))
+        .route("/api/v1/connections/{id}/login", post(login))
         .route("/api/v1/clients", get(clients).post(create_client))
         .route("/api/v1/clients/{id}", get(client).delete(delete_client))
         .route("/api/v1/clients/{id}/grants", put(set_grants))
@@ -340,6 +342,19 @@ async fn test_connection(
         .await
     );
     axum::Json(result).into_response()
+}
+
+async fn login(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    let access = attempt!(&request, access(&state));
+    let answer = attempt!(
+        &request,
+        crate::oauth::login_url(access, &id, &actor(&request)).await
+    );
+    axum::Json(answer).into_response()
 }
 
 #[derive(Deserialize)]

@@ -9,6 +9,7 @@ pub mod access;
 mod admin;
 mod data;
 mod jwt;
+pub mod oauth;
 pub mod problem;
 mod server;
 mod test_call;

@@ -101,6 +101,9 @@ impl Server {
         let admin = bind(config.admin_listen, "admin").await?;
         let data_addr = local_addr(&data, config.listen, "data")?;
         let admin_addr = local_addr(&admin, config.admin_listen, "admin")?;
+        if let (Some(access), None) = (&access, &config.public_url) {
+            access.set_data_url(format!("http://{data_addr}"));
+        }
         let (stop, stopped) = watch::channel(false);
         let tasks = vec![
             spawn_data(data, gateway.clone(), stopped.clone()),
@@ -158,6 +161,9 @@ impl Server {
         let admin = bind(config.admin_listen, "admin").await?;
         let data_addr = local_addr(&first, config.listen, "data")?;
         let admin_addr = local_addr(&admin, config.admin_listen, "admin")?;
+        if let (Some(access), None) = (&access, &config.public_url) {
+            access.set_data_url(format!("http://{data_addr}"));
+        }
         let (stop, stopped) = watch::channel(false);
 
         // Every runtime is built before anything is served, so that a failure stops the start.

@@ -50,6 +50,7 @@ pub async fn run(
         ));
     };
     let target = request_target(&row.connector, op, parameters)?;
+    let row = crate::oauth::fresh(access, row).await?;
     let values = crate::admin::values_for_test(access, &row)?;
     let resolved = table
         .resolve_connection(&row.connector, &row.id, &values)

@@ -115,6 +115,22 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// an unexpired one: at most one replica refreshes a connection's token at a time.
     async fn take_refresh_lease(&self, id: &str, now: i64, until: i64) -> Result<bool, StoreError>;
     async fn release_refresh_lease(&self, id: &str) -> Result<(), StoreError>;
+    /// Marks a connection's access token as expired (the backend refused it), so the next
+    /// use refreshes it.
+    async fn expire_token(&self, id: &str) -> Result<(), StoreError>;
+    /// Records a pending OAuth login (sealed PKCE verifier); drops stale ones.
+    async fn insert_oauth_state(
+        &self,
+        state: &str,
+        connection: &str,
+        verifier: &[u8],
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// Takes (deletes and returns) a pending login: connection, sealed verifier, created_at.
+    async fn take_oauth_state(
+        &self,
+        state: &str,
+    ) -> Result<Option<(String, Vec<u8>, i64)>, StoreError>;
 
     async fn insert_client(&self, row: &ClientRow) -> Result<(), StoreError>;
     async fn client(&self, id: &str) -> Result<Option<ClientRow>, StoreError>;

@@ -58,6 +58,9 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// How long a login URL stays usable.
+pub const OAUTH_STATE_TTL_MS: i64 = 10 * 60 * 1000;
+
 /// The prefix of gateway API keys: `jk_` and 40 hex digits.
 pub const API_KEY_PREFIX: &str = "jk_";
 
@@ -575,19 +578,31 @@ impl Vault {
             .map(|row| client_info(&row)))
     }
 
-    /// Which connection `client` uses for `connector`: its own connection for the
-    /// connector when it has one; else the shared connection its grant names; else the
-    /// configuration file's. Never another client's connection.
+    /// Which connection `client` uses for `connector` (see [`Vault::resolve_row`]).
     pub async fn resolve(
         &self,
         client: &ClientInfo,
         connector: &str,
     ) -> Result<Resolution, StoreError> {
-        if let Some(row) = self.store.owned_connection(&client.id, connector).await? {
-            return Ok(Resolution::Stored {
+        Ok(match self.resolve_row(client, connector).await? {
+            Some(row) => Resolution::Stored {
                 values: self.values(&row)?,
                 id: row.id,
-            });
+            },
+            None => Resolution::Configured,
+        })
+    }
+
+    /// The stored connection `client` uses for `connector`: its own connection for the
+    /// connector when it has one; else the shared connection its grant names; else none
+    /// (the configuration file's applies). Never another client's connection.
+    pub async fn resolve_row(
+        &self,
+        client: &ClientInfo,
+        connector: &str,
+    ) -> Result<Option<ConnectionRow>, StoreError> {
+        if let Some(row) = self.store.owned_connection(&client.id, connector).await? {
+            return Ok(Some(row));
         }
         let named = client
             .grants
@@ -604,12 +619,51 @@ impl Vault {
                     client.name
                 )));
             }
-            return Ok(Resolution::Stored {
-                values: self.values(&row)?,
-                id: row.id,
-            });
+            return Ok(Some(row));
         }
-        Ok(Resolution::Configured)
+        Ok(None)
+    }
+
+    /// Starts an OAuth login for connection `id`: a single-use state and the PKCE
+    /// verifier, kept (sealed) until the callback takes them.
+    pub async fn begin_login(&self, id: &str) -> Result<(String, SecretString), StoreError> {
+        let key = self.key_for("an OAuth login")?;
+        let state = crypto::random_hex(16)?;
+        let verifier = SecretString::from(crypto::random_hex(32)?);
+        let sealed = key.seal(
+            verifier.expose_secret().as_bytes(),
+            &format!("oauth_state:{state}"),
+        )?;
+        self.store
+            .insert_oauth_state(&state, id, &sealed, now_ms())
+            .await?;
+        Ok((state, verifier))
+    }
+
+    /// Takes the login `state` started (once; within ten minutes): its connection and
+    /// PKCE verifier.
+    pub async fn finish_login(
+        &self,
+        state: &str,
+    ) -> Result<(ConnectionRow, SecretString), StoreError> {
+        let unknown = || StoreError::NotFound("this login link is unknown, used or expired".into());
+        let (id, sealed, created) = self
+            .store
+            .take_oauth_state(state)
+            .await?
+            .ok_or_else(unknown)?;
+        if now_ms() - created > OAUTH_STATE_TTL_MS {
+            return Err(unknown());
+        }
+        let key = self.key_for("an OAuth login")?;
+        let plain = key.open(&sealed, &format!("oauth_state:{state}"))?;
+        let verifier = String::from_utf8(plain.to_vec())
+            .map_err(|_| StoreError::Crypto("a sealed verifier is not text".into()))?;
+        let row =
+            self.store.connection(&id).await?.ok_or_else(|| {
+                StoreError::NotFound(format!("connection '{id}' no longer exists"))
+            })?;
+        Ok((row, SecretString::from(verifier)))
     }
 
     /// Re-encrypts every secret under `new` (one transaction) and records it as the key.

@@ -38,16 +38,30 @@ fn migrator(files: &[(i64, &'static str, &'static str)]) -> Migrator {
     )
 }
 
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "store",
-    include_str!("../migrations/sqlite/0001_store.sql"),
-)];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "store",
-    include_str!("../migrations/postgres/0001_store.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "store",
+        include_str!("../migrations/sqlite/0001_store.sql"),
+    ),
+    (
+        2,
+        "oauth states",
+        include_str!("../migrations/sqlite/0002_oauth_states.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "store",
+        include_str!("../migrations/postgres/0001_store.sql"),
+    ),
+    (
+        2,
+        "oauth states",
+        include_str!("../migrations/postgres/0002_oauth_states.sql"),
+    ),
+];
 
 /// The store in a SQLite file.
 #[derive(Debug, Clone)]
@@ -390,6 +404,61 @@ macro_rules! impl_store {
                 Ok(done.rows_affected() == 1)
             }
 
+            async fn expire_token(&self, id: &str) -> Result<(), StoreError> {
+                sqlx::query(
+                    "UPDATE connections SET token_expires_at = 0 WHERE id = $1 AND tokens IS NOT NULL",
+                )
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn insert_oauth_state(
+                &self,
+                state: &str,
+                connection: &str,
+                verifier: &[u8],
+                now: i64,
+            ) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM oauth_states WHERE created_at < $1")
+                    .bind(now - crate::OAUTH_STATE_TTL_MS)
+                    .execute(&self.pool)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO oauth_states (state, connection, verifier, created_at) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(state)
+                .bind(connection)
+                .bind(verifier)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn take_oauth_state(
+                &self,
+                state: &str,
+            ) -> Result<Option<(String, Vec<u8>, i64)>, StoreError> {
+                let row = sqlx::query(
+                    "DELETE FROM oauth_states WHERE state = $1 \
+                     RETURNING connection, verifier, created_at",
+                )
+                .bind(state)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(match row {
+                    Some(row) => Some((
+                        row.try_get("connection")?,
+                        row.try_get("verifier")?,
+                        row.try_get("created_at")?,
+                    )),
+                    None => None,
+                })
+            }
+
             async fn release_refresh_lease(&self, id: &str) -> Result<(), StoreError> {
                 sqlx::query("UPDATE connections SET refresh_lease = NULL WHERE id = $1")
                     .bind(id)
@@ -559,6 +628,10 @@ macro_rules! impl_store {
                         .execute(&mut *tx)
                         .await?;
                 }
+                // Pending logins are short-lived: they start again under the new key.
+                sqlx::query("DELETE FROM oauth_states")
+                    .execute(&mut *tx)
+                    .await?;
                 sqlx::query(
                     "INSERT INTO junction_meta (key, value) VALUES ('key_id', $1) \
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -65,6 +65,9 @@ fn names<'a>(names: impl Iterator<Item = &'a str>) -> String {
     }
 }
 
+/// The OAuth flows a connection may use (`TOKEN:grantType`).
+pub const OAUTH_GRANTS: &[&str] = &["authorization_code", "client_credentials"];
+
 fn is_oauth(parameter: &ConnectionParameter) -> bool {
     parameter.kind.eq_ignore_ascii_case("oauthsetting")
 }
@@ -96,6 +99,29 @@ pub fn check(
         };
         if declared.is_empty() {
             checked.secret.insert(name.clone(), text);
+            continue;
+        }
+        // `TOKEN:clientId`, `TOKEN:clientSecret`, `TOKEN:grantType`, `TOKEN:scopes` of an
+        // oauthSetting parameter TOKEN: the OAuth app and flow this connection uses.
+        if let Some((base, setting)) = name.split_once(':')
+            && declared.iter().any(|p| p.name == base && is_oauth(p))
+            && !declared.iter().any(|p| p.name == *name)
+        {
+            match setting {
+                "clientSecret" => {
+                    checked.secret.insert(name.clone(), text);
+                }
+                "grantType" if !OAUTH_GRANTS.contains(&text.as_str()) => problems.push(format!(
+                    "connection value '{name}' must be one of {}",
+                    OAUTH_GRANTS.join(", ")
+                )),
+                "clientId" | "grantType" | "scopes" => {
+                    checked.public.insert(name.clone(), text);
+                }
+                _ => problems.push(format!(
+                    "connection value '{name}': an OAuth setting is clientId, clientSecret, grantType or scopes"
+                )),
+            }
             continue;
         }
         let Some(parameter) = declared.iter().find(|p| p.name == *name) else {

@@ -71,6 +71,13 @@ pub enum Connections {
         #[command(flatten)]
         target: Target,
     },
+    /// Print a login URL for an OAuth connection (authorization code + PKCE). The browser
+    /// comes back to the gateway's /oauth/callback (at `public_url`, else `listen`).
+    Login {
+        reference: String,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Delete a connection.
     Delete {
         reference: String,
@@ -311,6 +318,13 @@ pub fn connections(command: Connections) -> anyhow::Result<ExitCode> {
                 if result["ok"] != Value::Bool(true) {
                     return Ok(ExitCode::FAILURE);
                 }
+            }
+            Connections::Login { reference, target } => {
+                let (_, _, access) = open(&target.config).await?;
+                let answer = junction_server::oauth::login_url(&access, &reference, &actor())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}", e.detail()))?;
+                print(&answer)?;
             }
             Connections::Delete { reference, target } => {
                 let (_, _, access) = open(&target.config).await?;
