@@ -167,14 +167,22 @@ async fn refreshes(admin: &str, connection: &str) -> usize {
 }
 
 #[tokio::test]
-async fn oauth_login_refresh_and_client_credentials_against_a_real_provider() {
+async fn oauth_against_a_real_provider_sqlite() {
+    login_refresh_and_client_credentials(TestStore::sqlite()).await;
+}
+
+#[tokio::test]
+async fn oauth_against_a_real_provider_postgres() {
+    login_refresh_and_client_credentials(TestStore::postgres()).await;
+}
+
+async fn login_refresh_and_client_credentials(test: TestStore) {
     // The gateway's data plane port is chosen first: the provider must know the callback.
     let port = support::closed_port().port();
     let callback = format!("http://127.0.0.1:{port}/oauth/callback");
     let oidc = Oidc::start_for(4, &callback).await;
     let state = Backend::default();
     let backend_addr = support::start_backend(backend(state.clone())).await;
-    let test = TestStore::sqlite();
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("master.key");
     std::fs::write(
