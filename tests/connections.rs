@@ -322,3 +322,91 @@ async fn connections_need_a_store() {
         .problem(404, "not-found");
     server.shutdown().await;
 }
+
+/// Views with a store: the client needs the view's grant, and each step runs as the same
+/// client, with its grant and connection for the step's connector.
+#[tokio::test]
+async fn clients_in_views() {
+    let test = TestStore::sqlite();
+    let backend = support::start_echo().await;
+    let pets = support::with_security(
+        with_parameters(support::connector(
+            "pets",
+            backend,
+            vec![support::op(Method::Get, "/whoami", "WhoAmI")],
+        )),
+        vec![(
+            "key",
+            SecurityScheme::ApiKey {
+                name: "X-Key".into(),
+                location: ApiKeyLocation::Header,
+            },
+        )],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("master.key");
+    std::fs::write(
+        &key_file,
+        MasterKey::generate().unwrap().to_base64().as_bytes(),
+    )
+    .unwrap();
+    let mut config = support::config(&test.toml(&key_file));
+    config.views = vec![junction_runtime::ViewSource::new(
+        "views/me.toml",
+        "shape = '.steps.me.headers[\"x-key\"] | length'\n[step.me]\noperation = \"pets.WhoAmI\"\n",
+    )];
+    let server = junction_server::Server::start(&config, &[pets])
+        .await
+        .unwrap();
+    let api = format!("{}/api/v1", server.admin_url());
+    let mut keys = std::collections::HashMap::new();
+    for (name, grants) in [
+        ("viewer", json!(["view:me", "pets@pets/shared"])),
+        ("noview", json!(["pets@pets/shared"])),
+        ("nopets", json!(["view:me"])),
+    ] {
+        if name == "viewer" {
+            let created = admin(
+                reqwest::Method::POST,
+                format!("{api}/connections"),
+                Some(json!({"connector": "pets", "name": "shared", "values": {"api_key": SHARED_SECRET}})),
+            )
+            .await;
+            assert_eq!(created.status, 201);
+        }
+        let reply = admin(
+            reqwest::Method::POST,
+            format!("{api}/clients"),
+            Some(json!({"name": name, "grants": grants})),
+        )
+        .await;
+        keys.insert(name, reply.json()["api_key"].as_str().unwrap().to_owned());
+    }
+    let view = format!("{}/views/me", server.data_url());
+    call(view.clone(), None)
+        .await
+        .problem(401, "unauthenticated");
+    call(view.clone(), Some(&keys["noview"]))
+        .await
+        .problem(403, "forbidden");
+    // The view is granted, the connector its step calls is not: the step fails.
+    let refused = call(view.clone(), Some(&keys["nopets"])).await;
+    assert_ne!(
+        refused.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&refused.body)
+    );
+    assert!(!String::from_utf8_lossy(&refused.body).contains(SHARED_SECRET));
+    let reply = call(view, Some(&keys["viewer"])).await;
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    // The step went out with the shared connection's key (its length, not the key).
+    assert_eq!(reply.json(), json!(SHARED_SECRET.len()));
+    server.shutdown().await;
+    test.cleanup().await;
+}

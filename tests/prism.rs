@@ -79,7 +79,20 @@ fn free_port() -> u16 {
 }
 
 /// Starts Prism on `definition` and waits until it listens, or returns why it could not.
+/// A start that fails is tried twice more on other ports: the free port may have been taken
+/// by a test running alongside before Prism bound it.
 fn start_prism(definition: &Path) -> Result<Prism, String> {
+    let mut outcome = start_prism_once(definition);
+    for _ in 0..2 {
+        if outcome.is_ok() {
+            break;
+        }
+        outcome = start_prism_once(definition);
+    }
+    outcome
+}
+
+fn start_prism_once(definition: &Path) -> Result<Prism, String> {
     let port = free_port();
     let mut child = Command::new(prism_binary())
         .args(["mock", "--host", "127.0.0.1", "--port", &port.to_string()])

@@ -1,8 +1,8 @@
 //! The demo: sample backends, the connectors that front them, and a gateway over both.
 //!
 //! `junction demo` and the tests start the same thing with [`start`]: three backends on
-//! ephemeral loopback ports, and a gateway whose connectors point at them with the
-//! credentials each backend expects.
+//! ephemeral loopback ports, a gateway whose connectors point at them with the
+//! credentials each backend expects, and a view over all three (`views/home.toml`).
 
 pub mod backends;
 
@@ -10,7 +10,8 @@ use std::net::SocketAddr;
 
 use indexmap::IndexMap;
 use junction_model::{Connector, Diagnostics};
-use junction_runtime::{Config, ConnectorConfig, Secret};
+use junction_runtime::config::traffic::CacheOverrides;
+use junction_runtime::{Config, ConnectorConfig, Secret, ViewSource};
 use junction_server::{RunningServer, Server, StartError};
 
 pub use backends::Backends;
@@ -47,6 +48,9 @@ pub const CONNECTORS: [SampleConnector; 3] = [
         properties: None,
     },
 ];
+
+/// The sample views: `(file name, text)`.
+pub const VIEWS: [(&str, &str); 1] = [("home.toml", include_str!("../views/home.toml"))];
 
 /// Why the demo could not start.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +125,17 @@ pub fn config(backends: &Backends, listen: SocketAddr, admin_listen: SocketAddr)
     config
         .connectors
         .insert("news".into(), section(backends.news, "/v2", &[]));
+    config.views = VIEWS
+        .iter()
+        .map(|(file, text)| ViewSource::new(format!("views/{file}"), *text))
+        .collect();
+    // The directory changes rarely: its answers are cached for 30 s (see `X-Cache`).
+    if let Some(directory) = config.connectors.get_mut("directory") {
+        directory.traffic.cache = Some(CacheOverrides {
+            ttl: Some(std::time::Duration::from_secs(30)),
+            ..CacheOverrides::default()
+        });
+    }
     config
 }
 
@@ -141,7 +156,7 @@ pub fn urls_to_try(base: &str) -> Vec<(&'static str, String)> {
             format!("{base}/connectors/directory/employees?department=Engineering"),
         ),
         (
-            "one profile",
+            "one profile (cached for 30 s: a second call says X-Cache: HIT)",
             format!("{base}/connectors/directory/employees/e1"),
         ),
         (
@@ -151,6 +166,10 @@ pub fn urls_to_try(base: &str) -> Vec<(&'static str, String)> {
         (
             "news from an OpenAPI 3.0 YAML definition",
             format!("{base}/connectors/news/articles?limit=2"),
+        ),
+        (
+            "a view: profile, news and open cases in one call, the three backends called at once",
+            format!("{base}/views/home?employee=e1"),
         ),
         (
             "a bad request: 400 problem+json naming every violation",

@@ -228,6 +228,8 @@ where
 pub struct UpstreamBody {
     inner: Inner,
     timeout: Duration,
+    /// The backend's concurrency slot, freed when the body is done with.
+    _slot: Option<crate::resilience::concurrency::Slot>,
 }
 
 enum Inner {
@@ -236,20 +238,38 @@ enum Inner {
         deadline: Pin<Box<Sleep>>,
     },
     Full(Option<Bytes>),
+    /// Bytes already read, then the rest of the stream.
+    Chain {
+        head: Option<Bytes>,
+        rest: Box<UpstreamBody>,
+    },
 }
 
 impl UpstreamBody {
+    /// `head` (bytes already read from `rest`), then what remains of `rest`.
+    pub(crate) fn chain(head: Bytes, rest: UpstreamBody) -> Self {
+        UpstreamBody {
+            inner: Inner::Chain {
+                head: (!head.is_empty()).then_some(head),
+                rest: Box::new(rest),
+            },
+            timeout: Duration::ZERO,
+            _slot: None,
+        }
+    }
+
     pub(crate) fn new(
         inner: hyper::body::Incoming,
-        deadline: Pin<Box<Sleep>>,
+        held: crate::upstream::Held,
         timeout: Duration,
     ) -> Self {
         UpstreamBody {
             inner: Inner::Stream {
                 body: inner,
-                deadline,
+                deadline: held.deadline,
             },
             timeout,
+            _slot: held.slot,
         }
     }
 
@@ -258,6 +278,7 @@ impl UpstreamBody {
         UpstreamBody {
             inner: Inner::Full(Some(bytes)),
             timeout: Duration::ZERO,
+            _slot: None,
         }
     }
 }
@@ -290,6 +311,10 @@ impl Body for UpstreamBody {
                 },
             },
             Inner::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Inner::Chain { head, rest } => match head.take() {
+                Some(bytes) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
+                None => Pin::new(rest.as_mut()).poll_frame(cx),
+            },
         }
     }
 
@@ -297,6 +322,7 @@ impl Body for UpstreamBody {
         match &self.inner {
             Inner::Stream { body, .. } => body.is_end_stream(),
             Inner::Full(bytes) => bytes.is_none(),
+            Inner::Chain { head, rest } => head.is_none() && rest.is_end_stream(),
         }
     }
 
@@ -305,6 +331,16 @@ impl Body for UpstreamBody {
             Inner::Stream { body, .. } => body.size_hint(),
             Inner::Full(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            Inner::Chain { head, rest } => {
+                let before = head.as_ref().map_or(0, |b| b.len() as u64);
+                let rest = rest.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(rest.lower() + before);
+                if let Some(upper) = rest.upper() {
+                    hint.set_upper(upper + before);
+                }
+                hint
             }
         }
     }

@@ -39,6 +39,15 @@ pub trait Admission: Send + Sync + std::fmt::Debug {
         connector: &'a str,
     ) -> BoxFuture<'a, Result<Admitted, Error>>;
 
+    /// Admits a request for view `view`: the client must hold a `view:NAME` grant. The
+    /// view's steps are then admitted one by one as the same client (its credentials are
+    /// passed on to them), each with its own connector grant and connection.
+    fn admit_view<'a>(
+        &'a self,
+        parts: &'a Parts,
+        view: &'a str,
+    ) -> BoxFuture<'a, Result<(), Error>>;
+
     /// Serves the data plane's `/oauth/callback?QUERY` (an OAuth login coming back): the
     /// page to show, or why not.
     fn oauth_callback<'a>(&'a self, query: &'a str) -> BoxFuture<'a, Result<String, Error>> {
@@ -59,11 +68,15 @@ impl std::fmt::Debug for UnauthorizedHook {
     }
 }
 
+/// The hook the admission attached, taken before the request's parts are handed on.
+pub(crate) fn unauthorized_hook(parts: &Parts) -> Option<UnauthorizedHook> {
+    parts.extensions.get::<UnauthorizedHook>().cloned()
+}
+
 /// After the upstream call: tells the admission's hook about a 401.
-pub(crate) fn after_call<B>(parts: &Parts, response: &Result<http::Response<B>, Error>) {
-    if let Ok(response) = response
-        && response.status() == http::StatusCode::UNAUTHORIZED
-        && let Some(hook) = parts.extensions.get::<UnauthorizedHook>()
+pub(crate) fn after_call<B>(hook: Option<UnauthorizedHook>, response: &http::Response<B>) {
+    if response.status() == http::StatusCode::UNAUTHORIZED
+        && let Some(hook) = hook
     {
         (hook.0)();
     }

@@ -7,7 +7,9 @@
 
 use std::fmt;
 
-use http::StatusCode;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use junction_model::Method;
 use serde::Serialize;
 
@@ -51,9 +53,23 @@ pub enum ErrorKind {
     ConnectionUnauthenticated,
     /// A jq transform of the configuration failed on this message.
     TransformFailed,
+    /// A required step of a view failed (its call failed, answered an error status, or
+    /// took longer than the step's timeout).
+    ViewStepFailed,
     /// The operation cannot be served by Junction: it runs the package's custom code (C#)
     /// or a policy template Junction does not know.
     NotImplemented,
+    /// A rate limit refused the request (the gateway's own, or a backend's `429` whose
+    /// `Retry-After` has not passed yet).
+    RateLimited,
+    /// The backend's circuit breaker is open: it failed repeatedly (or asked for a pause
+    /// with `503` and `Retry-After`), so the gateway does not call it for a while.
+    CircuitOpen,
+    /// The backend already has `max_concurrency` requests in flight.
+    BackendBusy,
+    /// The shared store (Redis) is away: a rate limit that fails closed cannot be checked,
+    /// or the cache cannot be purged.
+    StoreUnavailable,
     /// The gateway's configuration cannot serve this operation (a missing connection value,
     /// no backend address).
     Misconfigured,
@@ -77,9 +93,15 @@ impl ErrorKind {
             ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorKind::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
             ErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            ErrorKind::UpstreamInvalid | ErrorKind::TransformFailed => StatusCode::BAD_GATEWAY,
+            ErrorKind::UpstreamInvalid | ErrorKind::TransformFailed | ErrorKind::ViewStepFailed => {
+                StatusCode::BAD_GATEWAY
+            }
             ErrorKind::ConnectionUnauthenticated => StatusCode::UNAUTHORIZED,
             ErrorKind::NotImplemented => StatusCode::NOT_IMPLEMENTED,
+            ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::CircuitOpen | ErrorKind::BackendBusy | ErrorKind::StoreUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ErrorKind::Misconfigured | ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
             ErrorKind::Forbidden => StatusCode::FORBIDDEN,
@@ -94,16 +116,21 @@ impl ErrorKind {
             | ErrorKind::InvalidRequest
             | ErrorKind::PayloadTooLarge
             | ErrorKind::UnsupportedMediaType
+            | ErrorKind::RateLimited
             | ErrorKind::Unauthenticated
             | ErrorKind::Forbidden
             | ErrorKind::Conflict => Source::Client,
             ErrorKind::UpstreamUnreachable
+            | ErrorKind::CircuitOpen
+            | ErrorKind::BackendBusy
             | ErrorKind::UpstreamTimeout
             | ErrorKind::UpstreamInvalid
+            | ErrorKind::ViewStepFailed
             | ErrorKind::ConnectionUnauthenticated => Source::Upstream,
             ErrorKind::Misconfigured
             | ErrorKind::Internal
             | ErrorKind::TransformFailed
+            | ErrorKind::StoreUnavailable
             | ErrorKind::NotImplemented => Source::Internal,
         }
     }
@@ -112,7 +139,12 @@ impl ErrorKind {
     pub fn is_retryable(self) -> bool {
         matches!(
             self,
-            ErrorKind::UpstreamUnreachable | ErrorKind::UpstreamTimeout
+            ErrorKind::UpstreamUnreachable
+                | ErrorKind::UpstreamTimeout
+                | ErrorKind::RateLimited
+                | ErrorKind::CircuitOpen
+                | ErrorKind::BackendBusy
+                | ErrorKind::StoreUnavailable
         )
     }
 
@@ -129,7 +161,12 @@ impl ErrorKind {
             ErrorKind::UpstreamInvalid => "upstream-invalid",
             ErrorKind::ConnectionUnauthenticated => "connection-unauthenticated",
             ErrorKind::TransformFailed => "transform-failed",
+            ErrorKind::ViewStepFailed => "view-step-failed",
             ErrorKind::NotImplemented => "not-implemented",
+            ErrorKind::RateLimited => "rate-limited",
+            ErrorKind::CircuitOpen => "circuit-open",
+            ErrorKind::BackendBusy => "backend-busy",
+            ErrorKind::StoreUnavailable => "store-unavailable",
             ErrorKind::Misconfigured => "gateway-misconfigured",
             ErrorKind::Internal => "internal",
             ErrorKind::Unauthenticated => "unauthenticated",
@@ -151,7 +188,12 @@ impl ErrorKind {
             ErrorKind::UpstreamInvalid => "Backend response unusable",
             ErrorKind::ConnectionUnauthenticated => "Connection not authenticated",
             ErrorKind::TransformFailed => "Transform failed",
+            ErrorKind::ViewStepFailed => "View step failed",
             ErrorKind::NotImplemented => "Not implemented",
+            ErrorKind::RateLimited => "Too many requests",
+            ErrorKind::CircuitOpen => "Backend unavailable",
+            ErrorKind::BackendBusy => "Backend busy",
+            ErrorKind::StoreUnavailable => "Shared store unavailable",
             ErrorKind::Misconfigured => "Gateway misconfigured",
             ErrorKind::Internal => "Internal error",
             ErrorKind::Unauthenticated => "Client not authenticated",
@@ -225,6 +267,9 @@ pub struct Error {
     detail: String,
     violations: Vec<Violation>,
     allow: Vec<Method>,
+    /// Headers the response carries besides the problem's own (`Retry-After`,
+    /// `RateLimit-*`); boxed, as most errors have none.
+    headers: Option<Box<HeaderMap>>,
     cause: Option<BoxError>,
 }
 
@@ -236,6 +281,7 @@ impl Error {
             detail: detail.into(),
             violations: Vec::new(),
             allow: Vec::new(),
+            headers: None,
             cause: None,
         }
     }
@@ -265,6 +311,26 @@ impl Error {
                 ),
             )
         }
+    }
+
+    /// Adds `Retry-After`, in whole seconds rounded up (at least 1).
+    pub fn with_retry_after(mut self, wait: Duration) -> Self {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        self.headers
+            .get_or_insert_default()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        self
+    }
+
+    /// Adds the `RateLimit-*` fields (and `Retry-After`) of a refusal.
+    pub fn with_rate_limit(mut self, decision: &crate::ratelimit::Decision) -> Self {
+        crate::ratelimit::write_headers(self.headers.get_or_insert_default(), decision);
+        self
+    }
+
+    /// Headers the response must carry besides the problem's own.
+    pub fn headers(&self) -> impl Iterator<Item = (&http::HeaderName, &HeaderValue)> {
+        self.headers.iter().flat_map(|headers| headers.iter())
     }
 
     /// Attaches the underlying cause, for the log only. It must not contain secrets.

@@ -16,11 +16,13 @@ use junction_model::{Connector, Diagnostic, Diagnostics, Method, SecurityRequire
 use serde::Serialize;
 
 use crate::auth::{self, AuthPlan, AuthProblem};
+use crate::config::traffic::CacheOverrides;
 use crate::config::{Config, ConnectorConfig, Limits};
 use crate::plan::{self, OperationPlan};
 use crate::policy;
 use crate::route::{self, RouteTable};
 use crate::schema::SchemaCompiler;
+use crate::traffic::{ConnectorTrafficPlan, Traffic, TrafficStatus};
 use crate::upstream;
 
 /// One connector, compiled.
@@ -49,6 +51,8 @@ pub(crate) struct ConnectorPlan {
     pub public_url: Option<String>,
     /// `limits.max_response_bytes`.
     pub max_response_bytes: u64,
+    /// Rate limits, retries and the backend's guards.
+    pub traffic: ConnectorTrafficPlan,
     /// What building a stored connection's credentials needs.
     pub auth_model: crate::connection::AuthModel,
 }
@@ -60,6 +64,10 @@ pub struct Gateway {
     /// Connector names in load order, for listings.
     order: Vec<String>,
     pub(crate) limits: Limits,
+    /// The views of `views_dir`, compiled against the connectors above.
+    pub(crate) views: crate::view::Views,
+    /// The response cache, rate limits and backend guards.
+    pub(crate) traffic: Traffic,
     /// Client authentication and connection resolution, when a store is configured.
     pub(crate) admission: Option<Arc<dyn crate::connection::Admission>>,
 }
@@ -105,6 +113,7 @@ impl Gateway {
         let mut order = Vec::new();
         let mut clients: HashMap<Duration, upstream::HttpClient> = HashMap::new();
         let empty = ConnectorConfig::default();
+        let mut traffic = Traffic::new(config, &mut diagnostics);
 
         for connector in connectors {
             if plans.contains_key(&connector.name) {
@@ -144,6 +153,7 @@ impl Gateway {
                 config,
                 client,
                 timeouts.timeout,
+                &mut traffic,
                 &mut diagnostics,
             );
             order.push(connector.name.clone());
@@ -175,6 +185,18 @@ impl Gateway {
             }
         }
 
+        let views = crate::view::Views::compile(
+            &config.views,
+            connectors,
+            &|connector, operation| {
+                plans
+                    .get(connector)
+                    .is_some_and(|plan| plan.operations.iter().any(|op| op.id == operation))
+            },
+            config.upstream.timeout,
+            &mut diagnostics,
+        );
+
         if diagnostics.has_errors() {
             return Err(diagnostics);
         }
@@ -183,6 +205,8 @@ impl Gateway {
                 connectors: plans,
                 order,
                 limits: config.limits,
+                views,
+                traffic,
                 admission: None,
             },
             diagnostics,
@@ -217,9 +241,82 @@ impl Gateway {
         self.connectors.get(name)
     }
 
+    /// Every view, in file order.
+    pub fn views(&self) -> Vec<crate::view::ViewSummary> {
+        self.views.summaries()
+    }
+
     /// The request limits in force.
     pub fn limits(&self) -> Limits {
         self.limits
+    }
+
+    /// Cache, rate limit, breaker and retry counters.
+    pub fn traffic_status(&self) -> TrafficStatus {
+        self.traffic.status()
+    }
+
+    /// Purges the cache entries of `connector`, of its `operation`, or whose key starts with
+    /// `prefix` (after the connector's or operation's prefix when those are given). Returns
+    /// the key prefix purged and how many entries went.
+    pub async fn purge_cache(
+        &self,
+        connector: Option<&str>,
+        operation: Option<&str>,
+        prefix: Option<&str>,
+    ) -> Result<(String, u64), crate::Error> {
+        use crate::cache::key::{connector_prefix, operation_prefix};
+        use crate::error::{Error, ErrorKind};
+        let Some(cache) = &self.traffic.cache else {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                "no response cache is configured (no `cache` section in junction.toml)",
+            ));
+        };
+        let base = match (connector, operation) {
+            (None, Some(_)) => {
+                return Err(Error::new(
+                    ErrorKind::InvalidRequest,
+                    "`operation` needs `connector`: operation ids are per connector",
+                ));
+            }
+            (None, None) if prefix.is_none() => {
+                return Err(Error::new(
+                    ErrorKind::InvalidRequest,
+                    "name a `connector`, an `operation` of it, or a key `prefix` to purge",
+                ));
+            }
+            (None, None) => String::new(),
+            (Some(name), operation) => {
+                let Some(plan) = self.connectors.get(name) else {
+                    return Err(Error::new(
+                        ErrorKind::NotFound,
+                        format!("there is no connector named '{name}'"),
+                    ));
+                };
+                match operation {
+                    None => connector_prefix(name),
+                    Some(id) if plan.operations.iter().any(|op| op.id == id) => {
+                        operation_prefix(name, id)
+                    }
+                    Some(id) => {
+                        return Err(Error::new(
+                            ErrorKind::NotFound,
+                            format!("connector '{name}' has no operation '{id}'"),
+                        ));
+                    }
+                }
+            }
+        };
+        let full = format!("{base}{}", prefix.unwrap_or_default());
+        match cache.purge(&full).await {
+            Ok(purged) => Ok((full, purged)),
+            Err(error) => Err(Error::new(
+                ErrorKind::StoreUnavailable,
+                "the cache could not be purged: its store is unavailable; try again",
+            )
+            .with_cause(error)),
+        }
     }
 
     /// Every connector, in load order.
@@ -258,6 +355,7 @@ fn compile_connector(
     config: &Config,
     client: upstream::HttpClient,
     timeout: Duration,
+    traffic: &mut Traffic,
     diagnostics: &mut Diagnostics,
 ) -> ConnectorPlan {
     let source = connector.source.as_str();
@@ -357,6 +455,7 @@ fn compile_connector(
         compiled.policies = plan;
         compiled.refusal = refusal;
         compiled.read_json = read_json;
+        compiled.cache = cache_policy(connector, op, section, traffic, diagnostics);
         operations.push(compiled);
         operation_security.push(op.security.clone());
         for note in notes {
@@ -383,7 +482,13 @@ fn compile_connector(
         }
     }
 
+    let connector_traffic = traffic.connector(
+        &connector.name,
+        section,
+        target.as_ref().map(upstream::Target::authority),
+    );
     ConnectorPlan {
+        traffic: connector_traffic,
         name: connector.name.clone(),
         title: connector.title.clone(),
         description: connector.description.clone(),
@@ -481,6 +586,50 @@ impl SharedGateway {
     pub fn swap(&self, gateway: Gateway) {
         self.0.store(Arc::new(gateway));
     }
+}
+
+/// The cache policy of `op` from its connector's and its own `cache` sections; a warning
+/// when the sections exist but can never apply.
+fn cache_policy(
+    connector: &Connector,
+    op: &junction_model::Operation,
+    section: &ConnectorConfig,
+    traffic: &Traffic,
+    diagnostics: &mut Diagnostics,
+) -> Option<Box<crate::cache::CachePolicy>> {
+    let own = section
+        .operations
+        .get(&op.id)
+        .and_then(|o| o.cache.as_ref());
+    let policy = CacheOverrides::resolve(section.traffic.cache.as_ref(), own)?;
+    traffic.cache.as_ref()?;
+    let method = http::Method::from_bytes(op.method.as_str().as_bytes()).ok()?;
+    if !policy.applies_to(&method) {
+        // A connector-wide section quietly skips the methods it does not cache; an
+        // operation's own section that cannot apply is almost always a mistake.
+        if own.is_some() {
+            diagnostics.push(Diagnostic::new(
+                Severity::Warning,
+                "cache-never-applies",
+                &connector.source,
+                &op.pointer,
+                format!(
+                    "[connector.{}.operation.{}.cache] caches {} requests, but the operation is {}; add it to `methods` (POST only for read-only queries)",
+                    connector.name,
+                    op.id,
+                    policy
+                        .methods
+                        .iter()
+                        .map(http::Method::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    op.method
+                ),
+            ));
+        }
+        return None;
+    }
+    Some(Box::new(policy))
 }
 
 /// Whether the package has a host policy, which supplies the backend address itself.

@@ -7,9 +7,13 @@
 //! upstream base URL, credentials); [`Gateway::handle`] runs one request through it:
 //!
 //! ```text
-//! route → limit → bind + validate → request policies → upstream (auth, call)
-//!       → response policies → response
+//! route → rate limit → body limit → bind + validate → cache → request policies
+//!       → upstream (auth, backend guards, call) → response policies → cache store
+//!       → response
 //! ```
+//!
+//! [`Gateway::handle_view`] serves `/views/{name}`: it binds the view's inputs and runs its
+//! steps ([`view`]), each call going through [`Gateway::handle`] like a client's.
 //!
 //! Modules follow that order. Every failure is an [`Error`] that knows its HTTP status and
 //! whose fault it is; `junction-server` turns it into problem+json.
@@ -30,16 +34,14 @@ mod policy;
 mod route;
 mod schema;
 mod upstream;
+pub mod view;
 
 // Traffic: the response cache, rate limits and resilience, with their Redis link.
 pub mod cache;
 pub mod ratelimit;
 pub mod redis_link;
 pub mod resilience;
-// Phase 1: the traffic keys of `junction.toml`, until `config` declares them itself.
-#[path = "config/traffic.rs"]
-#[allow(dead_code)]
-pub mod traffic_config;
+mod traffic;
 
 pub use body::{BodyTooLarge, DeadlinePassed, RequestBody, UpstreamBody};
 pub use config::{
@@ -52,4 +54,6 @@ pub use gateway::{Compiled, ConnectorSummary, Gateway, OperationSummary, SharedG
 pub use pipeline::CONNECTORS_PREFIX;
 pub use policy::NEXT_LINK_PARAMETER;
 pub use secret::Secret;
+pub use traffic::{RetryCounts, TrafficStatus};
 pub use upstream::{USER_AGENT, install_crypto_provider, strip_hop_by_hop};
+pub use view::{PARTIAL_HEADER, VIEWS_PREFIX, ViewSource};

@@ -1,20 +1,25 @@
-//! The request lifecycle, stage by stage: route → limit → bind + validate → request
-//! policies → upstream → response policies.
+//! The request lifecycle, stage by stage: route → rate limit → body limit → bind +
+//! validate → cache → request policies → upstream → response policies.
 //!
 //! [`Gateway::handle`] is the whole data plane for one request under
 //! `/connectors/{name}/…`. Each stage either hands its result to the next or returns an
 //! [`Error`]; the server turns that error into problem+json. See `docs/lifecycle.md`.
 
 use std::borrow::Cow;
+use std::net::IpAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body::Body;
 
 use crate::bind;
 use crate::body::{self, UpstreamBody};
+use crate::cache::stage::{self, OpRef};
 use crate::error::{BoxError, Error, ErrorKind, Violation};
-use crate::gateway::Gateway;
+use crate::gateway::{ConnectorPlan, Gateway};
+use crate::ratelimit::{self, Decision};
 use crate::route::{self, Lookup};
+use crate::traffic;
 use crate::upstream;
 
 /// The prefix of every data-plane operation URL.
@@ -23,9 +28,41 @@ pub const CONNECTORS_PREFIX: &str = "/connectors/";
 impl Gateway {
     /// Serves one request: finds the operation, binds and validates its inputs, calls the
     /// backend, and returns the backend's response with a streamed body.
+    ///
+    /// Without the client's address, per-client limits count every caller as one; a cache
+    /// entry within stale-while-revalidate is refreshed before answering (use
+    /// [`Gateway::serve`] to refresh in the background).
     pub async fn handle<B>(
         &self,
         request: http::Request<B>,
+    ) -> Result<http::Response<UpstreamBody>, Error>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        self.run(None, request, None).await
+    }
+
+    /// Serves one request from `client` (the peer address, which per-client rate limits
+    /// count by). Background work a request starts (refreshing a stale cache entry) keeps
+    /// this table alive until it is done.
+    pub async fn serve<B>(
+        self: &Arc<Self>,
+        request: http::Request<B>,
+        client: Option<IpAddr>,
+    ) -> Result<http::Response<UpstreamBody>, Error>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        self.run(Some(self), request, client).await
+    }
+
+    async fn run<B>(
+        &self,
+        shared: Option<&Arc<Gateway>>,
+        request: http::Request<B>,
+        client: Option<IpAddr>,
     ) -> Result<http::Response<UpstreamBody>, Error>
     where
         B: Body<Data = Bytes> + Send + Unpin + 'static,
@@ -83,9 +120,10 @@ impl Gateway {
             }
         };
         drop(segments);
-        let op = usize::try_from(index)
-            .ok()
-            .and_then(|i| connector.operations.get(i))
+        let index = usize::try_from(index).unwrap_or(usize::MAX);
+        let op = connector
+            .operations
+            .get(index)
             .ok_or_else(|| Error::new(ErrorKind::Internal, "the route table is inconsistent"))?;
 
         if let Some(admitted) = &admitted {
@@ -96,17 +134,70 @@ impl Gateway {
             return Err(Error::new(refusal.kind, refusal.message.to_string()));
         }
 
-        // Limit.
+        // Rate limits (cache hits count too: they are the client's requests).
+        let decision =
+            if self.traffic.per_client.is_some() || connector.traffic.per_connection.is_some() {
+                let connection = crate::connection::attached(&parts).map(|c| c.id.as_str());
+                self.rate_limit(connector, client, connection).await?
+            } else {
+                None
+            };
+
+        // Body limit.
         let limit = self.limits.max_body_bytes;
         body::check_declared_length(&parts.headers, limit)?;
 
         // Bind and validate.
         let bound = bind::bind(op, &parts, captures, request_body, limit).await?;
 
-        // Upstream, with the policy stage around it when the operation has one.
-        let response = upstream::call(connector, op, &parts, bound).await;
-        crate::connection::after_call(&parts, &response);
-        response
+        // Cache, then upstream, with the policy stage around it when the operation has one.
+        let refused = crate::connection::unauthorized_hook(&parts);
+        let mut response = match (&op.cache, &self.traffic.cache) {
+            (Some(policy), Some(cache)) => {
+                let at = OpRef {
+                    connector,
+                    index,
+                    op,
+                    policy,
+                };
+                stage::serve(shared, cache, at, parts, bound).await?
+            }
+            _ => upstream::call(connector, op, &parts, bound).await?,
+        };
+        crate::connection::after_call(refused, &response);
+        if let Some(decision) = decision {
+            ratelimit::write_headers(response.headers_mut(), &decision);
+        }
+        Ok(response)
+    }
+
+    /// Counts the request against the per-client and per-connection limits; the decision
+    /// closest to refusing, for the `RateLimit-*` fields.
+    async fn rate_limit(
+        &self,
+        connector: &ConnectorPlan,
+        client: Option<IpAddr>,
+        connection: Option<&str>,
+    ) -> Result<Option<Decision>, Error> {
+        let mut decisions = [None, None];
+        if let Some(limit) = &self.traffic.per_client {
+            let key = match client {
+                Some(ip) => ip.to_canonical().to_string(),
+                None => "unknown".to_owned(),
+            };
+            decisions[0] =
+                traffic::check(limit, &key, &|| format!("the limit per client ({key})")).await?;
+        }
+        if let Some(limit) = &connector.traffic.per_connection {
+            // A stored connection is counted on its own.
+            let key = connection.unwrap_or(&connector.traffic.connection_id);
+            decisions[1] = traffic::check(limit, key, &|| {
+                format!("the limit per connection of connector '{}'", connector.name)
+            })
+            .await?;
+        }
+        let decided: Vec<Decision> = decisions.into_iter().flatten().collect();
+        Ok(ratelimit::tightest(&decided))
     }
 }
 

@@ -119,6 +119,8 @@ pub(crate) struct OperationPlan {
     pub policies: Option<Box<PolicyPlan>>,
     /// Why the operation cannot be served at all (custom code, a broken policy).
     pub refusal: Option<Refusal>,
+    /// The response cache policy; `None` (the default) never touches the cache.
+    pub cache: Option<Box<crate::cache::CachePolicy>>,
 }
 
 /// An operation the gateway refuses to call, and why.
@@ -290,6 +292,7 @@ pub(crate) fn compile_operation(
         read_json: false,
         policies: None,
         refusal: None,
+        cache: None,
     }
 }
 

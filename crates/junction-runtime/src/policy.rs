@@ -485,19 +485,19 @@ impl SideCalls for Side<'_> {
             .parse()
             .map_err(|_| "the side-call URL is not a valid URL".to_owned())?;
         let shown = uri.path().to_owned();
-        let (response, deadline) = upstream::exchange(
+        let (response, held) = upstream::exchange(
             self.connector,
             self.op,
             &method,
             uri,
             headers.clone(),
             RequestBody::Empty,
-            || headers,
+            || headers.clone(),
         )
         .await
         .map_err(|e| format!("{method} {shown}: {}", e.detail()))?;
         let status = response.status();
-        let body = UpstreamBody::new(response.into_body(), deadline, self.connector.timeout);
+        let body = UpstreamBody::new(response.into_body(), held, self.connector.timeout);
         let bytes = read_limited(body, self.limit)
             .await
             .map_err(|e| format!("{method} {shown}: {}", e.detail()))?;
@@ -764,14 +764,14 @@ pub(crate) async fn call(
     }
     let sent_headers = out.headers.clone();
     let retry = out.headers.clone();
-    let (response, deadline) = upstream::exchange(
+    let (response, held) = upstream::exchange(
         connector,
         op,
         &out.method,
         uri,
         out.headers,
         other_body,
-        || retry,
+        || retry.clone(),
     )
     .await?;
 
@@ -788,7 +788,7 @@ pub(crate) async fn call(
     }
     let (mut head, incoming) = response.into_parts();
     upstream::strip_hop_by_hop(&mut head.headers);
-    let body = UpstreamBody::new(incoming, deadline, connector.timeout);
+    let body = UpstreamBody::new(incoming, held, connector.timeout);
     let success = status.as_u16() < 400;
     let chain = if success {
         &plan.response
@@ -1045,20 +1045,19 @@ async fn follow_pages(
                 ),
             )
         })?;
-        let retry = page_headers.clone();
-        let (response, deadline) = upstream::exchange(
+        let (response, held) = upstream::exchange(
             connector,
             op,
             &http::Method::GET,
             uri,
             page_headers.clone(),
             RequestBody::Empty,
-            || retry,
+            || page_headers.clone(),
         )
         .await?;
         pages += 1;
         let status = response.status();
-        let body = UpstreamBody::new(response.into_body(), deadline, connector.timeout);
+        let body = UpstreamBody::new(response.into_body(), held, connector.timeout);
         let bytes = read_limited(body, connector.max_response_bytes).await?;
         if !status.is_success() {
             return Err(Error::new(

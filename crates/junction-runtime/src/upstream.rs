@@ -29,6 +29,8 @@ use crate::encode;
 use crate::error::{Error, ErrorKind, Violation};
 use crate::gateway::ConnectorPlan;
 use crate::plan::{OperationPlan, ParamPlan, UpstreamPiece, value_text};
+use crate::resilience::concurrency::Slot;
+use crate::resilience::retry::{Attempt, is_idempotent, retry_after};
 
 mod pool;
 pub(crate) use pool::{ClientError, HttpClient};
@@ -76,6 +78,11 @@ pub(crate) struct Target {
 }
 
 impl Target {
+    /// `host:port` as written, which names the backend's guards.
+    pub(crate) fn authority(&self) -> &str {
+        self.authority.as_str()
+    }
+
     /// `scheme://authority/base`, without a trailing slash.
     pub(crate) fn base_url(&self) -> String {
         format!("{}://{}{}", self.scheme, self.authority, self.base_path)
@@ -175,13 +182,13 @@ pub(crate) async fn call(
     let retry_headers = || {
         let mut headers = build_headers(op, parts, &bound.values, credentials, &mut Vec::new())
             .unwrap_or_default();
-        if let Some(content_type) = content_type {
-            headers.insert(header::CONTENT_TYPE, content_type);
+        if let Some(content_type) = &content_type {
+            headers.insert(header::CONTENT_TYPE, content_type.clone());
         }
         headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
         headers
     };
-    let (response, deadline) = exchange(
+    let (response, held) = exchange(
         connector,
         op,
         &parts.method,
@@ -192,7 +199,7 @@ pub(crate) async fn call(
     )
     .await?;
     let timeout = connector.timeout;
-    let mut response = response.map(|incoming| UpstreamBody::new(incoming, deadline, timeout));
+    let mut response = response.map(|incoming| UpstreamBody::new(incoming, held, timeout));
     strip_hop_by_hop(response.headers_mut());
     Ok(response)
 }
@@ -254,10 +261,29 @@ pub(crate) fn request_body(
     })
 }
 
-/// One upstream exchange under the connector's timeout: sends the request (once more on a
-/// fresh connection, with `retry_headers`, when an idempotent in-memory request met a
-/// pooled connection the backend had closed) and returns the response head with the
-/// deadline its body must meet.
+/// What an upstream response holds until its body has been read: the deadline the body
+/// must meet and, under a concurrency limit, the backend's slot.
+pub(crate) struct Held {
+    pub deadline: Pin<Box<Sleep>>,
+    pub slot: Option<Slot>,
+}
+
+/// One upstream exchange under the connector's timeout, through the backend's guards:
+///
+/// 1. a backend's earlier `429` with `Retry-After` for this connection is answered here
+///    (429) until it has passed; the per-backend rate limit is counted;
+/// 2. the circuit breaker lets the call through, or answers 503 at once;
+/// 3. under a concurrency limit, a slot is taken (held until the body has been read);
+/// 4. the request is sent, and sent once more on a fresh connection (with
+///    `retry_headers`) when an idempotent in-memory request met a pooled connection the
+///    backend had closed; with `[connector.NAME.retry]`, idempotent in-memory requests are
+///    also retried after connection failures and `retry_on` statuses, with jittered
+///    backoff, never sooner than the backend's `Retry-After`, within the retry budget and
+///    the connector's timeout;
+/// 5. the outcome feeds the breaker; a `503` with `Retry-After` holds it open that long and
+///    a `429` with `Retry-After` starts the hold-off of step 1.
+///
+/// Returns the response head with what its body must hold on to.
 pub(crate) async fn exchange(
     connector: &ConnectorPlan,
     op: &OperationPlan,
@@ -265,56 +291,169 @@ pub(crate) async fn exchange(
     uri: Uri,
     headers: HeaderMap,
     body: RequestBody,
-    retry_headers: impl FnOnce() -> HeaderMap,
-) -> Result<(http::Response<hyper::body::Incoming>, Pin<Box<Sleep>>), Error> {
-    // An idempotent request whose body is in memory may be sent again once, when the pooled
-    // connection it went out on turns out to have been closed by the backend meanwhile (a
-    // keep-alive race; nginx does the same).
-    let replay = match &body {
-        _ if !is_idempotent(method) => None,
-        RequestBody::Empty => Some((uri.clone(), RequestBody::Empty)),
-        RequestBody::Full(Some(bytes)) => Some((uri.clone(), RequestBody::full(bytes.clone()))),
-        _ => None,
+    retry_headers: impl Fn() -> HeaderMap,
+) -> Result<(http::Response<hyper::body::Incoming>, Held), Error> {
+    let traffic = &connector.traffic;
+    // The guards protect the connector's own backend; a host policy may send elsewhere.
+    let guard = traffic
+        .guard
+        .as_deref()
+        .filter(|g| uri.authority().is_some_and(|a| a.as_str() == g.authority));
+    if let Some(guard) = guard {
+        if let Some(wait) = guard.holds.remaining(&connector.name) {
+            return Err(Error::new(
+                ErrorKind::RateLimited,
+                format!(
+                    "connector '{}': the backend asked not to be called again for {}s (429 with Retry-After)",
+                    connector.name,
+                    crate::ratelimit::ceil_secs(wait).max(1)
+                ),
+            )
+            .with_retry_after(wait));
+        }
+        if let Some(limit) = &guard.per_backend {
+            crate::traffic::check(limit, "all", &|| {
+                format!("the backend of connector '{}'", connector.name)
+            })
+            .await?;
+        }
+    }
+    let breaker = guard.and_then(|g| g.breaker.as_ref());
+    let ticket = match breaker {
+        Some(breaker) => Some(breaker.acquire().map_err(|wait| {
+            Error::new(
+                ErrorKind::CircuitOpen,
+                format!(
+                    "connector '{}': the backend failed repeatedly; calls resume in {}s",
+                    connector.name,
+                    crate::ratelimit::ceil_secs(wait).max(1)
+                ),
+            )
+            .with_retry_after(wait)
+        })?),
+        None => None,
+    };
+    let slot = match guard.and_then(|g| g.concurrency.as_ref()) {
+        Some(limit) => Some(limit.acquire().await.ok_or_else(|| {
+            Error::new(
+                ErrorKind::BackendBusy,
+                format!(
+                    "connector '{}': the backend has as many requests in flight as `max_concurrency` allows",
+                    connector.name
+                ),
+            )
+            .with_retry_after(Duration::from_secs(1))
+        })?),
+        None => None,
     };
 
-    let mut request = http::Request::new(body);
-    *request.method_mut() = method.clone();
-    *request.uri_mut() = uri;
-    *request.headers_mut() = headers;
-
-    let exchange = async {
-        match connector.client.request(request).await {
-            Err(error) if replay.is_some() && stale_connection(&error) => {
-                let Some((uri, body)) = replay else {
-                    return Err(error);
-                };
-                tracing::debug!(connector = %connector.name, operation = %op.id, "retrying on a fresh connection");
-                let mut retry = http::Request::new(body);
-                *retry.method_mut() = method.clone();
-                *retry.uri_mut() = uri;
-                *retry.headers_mut() = retry_headers();
-                connector.client.request(retry).await
-            }
-            other => other,
-        }
+    // An idempotent request whose body is in memory may be sent again.
+    let replay: Option<(Uri, Option<Bytes>)> = match &body {
+        _ if !is_idempotent(method) => None,
+        RequestBody::Empty => Some((uri.clone(), None)),
+        RequestBody::Full(Some(bytes)) => Some((uri.clone(), Some(bytes.clone()))),
+        _ => None,
+    };
+    let retry = traffic.retry.as_deref();
+    if let Some(retry) = retry {
+        retry.on_request();
+    }
+    let again = |(uri, bytes): &(Uri, Option<Bytes>)| {
+        let body = match bytes {
+            Some(bytes) => RequestBody::full(bytes.clone()),
+            None => RequestBody::Empty,
+        };
+        let mut request = http::Request::new(body);
+        *request.method_mut() = method.clone();
+        *request.uri_mut() = uri.clone();
+        *request.headers_mut() = retry_headers();
+        request
     };
 
     let timeout = connector.timeout;
     let mut deadline = Box::pin(tokio::time::sleep(timeout));
-    let response = tokio::select! {
-        response = exchange => response,
-        () = &mut deadline => {
-            return Err(Error::new(
-                ErrorKind::UpstreamTimeout,
-                format!(
-                    "connector '{}', operation '{}': the backend did not answer within {}",
-                    connector.name, op.id, humane(timeout)
-                ),
-            ));
-        }
+    let mut next = {
+        let mut request = http::Request::new(body);
+        *request.method_mut() = method.clone();
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
+        request
     };
-    let response = response.map_err(|e| upstream_error(e, connector, op))?;
-    Ok((response, deadline))
+    let mut attempt = 0;
+    let outcome = loop {
+        let exchange = async {
+            match connector.client.request(next).await {
+                // The keep-alive race: nothing reached the backend; once more, at once.
+                Err(error)
+                    if let Some(replay) = &replay
+                        && stale_connection(&error) =>
+                {
+                    tracing::debug!(connector = %connector.name, operation = %op.id, "retrying on a fresh connection");
+                    connector.client.request(again(replay)).await
+                }
+                other => other,
+            }
+        };
+        let response = tokio::select! {
+            response = exchange => response,
+            () = &mut deadline => {
+                if let (Some(breaker), Some(ticket)) = (breaker, ticket) {
+                    breaker.record(ticket, false);
+                }
+                return Err(Error::new(
+                    ErrorKind::UpstreamTimeout,
+                    format!(
+                        "connector '{}', operation '{}': the backend did not answer within {}",
+                        connector.name, op.id, humane(timeout)
+                    ),
+                ));
+            }
+        };
+        let (Some(retry), Some(replay)) = (retry, &replay) else {
+            break response;
+        };
+        let attempted = match &response {
+            Ok(answer) => Attempt::Answered(answer.status(), retry_after(answer.headers())),
+            Err(_) => Attempt::Failed,
+        };
+        let left = deadline
+            .deadline()
+            .saturating_duration_since(tokio::time::Instant::now());
+        let Some(wait) = retry.next(method, attempt, attempted, left) else {
+            break response;
+        };
+        drop(response);
+        tracing::debug!(connector = %connector.name, operation = %op.id, attempt = attempt + 1, wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "retrying");
+        tokio::time::sleep(wait).await;
+        attempt += 1;
+        next = again(replay);
+    };
+
+    match outcome {
+        Ok(response) => {
+            let status = response.status();
+            if let (Some(breaker), Some(ticket)) = (breaker, ticket) {
+                breaker.record(ticket, !breaker.is_failure(status));
+            }
+            if let Some(guard) = guard
+                && matches!(status.as_u16(), 429 | 503)
+                && let Some(wait) = retry_after(response.headers())
+            {
+                if status.as_u16() == 429 {
+                    guard.holds.hold(&connector.name, wait);
+                } else if let Some(breaker) = breaker {
+                    breaker.hold_open(wait);
+                }
+            }
+            Ok((response, Held { deadline, slot }))
+        }
+        Err(error) => {
+            if let (Some(breaker), Some(ticket)) = (breaker, ticket) {
+                breaker.record(ticket, false);
+            }
+            Err(upstream_error(error, connector, op))
+        }
+    }
 }
 
 fn upstream_error(error: ClientError, connector: &ConnectorPlan, op: &OperationPlan) -> Error {
@@ -341,18 +480,6 @@ fn upstream_error(error: ClientError, connector: &ConnectorPlan, op: &OperationP
         )
     };
     Error::new(kind, detail).with_cause(error)
-}
-
-fn is_idempotent(method: &http::Method) -> bool {
-    matches!(
-        *method,
-        http::Method::GET
-            | http::Method::HEAD
-            | http::Method::PUT
-            | http::Method::DELETE
-            | http::Method::OPTIONS
-            | http::Method::TRACE
-    )
 }
 
 /// Whether the request failed because the backend had closed a pooled connection: the

@@ -215,6 +215,24 @@ impl Access {
 pub struct AccessAdmission(pub Arc<Access>);
 
 impl Admission for AccessAdmission {
+    fn admit_view<'a>(
+        &'a self,
+        parts: &'a Parts,
+        view: &'a str,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let client = self.0.authenticate(parts).await?;
+            if grants::allows_view(&client.grants, view) {
+                Ok(())
+            } else {
+                Err(Error::new(
+                    ErrorKind::Forbidden,
+                    format!("client '{}' is not granted view '{view}'", client.name),
+                ))
+            }
+        })
+    }
+
     fn oauth_callback<'a>(&'a self, query: &'a str) -> BoxFuture<'a, Result<String, Error>> {
         Box::pin(crate::oauth::callback(&self.0, query))
     }

@@ -2,6 +2,13 @@
 //!
 //! - `GET /api/v1/connectors` — every connector with its operations.
 //! - `GET /api/v1/connectors/{name}` — one connector.
+//! - `GET /api/v1/views` — every view with its inputs and steps.
+//! - `GET /api/v1/traffic` — cache, rate limit, breaker, concurrency and retry counters,
+//!   and the Redis link's health.
+//! - `DELETE /api/v1/cache?connector=NAME&operation=ID&prefix=TEXT` — purges cache entries:
+//!   of a connector, of one of its operations, or whose key starts with a prefix (after
+//!   the connector's or operation's own prefix when they are given too). Answers
+//!   `{"purged": N, "prefix": "…"}`.
 //!
 //! With `[store]` configured (see [`crate::access`]):
 //! - `GET|POST /api/v1/connections`, `GET|DELETE /api/v1/connections/{id}`,
@@ -19,10 +26,12 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRef, Path, Query, Request, State};
+use axum::http::{HeaderMap, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use http::StatusCode;
 use http_body_util::BodyExt;
 use junction_runtime::{Error, ErrorKind, Secret, SharedGateway};
@@ -40,6 +49,12 @@ struct AdminState {
     access: Option<Arc<Access>>,
 }
 
+impl FromRef<AdminState> for SharedGateway {
+    fn from_ref(state: &AdminState) -> SharedGateway {
+        state.gateway.clone()
+    }
+}
+
 /// The admin-plane router over `gateway`, without a store.
 pub fn admin_router(gateway: SharedGateway) -> Router {
     admin_router_with(gateway, None, None)
@@ -55,6 +70,9 @@ pub fn admin_router_with(
     let router = Router::new()
         .route("/api/v1/connectors", get(list))
         .route("/api/v1/connectors/{name}", get(one))
+        .route("/api/v1/views", get(views))
+        .route("/api/v1/traffic", get(traffic))
+        .route("/api/v1/cache", delete(purge))
         .route(
             "/api/v1/connections",
             get(connections).post(create_connection),
@@ -135,6 +153,10 @@ async fn list(State(state): State<AdminState>) -> Response {
     axum::Json(json!({"connectors": state.gateway.load().connectors()})).into_response()
 }
 
+async fn views(State(gateway): State<SharedGateway>) -> Response {
+    axum::Json(json!({"views": gateway.load().views()})).into_response()
+}
+
 async fn one(
     State(state): State<AdminState>,
     Path(name): Path<String>,
@@ -152,11 +174,67 @@ async fn one(
     }
 }
 
+async fn traffic(State(gateway): State<SharedGateway>) -> Response {
+    axum::Json(gateway.load().traffic_status()).into_response()
+}
+
+/// The query of `DELETE /api/v1/cache`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PurgeQuery {
+    connector: Option<String>,
+    operation: Option<String>,
+    prefix: Option<String>,
+}
+
+async fn purge(
+    State(gateway): State<SharedGateway>,
+    uri: Uri,
+    headers: HeaderMap,
+    query: Result<Query<PurgeQuery>, QueryRejection>,
+) -> Response {
+    let query = match query {
+        Ok(Query(query)) => query,
+        Err(rejection) => {
+            let error = Error::new(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "{}; the parameters are `connector`, `operation` and `prefix`",
+                    rejection.body_text()
+                ),
+            );
+            return failed(&error, &uri, &headers);
+        }
+    };
+    let table = gateway.load();
+    let result = table
+        .purge_cache(
+            query.connector.as_deref(),
+            query.operation.as_deref(),
+            query.prefix.as_deref(),
+        )
+        .await;
+    match result {
+        Ok((prefix, purged)) => {
+            axum::Json(json!({"purged": purged, "prefix": prefix})).into_response()
+        }
+        Err(error) => failed(&error, &uri, &headers),
+    }
+}
+
 async fn not_found(request: Request) -> Response {
     let path = request.uri().path().to_owned();
     fail(
         &request,
         Error::new(ErrorKind::NotFound, format!("nothing is served at {path}")),
+    )
+}
+
+fn failed(error: &Error, uri: &Uri, headers: &HeaderMap) -> Response {
+    problem::response(
+        error,
+        uri.path(),
+        &problem::request_id(headers.get(problem::REQUEST_ID)),
     )
 }
 

@@ -1,4 +1,5 @@
-//! The data plane: `/connectors/{name}/…` through the gateway, plus `/healthz` and `/readyz`.
+//! The data plane: `/connectors/{name}/…` and `/views/{name}` through the gateway, plus
+//! `/healthz` and `/readyz`.
 //!
 //! [`serve_request`] is the whole plane: two fixed health paths, and every other request
 //! handed to [`Gateway::handle`](junction_runtime::Gateway::handle) of the table in force.
@@ -8,6 +9,7 @@
 //! Responses carry a [`DataBody`]: the backend's body as it streams in, unboxed, or a body
 //! Junction wrote (a problem, a health answer).
 
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -77,10 +79,24 @@ fn local(response: axum::response::Response) -> http::Response<DataBody> {
     response.map(DataBody::Local)
 }
 
-/// Serves one data-plane request.
+/// Serves one data-plane request from an unknown client.
 pub async fn serve_request<B>(
     gateway: &SharedGateway,
     request: http::Request<B>,
+) -> http::Response<DataBody>
+where
+    B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    serve_request_from(gateway, request, None).await
+}
+
+/// Serves one data-plane request from `client`, the peer address (per-client rate limits
+/// count by it).
+pub async fn serve_request_from<B>(
+    gateway: &SharedGateway,
+    request: http::Request<B>,
+    client: Option<IpAddr>,
 ) -> http::Response<DataBody>
 where
     B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
@@ -113,7 +129,12 @@ where
     let uri = request.uri().clone();
     let request_id = request.headers().get(problem::REQUEST_ID).cloned();
     let table = gateway.load();
-    match table.handle(request).await {
+    let result = if uri.path().starts_with(junction_runtime::VIEWS_PREFIX) {
+        table.handle_view(request).await
+    } else {
+        table.serve(request, client).await
+    };
+    match result {
         Ok(response) => response.map(DataBody::Upstream),
         Err(error) => local(problem::response(
             &error,

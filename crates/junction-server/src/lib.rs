@@ -16,6 +16,6 @@ mod test_call;
 
 pub use access::{Access, AccessAdmission, AccessError};
 pub use admin::{admin_router, admin_router_with};
-pub use data::{data_router, serve_request};
+pub use data::{data_router, serve_request, serve_request_from};
 pub use server::{RunningServer, SHUTDOWN_GRACE, Server, StartError, shutdown_signal};
 pub use test_call::run as test_connection;

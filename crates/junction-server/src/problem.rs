@@ -82,6 +82,9 @@ pub fn response(error: &Error, instance: &str, request_id: &str) -> Response {
     if let Ok(id) = HeaderValue::from_str(request_id) {
         headers.insert(REQUEST_ID, id);
     }
+    for (name, value) in error.headers() {
+        headers.insert(name, value.clone());
+    }
     if error.kind() == junction_runtime::ErrorKind::Unauthenticated {
         headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }

@@ -32,7 +32,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 
 use crate::access::{Access, AccessAdmission, AccessError};
 use crate::admin_router_with;
-use crate::data::serve_request;
+use crate::data::serve_request_from;
 
 /// How long requests in flight may take to finish after shutdown is asked for.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -304,7 +304,7 @@ fn spawn(
     })
 }
 
-/// Serves the data plane: an accept loop running [`serve_request`] as a plain hyper
+/// Serves the data plane: an accept loop running [`serve_request_from`] as a plain hyper
 /// service over HTTP/1.1 and HTTP/2, without a router in between.
 fn spawn_data(
     listener: TcpListener,
@@ -330,8 +330,8 @@ async fn serve_data(
             accepted = listener.accept() => accepted,
             _ = stopped.wait_for(|stop| *stop) => break,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(error) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 tracing::warn!(%error, "cannot accept a connection");
@@ -341,9 +341,10 @@ async fn serve_data(
         };
         let _ = stream.set_nodelay(true);
         let gateway = gateway.clone();
+        let client = Some(peer.ip());
         let service = service_fn(move |request: http::Request<Incoming>| {
             let gateway = gateway.clone();
-            async move { Ok::<_, Infallible>(serve_request(&gateway, request).await) }
+            async move { Ok::<_, Infallible>(serve_request_from(&gateway, request, client).await) }
         });
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)

@@ -34,6 +34,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let data = demo.server.data_url();
         println!("Junction demo: three sample backends behind one gateway.\n");
         println!("  data plane   {data}/connectors/{{connector}}/{{path}}");
+        println!("               {data}/views/{{view}}");
         println!(
             "  admin plane  {}/api/v1/connectors",
             demo.server.admin_url()

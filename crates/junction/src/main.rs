@@ -1,6 +1,9 @@
-//! The `junction` command line: validate definitions, serve them, run the demo.
+//! The `junction` command line: validate definitions, serve them, export the gateway's
+//! surface, run the demo, and talk to a running gateway's admin listener.
 
+mod admin;
 mod demo;
+mod export;
 mod manage;
 mod serve;
 mod validate;
@@ -26,6 +29,14 @@ enum Command {
     Serve(serve::Args),
     /// Start sample backends and a gateway in front of them, and print URLs to try.
     Demo(demo::Args),
+    /// Write the gateway's surface (connectors as served, views) as OpenAPI 3.1 and as a
+    /// Power Platform connector package.
+    Export(export::Args),
+    /// Manage a running gateway's response cache (through its admin listener).
+    #[command(subcommand)]
+    Cache(admin::CacheCommand),
+    /// Show a running gateway's cache, rate limit, breaker and retry counters.
+    Traffic(admin::Target),
     /// Manage the connections of the store (`[store]`).
     #[command(subcommand)]
     Connections(manage::Connections),
@@ -40,21 +51,26 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Validate(args) => validate::run(args),
-        Command::Serve(args) => serve::run(args),
-        Command::Demo(args) => demo::run(args),
-        Command::Connections(command) => manage::connections(command),
-        Command::Clients(command) => manage::clients(command),
-        Command::Audit(args) => manage::audit(args),
-        Command::Keys(command) => manage::keys(command),
-    };
-    match result {
+    match run(Cli::parse()) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("junction: {error:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Validate(args) => validate::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Export(args) => export::run(args),
+        Command::Cache(command) => admin::cache(command),
+        Command::Traffic(target) => admin::traffic(target),
+        Command::Connections(command) => manage::connections(command),
+        Command::Clients(command) => manage::clients(command),
+        Command::Audit(args) => manage::audit(args),
+        Command::Keys(command) => manage::keys(command),
     }
 }

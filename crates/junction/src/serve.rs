@@ -100,8 +100,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .map(|c| c.operations.len())
         .sum();
     println!(
-        "serving {} connectors, {operations} operations",
-        connectors.len()
+        "serving {} connectors, {operations} operations, {} views",
+        connectors.len(),
+        compiled.gateway.views().len()
     );
 
     let threads = match args.threads {
@@ -162,6 +163,7 @@ async fn with_store(
 
 fn print_addresses(running: &RunningServer) {
     println!("data plane:  {}/connectors/{{name}}/…", running.data_url());
+    println!("             {}/views/{{name}}", running.data_url());
     println!("admin plane: {}/api/v1/connectors", running.admin_url());
 }
 

@@ -8,6 +8,11 @@
 //! `validated N connectors: K loaded, F failed, W warnings`.
 //! Exit status: 0 when no connector failed, 1 when one did (or, with `--deny-warnings`,
 //! when there is any warning), 2 for usage errors.
+//!
+//! A PATH that is a configuration directory (it holds `junction.toml`) also has its views
+//! checked against the connectors it holds: their problems are printed after the
+//! connectors', with a line `validated N views: K loaded, F failed` before the summary line
+//! (in `--json`, a `views` object), and a view that fails makes the exit status 1.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, IsTerminal, Write};
@@ -72,6 +77,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 
     let outcomes = load_all(&targets, args.jobs);
+    let views = check_views(&args.paths);
     let total = outcomes.len();
     let loaded = outcomes.iter().filter(|o| o.loaded).count();
     let failed = total - loaded;
@@ -82,9 +88,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .count();
 
     let report = if args.json {
-        json_report(&outcomes, total, loaded, warnings)
+        json_report(&outcomes, total, loaded, warnings, &views)
     } else {
-        text_report(&outcomes, args.quiet, total, loaded, failed, warnings)
+        text_report(
+            &outcomes, args.quiet, total, loaded, failed, warnings, &views,
+        )
     };
     let mut out = io::stdout().lock();
     match out.write_all(report.as_bytes()).and_then(|()| out.flush()) {
@@ -94,12 +102,83 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e).context("cannot write the report"),
     }
 
-    let ok = failed == 0 && !(args.deny_warnings && warnings > 0);
+    let ok = failed == 0 && views.failed.is_empty() && !(args.deny_warnings && warnings > 0);
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The views of the configuration directories among the paths.
+#[derive(Debug, Default)]
+struct ViewCheck {
+    total: usize,
+    /// Each view file with errors, and its errors.
+    failed: Vec<(String, Vec<Diagnostic>)>,
+}
+
+/// Checks the views of every PATH that holds `junction.toml` against the connectors under
+/// its `connectors_dir` (`views_dir` and `connectors_dir` from the file when it reads, else
+/// the defaults).
+fn check_views(paths: &[PathBuf]) -> ViewCheck {
+    use junction_runtime::config::{CONFIG_FILE, DEFAULT_TIMEOUT};
+    use junction_runtime::view::{self, Views};
+    let mut check = ViewCheck::default();
+    for path in paths {
+        if !path.join(CONFIG_FILE).is_file() {
+            continue;
+        }
+        let (connectors_dir, sources) = match junction_runtime::Config::load(path) {
+            Ok(config) => (config.connectors_dir, Ok(config.views)),
+            Err(_) => (path.join("connectors"), view::read_dir(&path.join("views"))),
+        };
+        let sources = match sources {
+            Ok(sources) => sources,
+            Err((file, error)) => {
+                check.total += 1;
+                check.failed.push((
+                    file.display().to_string(),
+                    vec![Diagnostic::new(
+                        junction_model::Severity::Error,
+                        "io",
+                        file.display().to_string(),
+                        "",
+                        error.to_string(),
+                    )],
+                ));
+                continue;
+            }
+        };
+        if sources.is_empty() {
+            continue;
+        }
+        let connectors: Vec<junction_model::Connector> = junction_import::discover(&connectors_dir)
+            .iter()
+            .filter_map(|p| junction_import::load(p).connector)
+            .collect();
+        let mut diagnostics = junction_model::Diagnostics::default();
+        Views::compile(
+            &sources,
+            &connectors,
+            &|_, _| true,
+            DEFAULT_TIMEOUT,
+            &mut diagnostics,
+        );
+        check.total += sources.len();
+        for source in &sources {
+            let file = source.file.display().to_string();
+            let errors: Vec<Diagnostic> = diagnostics
+                .errors()
+                .filter(|d| d.file == file)
+                .cloned()
+                .collect();
+            if !errors.is_empty() {
+                check.failed.push((file, errors));
+            }
+        }
+    }
+    check
 }
 
 /// Loads every target on `jobs` threads, keeping results in target order.
@@ -175,6 +254,7 @@ fn text_report(
     loaded: usize,
     failed: usize,
     warnings: usize,
+    views: &ViewCheck,
 ) -> String {
     let mut out = String::new();
     for outcome in outcomes {
@@ -192,13 +272,34 @@ fn text_report(
         }
         out.push('\n');
     }
+    for (_, errors) in &views.failed {
+        for d in errors {
+            out.push_str(&d.to_string());
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    if views.total > 0 {
+        out.push_str(&format!(
+            "validated {} views: {} loaded, {} failed\n",
+            views.total,
+            views.total - views.failed.len(),
+            views.failed.len()
+        ));
+    }
     out.push_str(&format!(
         "validated {total} connectors: {loaded} loaded, {failed} failed, {warnings} warnings\n"
     ));
     out
 }
 
-fn json_report(outcomes: &[Outcome], total: usize, loaded: usize, warnings: usize) -> String {
+fn json_report(
+    outcomes: &[Outcome],
+    total: usize,
+    loaded: usize,
+    warnings: usize,
+    views: &ViewCheck,
+) -> String {
     let failed: Vec<Value> = outcomes
         .iter()
         .filter(|o| !o.loaded)
@@ -218,12 +319,83 @@ fn json_report(outcomes: &[Outcome], total: usize, loaded: usize, warnings: usiz
             *by_code.entry(d.code).or_default() += 1;
         }
     }
-    let report = json!({
+    let mut report = json!({
         "total": total,
         "loaded": loaded,
         "failed": failed,
         "warnings": warnings,
         "warnings_by_code": by_code,
     });
+    if views.total > 0
+        && let Value::Object(map) = &mut report
+    {
+        let failed: Vec<Value> = views
+            .failed
+            .iter()
+            .map(|(path, errors)| {
+                let errors: Vec<Value> = errors
+                    .iter()
+                    .map(|d| serde_json::to_value(d).unwrap_or(Value::Null))
+                    .collect();
+                json!({"path": path, "errors": errors})
+            })
+            .collect();
+        map.insert(
+            "views".into(),
+            json!({"total": views.total, "loaded": views.total - views.failed.len(), "failed": failed}),
+        );
+    }
     format!("{report}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn configuration_directories_have_their_views_checked() {
+        let dir = std::env::temp_dir().join(format!("junction-validate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("views")).unwrap();
+        std::fs::create_dir_all(dir.join("connectors/things")).unwrap();
+        std::fs::write(dir.join("junction.toml"), "").unwrap();
+        std::fs::write(
+            dir.join("connectors/things/openapi.json"),
+            r#"{"openapi": "3.0.0", "info": {"title": "T", "version": "1"},
+                "servers": [{"url": "http://127.0.0.1:1"}],
+                "paths": {"/things": {"get": {"operationId": "ListThings",
+                    "responses": {"200": {"description": "ok"}}}}}}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("views/good.toml"),
+            "[step.a]\noperation = \"things.ListThings\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("views/bad.toml"),
+            "[step.a]\noperation = \"things.ListThing\"\n",
+        )
+        .unwrap();
+        let check = check_views(std::slice::from_ref(&dir));
+        assert_eq!(check.total, 2);
+        assert_eq!(check.failed.len(), 1);
+        let (file, errors) = &check.failed[0];
+        assert!(file.ends_with("bad.toml"), "{file}");
+        assert!(
+            errors[0].message.contains(
+                "connector 'things' has no operation 'ListThing' (operations: ListThings)"
+            ),
+            "{errors:?}"
+        );
+        let text = text_report(&[], false, 0, 0, 0, 0, &check);
+        assert!(
+            text.ends_with(
+                "validated 2 views: 1 loaded, 1 failed\nvalidated 0 connectors: 0 loaded, 0 failed, 0 warnings\n"
+            ),
+            "{text}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -22,6 +22,7 @@ pub mod entry;
 pub mod key;
 pub mod memory;
 pub mod redis;
+pub(crate) mod stage;
 
 use std::collections::HashMap;
 use std::fmt;

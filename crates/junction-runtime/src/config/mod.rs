@@ -11,6 +11,7 @@
 
 pub mod access;
 pub mod env;
+pub mod traffic;
 pub mod units;
 
 use std::fmt;
@@ -23,6 +24,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::secret::Secret;
+use traffic::{
+    CacheOverrides, ConnectorTraffic, RawBreaker, RawCache, RawCachePolicy, RawConnectorLimits,
+    RawConnectorTraffic, RawRateLimit, RawRedis, RawRetry, TrafficConfig, Values,
+};
 
 /// The file name looked for in the configuration directory.
 pub const CONFIG_FILE: &str = "junction.toml";
@@ -48,11 +53,17 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     /// Folder holding the connector packages, already resolved against the config directory.
     pub connectors_dir: PathBuf,
+    /// Folder holding the view files (`*.toml`), resolved against the config directory.
+    pub views_dir: PathBuf,
+    /// The view files read from `views_dir` by [`Config::load`] (compiled with the gateway).
+    pub views: Vec<crate::view::ViewSource>,
     pub limits: Limits,
     pub upstream: UpstreamDefaults,
     /// `public_url`: the gateway's address as clients see it, for links it hands out
     /// (rewritten next links). Default: `http://` and the request's `Host`.
     pub public_url: Option<String>,
+    /// `[redis]`, `[cache]` and `[rate_limit]`.
+    pub traffic: TrafficConfig,
     /// `[connector.NAME]` sections, in file order.
     pub connectors: IndexMap<String, ConnectorConfig>,
     /// `[store]`: connections, clients and the audit log in a database. `None`: the
@@ -100,6 +111,8 @@ pub struct ConnectorConfig {
     pub paging: Option<Paging>,
     /// `[connector.NAME.operation.OPERATION_ID]` sections.
     pub operations: IndexMap<String, OperationConfig>,
+    /// Cache, rate limits, retries, breaker and concurrency limit of the connector.
+    pub traffic: ConnectorTraffic,
     /// Line of the section header in the file, for messages.
     pub line: Option<u32>,
 }
@@ -110,6 +123,8 @@ pub struct ConnectorConfig {
 pub struct OperationConfig {
     pub transform: Transforms,
     pub paging: Option<Paging>,
+    /// `[connector.NAME.operation.ID.cache]`: overrides the connector's cache keys.
+    pub cache: Option<CacheOverrides>,
     /// Line of the section header, for messages.
     pub line: Option<u32>,
 }
@@ -145,9 +160,12 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             connectors_dir: PathBuf::from("connectors"),
+            views_dir: PathBuf::from("views"),
+            views: Vec::new(),
             limits: Limits::default(),
             upstream: UpstreamDefaults::default(),
             public_url: None,
+            traffic: TrafficConfig::default(),
             connectors: IndexMap::new(),
             store: None,
             clients: access::ClientsConfig::default(),
@@ -220,14 +238,18 @@ impl fmt::Display for Rendered<'_> {
 }
 
 impl Config {
-    /// Reads `DIR/junction.toml`, expanding `${VAR}` from the process environment.
+    /// Reads `DIR/junction.toml`, expanding `${VAR}` from the process environment, and the
+    /// view files of `views_dir` (when that folder exists).
     pub fn load(dir: &Path) -> Result<Config, ConfigError> {
         let file = dir.join(CONFIG_FILE);
         let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read {
             path: file.clone(),
             source,
         })?;
-        Config::parse(&text, &file, dir, &|name| std::env::var(name).ok())
+        let mut config = Config::parse(&text, &file, dir, &|name| std::env::var(name).ok())?;
+        config.views = crate::view::read_dir(&config.views_dir)
+            .map_err(|(path, source)| ConfigError::Read { path, source })?;
+        Ok(config)
     }
 
     /// Parses configuration text. `file` is used in messages, `dir` resolves
@@ -294,9 +316,13 @@ struct RawConfig {
     listen: Option<Spanned<String>>,
     admin_listen: Option<Spanned<String>>,
     connectors_dir: Option<Spanned<String>>,
+    views_dir: Option<Spanned<String>>,
     limits: Option<RawLimits>,
     upstream: Option<RawUpstream>,
     public_url: Option<Spanned<String>>,
+    redis: Option<RawRedis>,
+    cache: Option<RawCache>,
+    rate_limit: Option<RawRateLimit>,
     #[serde(default)]
     connector: IndexMap<String, Spanned<RawConnector>>,
     store: Option<access::RawStore>,
@@ -331,6 +357,12 @@ struct RawConnector {
     paging: Option<Spanned<RawPaging>>,
     #[serde(default)]
     operation: IndexMap<String, Spanned<RawOperation>>,
+    cache: Option<RawCachePolicy>,
+    rate_limit: Option<RawConnectorLimits>,
+    retry: Option<RawRetry>,
+    breaker: Option<RawBreaker>,
+    max_concurrency: Option<Spanned<traffic::Flex>>,
+    queue_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -338,6 +370,7 @@ struct RawConnector {
 struct RawOperation {
     transform: Option<RawTransforms>,
     paging: Option<Spanned<RawPaging>>,
+    cache: Option<RawCachePolicy>,
 }
 
 /// jq code is not expanded from the environment: `$name` is jq syntax, and `$ENV` would
@@ -383,6 +416,10 @@ impl Builder<'_> {
             Some(path) => dir.join(path),
             None => dir.join("connectors"),
         };
+        let views_dir = match raw.views_dir.and_then(|v| self.string(&v, "views_dir")) {
+            Some(path) => dir.join(path),
+            None => dir.join("views"),
+        };
         let (max_body_bytes, max_response_bytes) = match raw.limits {
             Some(limits) => (
                 self.size(limits.max_body_bytes, "limits.max_body_bytes")
@@ -416,6 +453,7 @@ impl Builder<'_> {
                 upstream.timeout = d;
             }
         }
+        let traffic = self.traffic(raw.redis, raw.cache, raw.rate_limit);
         let mut connectors = IndexMap::new();
         for (name, section) in raw.connector {
             let (line, _) = position(self.text, section.span().start);
@@ -455,6 +493,15 @@ impl Builder<'_> {
             }
             let transform = self.transforms(section.transform, &format!("{key}.transform"));
             let paging = self.paging(section.paging, &format!("{key}.paging"));
+            let raw_traffic = RawConnectorTraffic {
+                cache: section.cache,
+                rate_limit: section.rate_limit,
+                retry: section.retry,
+                breaker: section.breaker,
+                max_concurrency: section.max_concurrency,
+                queue_timeout: section.queue_timeout,
+            };
+            let connector_traffic = Values(self).connector(&raw_traffic, &key);
             let mut operations = IndexMap::new();
             for (id, op) in section.operation {
                 let (op_line, _) = position(self.text, op.span().start);
@@ -465,6 +512,10 @@ impl Builder<'_> {
                     OperationConfig {
                         transform: self.transforms(op.transform, &format!("{op_key}.transform")),
                         paging: self.paging(op.paging, &format!("{op_key}.paging")),
+                        cache: op
+                            .cache
+                            .as_ref()
+                            .map(|c| Values(self).cache_policy(c, &format!("{op_key}.cache"))),
                         line: op_line,
                     },
                 );
@@ -480,6 +531,7 @@ impl Builder<'_> {
                     transform,
                     paging,
                     operations,
+                    traffic: connector_traffic,
                     line,
                 },
             );
@@ -492,16 +544,47 @@ impl Builder<'_> {
             listen,
             admin_listen,
             connectors_dir,
+            views_dir,
+            views: Vec::new(),
             limits: Limits {
                 max_body_bytes,
                 max_response_bytes,
             },
             upstream,
             public_url,
+            traffic,
             connectors,
             store,
             clients,
             admin,
+        }
+    }
+
+    /// `[redis]`, `[cache]` and `[rate_limit]`. Redis is set up when a backend asks for it,
+    /// with the defaults when there is no `[redis]` section.
+    fn traffic(
+        &mut self,
+        redis: Option<RawRedis>,
+        cache: Option<RawCache>,
+        rate_limit: Option<RawRateLimit>,
+    ) -> TrafficConfig {
+        let mut values = Values(self);
+        let redis_settings = redis.as_ref().map(|r| values.redis(r));
+        let cache = cache.as_ref().map(|c| values.cache(c)).unwrap_or_default();
+        let rate_limit = rate_limit
+            .as_ref()
+            .map(|r| values.rate_limit(r))
+            .unwrap_or_default();
+        let wants_redis = cache.backend == crate::cache::Backend::Redis
+            || rate_limit.backend == crate::cache::Backend::Redis;
+        TrafficConfig {
+            redis: match redis_settings {
+                Some(settings) => Some(settings),
+                None if wants_redis => Some(crate::redis_link::RedisSettings::default()),
+                None => None,
+            },
+            cache,
+            rate_limit,
         }
     }
 
@@ -661,6 +744,21 @@ impl Builder<'_> {
         };
         let parsed = parse_address(&text);
         self.check(&value, key, parsed).unwrap_or(default)
+    }
+}
+
+impl traffic::Reader for Builder<'_> {
+    fn expand(&mut self, value: &Spanned<String>, key: &str) -> Option<String> {
+        self.string(value, key)
+    }
+
+    fn problem(&mut self, at: usize, key: &str, message: &dyn fmt::Display) {
+        let (line, column) = position(self.text, at);
+        self.problems.push(Problem {
+            line,
+            column,
+            message: format!("`{key}`: {message}"),
+        });
     }
 }
 

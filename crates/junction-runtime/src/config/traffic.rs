@@ -114,6 +114,7 @@ pub(crate) struct RawBreaker {
     failures: Option<Spanned<Flex>>,
     open_for: Option<Spanned<String>>,
     half_open_probes: Option<Spanned<Flex>>,
+    failure_statuses: Option<Vec<Spanned<Flex>>>,
 }
 
 /// The traffic keys of one `[connector.NAME]` section, gathered by the builder.
@@ -196,8 +197,8 @@ impl CacheOverrides {
     }
 }
 
-/// The traffic settings of one connector.
-#[derive(Debug, Clone, Default)]
+/// The traffic settings of one connector. The default has the breaker on and nothing else.
+#[derive(Debug, Clone)]
 pub struct ConnectorTraffic {
     /// `[connector.NAME.cache]`.
     pub cache: Option<CacheOverrides>,
@@ -205,10 +206,24 @@ pub struct ConnectorTraffic {
     pub per_connection: Option<Rate>,
     /// All calls to the backend, to protect it.
     pub per_backend: Option<Rate>,
-    pub retry: RetrySettings,
+    /// `[connector.NAME.retry]`; `None` (no section) sends every request once.
+    pub retry: Option<RetrySettings>,
     /// `None` when `enabled = false`.
     pub breaker: Option<BreakerSettings>,
     pub concurrency: Option<ConcurrencySettings>,
+}
+
+impl Default for ConnectorTraffic {
+    fn default() -> Self {
+        ConnectorTraffic {
+            cache: None,
+            per_connection: None,
+            per_backend: None,
+            retry: None,
+            breaker: Some(BreakerSettings::default()),
+            concurrency: None,
+        }
+    }
 }
 
 // ------------------------------------------------------------------ building
@@ -294,6 +309,27 @@ impl Values<'_> {
             .filter(|n| *n >= min)
             .ok_or_else(|| format!("`{text}` is not a whole number of at least {min}"));
         self.check(value, key, parsed)
+    }
+
+    /// A list of HTTP statuses from `min` to 599.
+    fn statuses(&mut self, list: &[Spanned<Flex>], key: &str, min: u16) -> Vec<StatusCode> {
+        let mut statuses = Vec::new();
+        for value in list {
+            let Some(text) = self.flex(value, key) else {
+                continue;
+            };
+            let parsed = text
+                .trim()
+                .parse::<u16>()
+                .ok()
+                .and_then(|n| StatusCode::from_u16(n).ok())
+                .filter(|s| (min..=599).contains(&s.as_u16()))
+                .ok_or_else(|| format!("`{text}` is not an error status ({min}–599)"));
+            if let Some(status) = self.check(value, key, parsed) {
+                statuses.push(status);
+            }
+        }
+        statuses
     }
 
     fn rate(&mut self, value: Option<&Spanned<String>>, key: &str) -> Option<Rate> {
@@ -454,7 +490,6 @@ impl Values<'_> {
                 .cache
                 .as_ref()
                 .map(|c| self.cache_policy(c, &k("cache"))),
-            breaker: Some(BreakerSettings::default()),
             ..ConnectorTraffic::default()
         };
         if let Some(limits) = &raw.rate_limit {
@@ -466,7 +501,7 @@ impl Values<'_> {
                 self.rate(limits.per_backend.as_ref(), &k("rate_limit.per_backend"));
         }
         if let Some(retry) = &raw.retry {
-            let settings = &mut traffic.retry;
+            let settings = traffic.retry.insert(RetrySettings::default());
             if let Some(n) = self.count(retry.retries.as_ref(), &k("retry.retries"), 0) {
                 settings.retries = n;
             }
@@ -479,23 +514,7 @@ impl Values<'_> {
                 settings.max_backoff = d;
             }
             if let Some(list) = &retry.retry_on {
-                let mut statuses = Vec::new();
-                for value in list {
-                    let Some(text) = self.flex(value, &k("retry.retry_on")) else {
-                        continue;
-                    };
-                    let parsed = text
-                        .trim()
-                        .parse::<u16>()
-                        .ok()
-                        .and_then(|n| StatusCode::from_u16(n).ok())
-                        .filter(|s| s.as_u16() >= 400)
-                        .ok_or_else(|| format!("`{text}` is not an error status (400–599)"));
-                    if let Some(status) = self.check(value, &k("retry.retry_on"), parsed) {
-                        statuses.push(status);
-                    }
-                }
-                settings.retry_on = statuses;
+                settings.retry_on = self.statuses(list, &k("retry.retry_on"), 400);
             }
             if let Some(value) = retry.budget_ratio.as_ref()
                 && let Some(text) = self.flex(value, &k("retry.budget_ratio"))
@@ -533,6 +552,10 @@ impl Values<'_> {
                 1,
             ) {
                 settings.half_open_probes = n;
+            }
+            if let Some(list) = &breaker.failure_statuses {
+                settings.failure_statuses =
+                    self.statuses(list, &k("breaker.failure_statuses"), 500);
             }
             let enabled = self
                 .boolean(breaker.enabled.as_ref(), &k("breaker.enabled"))
@@ -626,7 +649,7 @@ mod tests {
         assert!(connector.cache.is_none());
         assert!(connector.per_connection.is_none());
         assert!(connector.concurrency.is_none());
-        assert_eq!(connector.retry, RetrySettings::default());
+        assert_eq!(connector.retry, None);
         assert_eq!(connector.breaker, Some(BreakerSettings::default()));
     }
 
@@ -672,6 +695,7 @@ budget_min_per_sec = 2
 failures = 3
 open_for = "2s"
 half_open_probes = 2
+failure_statuses = [500, "503"]
 "#,
         );
         assert!(problems.is_empty(), "{problems:?}");
@@ -695,17 +719,25 @@ half_open_probes = 2
 
         assert_eq!(connector.per_connection.unwrap().to_string(), "500/min");
         assert_eq!(connector.per_backend.unwrap().to_string(), "50/s");
-        assert_eq!(connector.retry.retries, 4);
+        let retry = connector.retry.unwrap();
+        assert_eq!(retry.retries, 4);
         assert_eq!(
-            connector.retry.retry_on,
+            retry.retry_on,
             [
                 StatusCode::SERVICE_UNAVAILABLE,
                 StatusCode::TOO_MANY_REQUESTS
             ]
         );
-        assert_eq!(connector.retry.budget_ratio, 0.5);
+        assert_eq!(retry.budget_ratio, 0.5);
         let breaker = connector.breaker.unwrap();
         assert_eq!((breaker.failures, breaker.half_open_probes), (3, 2));
+        assert_eq!(
+            breaker.failure_statuses,
+            [
+                StatusCode::INTERNAL_SERVER_ERROR,
+                StatusCode::SERVICE_UNAVAILABLE
+            ]
+        );
         let concurrency = connector.concurrency.unwrap();
         assert_eq!(concurrency.max, 8);
         assert_eq!(concurrency.queue_timeout, Duration::from_millis(50));

@@ -3,8 +3,10 @@
 //! through (*half-open*); a probe that succeeds closes it, one that fails opens it again.
 //!
 //! A failure is a connection failure, a time-out, or a status in `failure_statuses`
-//! (500, 502, 503, 504 by default); any other answer, 4xx included, shows the backend is
-//! alive. A backend that answers 503 with `Retry-After` holds the breaker open that long
+//! (502, 503, 504 by default: the backend, or what stands behind it, is unavailable); any
+//! other answer shows the backend is alive. A `500` is one request's error, not a sign of
+//! an unavailable backend, unless configured (as nginx counts only errors and time-outs by
+//! default). A backend that answers 503 with `Retry-After` holds the breaker open that long
 //! ([`Breaker::hold_open`]), so nobody calls it sooner.
 //!
 //! The closed state is read with one atomic load; only failures and transitions take the
@@ -41,7 +43,6 @@ impl Default for BreakerSettings {
             open_for: DEFAULT_OPEN_FOR,
             half_open_probes: DEFAULT_HALF_OPEN_PROBES,
             failure_statuses: vec![
-                StatusCode::INTERNAL_SERVER_ERROR,
                 StatusCode::BAD_GATEWAY,
                 StatusCode::SERVICE_UNAVAILABLE,
                 StatusCode::GATEWAY_TIMEOUT,

@@ -1,0 +1,262 @@
+//! The OpenAPI 3.1 document of the served surface.
+
+use junction_model::{CollectionFormat, Connector, Operation, ParamLocation, Response};
+use serde_json::{Map, Value, json};
+
+use crate::schema::rename_refs;
+use crate::{
+    CLIENT_KEY_HEADER, CLIENT_KEY_PARAMETER, Options, Surface, client_parameters, humanize,
+    view_takes_query, visibility,
+};
+
+const SCHEMAS: &str = "#/components/schemas/";
+
+/// Header parameters OpenAPI says to ignore (they are set by other means).
+const RESERVED_HEADERS: [&str; 3] = ["accept", "content-type", "authorization"];
+
+/// The OpenAPI 3.1 document.
+pub fn openapi(surface: &Surface<'_>, options: &Options) -> Value {
+    let (mut paths, mut schemas) =
+        crate::connector_paths(surface, SCHEMAS, |schema| schema, operation);
+    for view in &surface.views {
+        let query = view_takes_query(view);
+        let mut op = crate::view_head(view);
+        if query {
+            let parameters: Vec<Value> = view
+                .inputs
+                .iter()
+                .map(|input| {
+                    let mut p = json!({
+                        "name": input.name,
+                        "in": "query",
+                        "required": input.required,
+                        "schema": input.schema,
+                        "x-ms-summary": input.summary.clone().unwrap_or_else(|| humanize(&input.name)),
+                    });
+                    if let (Some(d), Value::Object(map)) = (input.schema.get("description"), &mut p) {
+                        map.insert("description".into(), d.clone());
+                    }
+                    if input.schema.get("type").and_then(Value::as_str) == Some("array")
+                        && let Value::Object(map) = &mut p
+                    {
+                        map.insert("style".into(), json!("form"));
+                        map.insert("explode".into(), json!(false));
+                    }
+                    if let (Some(v), Value::Object(map)) = (&input.visibility, &mut p) {
+                        map.insert("x-ms-visibility".into(), json!(v));
+                    }
+                    p
+                })
+                .collect();
+            op.insert("parameters".into(), Value::Array(parameters));
+        } else {
+            let properties: Map<String, Value> = view
+                .inputs
+                .iter()
+                .map(|i| (i.name.clone(), i.schema.clone()))
+                .collect();
+            let required: Vec<&str> = view
+                .inputs
+                .iter()
+                .filter(|i| i.required)
+                .map(|i| i.name.as_str())
+                .collect();
+            op.insert(
+                "requestBody".into(),
+                json!({"required": true, "content": {"application/json": {"schema": {
+                    "type": "object", "properties": properties, "required": required
+                }}}}),
+            );
+        }
+        let output = view
+            .output
+            .clone()
+            .unwrap_or_else(|| json!({"type": "object"}));
+        op.insert(
+            "responses".into(),
+            json!({
+                "200": {"description": "The view's result", "content": {"application/json": {"schema": output}}},
+                "400": {"description": "An input is missing or invalid", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}},
+                "502": {"description": "A required step failed", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+            }),
+        );
+        let method = if query { "get" } else { "post" };
+        paths.insert(
+            format!("/views/{}", view.name),
+            json!({ method: Value::Object(op) }),
+        );
+    }
+    schemas.insert(
+        "Problem".into(),
+        json!({
+            "type": "object",
+            "description": "An RFC 9457 problem, as Junction answers its own errors.",
+            "properties": {
+                "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+                "detail": {"type": "string"}, "instance": {"type": "string"}, "request_id": {"type": "string"},
+                "errors": {"type": "array", "items": {"type": "object"}}
+            }
+        }),
+    );
+    let server = options.base_url.as_str().trim_end_matches('/').to_owned();
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": options.title,
+            "description": "The connectors and views of a Junction gateway, as the gateway serves them.",
+            "version": "1.0"
+        },
+        "servers": [{"url": server}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                CLIENT_KEY_PARAMETER: {"type": "apiKey", "in": "header", "name": CLIENT_KEY_HEADER,
+                    "description": "The Junction client key"}
+            }
+        },
+        "security": [{CLIENT_KEY_PARAMETER: []}]
+    })
+}
+
+fn operation(connector: &Connector, op: &Operation) -> Value {
+    let mut parameters = Vec::new();
+    let mut form = Map::new();
+    let mut form_required = Vec::new();
+    for p in client_parameters(op) {
+        let schema = rename_refs(&p.schema, connector, SCHEMAS);
+        let schema = match (&p.default, schema) {
+            (Some(default), Value::Object(mut map)) => {
+                map.insert("default".into(), default.clone());
+                Value::Object(map)
+            }
+            (_, schema) => schema,
+        };
+        if p.location == ParamLocation::FormData {
+            let schema = if p.is_file {
+                json!({"type": "string", "format": "binary"})
+            } else {
+                schema
+            };
+            form.insert(p.name.clone(), schema);
+            if p.required {
+                form_required.push(json!(p.name));
+            }
+            continue;
+        }
+        if p.location == ParamLocation::Header
+            && RESERVED_HEADERS.contains(&p.name.to_ascii_lowercase().as_str())
+        {
+            continue;
+        }
+        let mut out = Map::new();
+        out.insert("name".into(), json!(p.name));
+        out.insert("in".into(), json!(p.location.as_str()));
+        out.insert(
+            "required".into(),
+            json!(p.required || p.location == ParamLocation::Path),
+        );
+        if let Some(d) = &p.description {
+            out.insert("description".into(), json!(d));
+        }
+        let is_array = connector
+            .resolve(&p.schema)
+            .and_then(|s| s.get("type"))
+            .and_then(Value::as_str)
+            == Some("array");
+        if is_array {
+            let (style, explode) = match (p.location, p.collection_format) {
+                (ParamLocation::Query, CollectionFormat::Multi) => ("form", true),
+                (ParamLocation::Query, CollectionFormat::Pipes) => ("pipeDelimited", false),
+                (ParamLocation::Query, CollectionFormat::Ssv) => ("spaceDelimited", false),
+                (ParamLocation::Query, _) => ("form", false),
+                _ => ("simple", false),
+            };
+            out.insert("style".into(), json!(style));
+            out.insert("explode".into(), json!(explode));
+        }
+        out.insert("schema".into(), schema);
+        out.insert(
+            "x-ms-summary".into(),
+            json!(p.summary.clone().unwrap_or_else(|| humanize(&p.name))),
+        );
+        if let Some(v) = visibility(p.visibility) {
+            out.insert("x-ms-visibility".into(), json!(v));
+        }
+        parameters.push(Value::Object(out));
+    }
+    let mut out = crate::operation_head(connector, op);
+    if !parameters.is_empty() {
+        out.insert("parameters".into(), Value::Array(parameters));
+    }
+    if let Some(body) = &op.body {
+        let schema = rename_refs(&body.schema, connector, SCHEMAS);
+        let types = if body.media_types.is_empty() {
+            vec!["application/json".to_owned()]
+        } else {
+            body.media_types.clone()
+        };
+        let content: Map<String, Value> = types
+            .into_iter()
+            .map(|t| (t, json!({"schema": schema})))
+            .collect();
+        let mut request = json!({"required": body.required, "content": content});
+        if let (Some(d), Value::Object(map)) = (&body.description, &mut request) {
+            map.insert("description".into(), json!(d));
+        }
+        out.insert("requestBody".into(), request);
+    } else if !form.is_empty() {
+        let media = if op.is_multipart() {
+            "multipart/form-data"
+        } else {
+            "application/x-www-form-urlencoded"
+        };
+        out.insert(
+            "requestBody".into(),
+            json!({"required": !form_required.is_empty(), "content": {media: {"schema": {
+                "type": "object", "properties": form, "required": form_required
+            }}}}),
+        );
+    }
+    let produces = op
+        .produces
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "application/json".into());
+    out.insert(
+        "responses".into(),
+        responses(connector, &op.responses, &produces),
+    );
+    crate::operation_tail(op, &mut out);
+    Value::Object(out)
+}
+
+fn responses(connector: &Connector, responses: &[Response], produces: &str) -> Value {
+    let mut out = Map::new();
+    for r in responses {
+        let status = if r.status == "default" {
+            r.status.clone()
+        } else {
+            r.status.to_ascii_uppercase()
+        };
+        let mut response = Map::new();
+        response.insert(
+            "description".into(),
+            json!(r.description.clone().unwrap_or_else(|| "Response".into())),
+        );
+        if let Some(schema) = &r.schema {
+            response.insert(
+                "content".into(),
+                json!({ produces: {"schema": rename_refs(schema, connector, SCHEMAS)} }),
+            );
+        }
+        out.entry(status).or_insert(Value::Object(response));
+    }
+    if out.is_empty() {
+        out.insert(
+            "default".into(),
+            json!({"description": "The backend's response"}),
+        );
+    }
+    Value::Object(out)
+}

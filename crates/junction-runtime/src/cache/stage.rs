@@ -1,0 +1,299 @@
+//! The cache stage of the pipeline: for an operation with a [`CachePolicy`], the key from
+//! the bound request, the lookup, coalescing of concurrent misses, the stale windows, and
+//! storing what the backend answered. Only operations with a policy ever come here.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::HeaderValue;
+use http::request::Parts;
+use http_body_util::BodyExt;
+
+use super::key::KeyBuilder;
+use super::{
+    Buffered, CachePolicy, CacheStatus, CachedResponse, Flight, Landed, Leader, Lookup,
+    ResponseCache, X_CACHE, buffer, now_ms, served_headers,
+};
+use crate::bind::{Bound, OutBody};
+use crate::body::{self, DeadlinePassed, RequestBody, UpstreamBody};
+use crate::error::{Error, ErrorKind};
+use crate::gateway::{ConnectorPlan, Gateway};
+use crate::plan::OperationPlan;
+use crate::upstream;
+
+/// Where one operation sits in the gateway, to find it again from a background task.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OpRef<'a> {
+    pub connector: &'a ConnectorPlan,
+    pub index: usize,
+    pub op: &'a OperationPlan,
+    pub policy: &'a CachePolicy,
+}
+
+/// Serves a request of a cached operation: from the cache, from another request's flight,
+/// or from the backend (storing the answer).
+pub(crate) async fn serve(
+    shared: Option<&Arc<Gateway>>,
+    cache: &ResponseCache,
+    at: OpRef<'_>,
+    parts: Parts,
+    mut bound: Bound,
+) -> Result<http::Response<UpstreamBody>, Error> {
+    let body = if CachePolicy::keys_body(&parts.method) {
+        Some(body_for_key(&mut bound).await?)
+    } else {
+        None
+    };
+    let key = key(at, &parts, &bound, body.as_deref());
+    let stale = match cache.lookup(&key).await {
+        Lookup::Fresh(entry) => return Ok(from_cache(cache, &entry, CacheStatus::Hit)),
+        Lookup::Revalidate(entry) => match shared {
+            Some(shared) => {
+                if let Flight::Lead(leader) = cache.join(&key) {
+                    cache.stats().revalidations.fetch_add(1, Ordering::Relaxed);
+                    let task = refresh(
+                        shared.clone(),
+                        at.connector.name.clone(),
+                        at.index,
+                        parts,
+                        bound,
+                        leader,
+                    );
+                    tokio::spawn(task);
+                }
+                return Ok(from_cache(cache, &entry, CacheStatus::Stale));
+            }
+            // No shared table to refresh from in the background: refresh now.
+            None => Some(entry),
+        },
+        Lookup::Miss { stale } => stale,
+        Lookup::Bypass => {
+            let mut response = upstream::call(at.connector, at.op, &parts, bound).await?;
+            mark(cache, &mut response, CacheStatus::Bypass);
+            return Ok(response);
+        }
+    };
+    let leader = match cache.join(&key) {
+        Flight::Lead(leader) => leader,
+        Flight::Follow(follower) => {
+            // Wait as long as the leader may take, and a little more.
+            let landed = follower.wait(at.connector.timeout + WAIT_MARGIN).await;
+            if let Landed::Response(entry, status) = landed {
+                cache.stats().coalesced.fetch_add(1, Ordering::Relaxed);
+                return Ok(from_cache(cache, &entry, status));
+            }
+            // The leader had nothing to share (its answer was not storable, or it failed):
+            // call the backend alone.
+            let mut response = upstream::call(at.connector, at.op, &parts, bound).await?;
+            mark(cache, &mut response, CacheStatus::Miss);
+            return Ok(response);
+        }
+    };
+    let result = upstream::call(at.connector, at.op, &parts, bound).await;
+    land(cache, at.policy, leader, result, stale).await
+}
+
+/// How much longer than the connector's timeout a follower waits for its leader.
+const WAIT_MARGIN: Duration = Duration::from_secs(1);
+
+/// The background refresh of an entry within stale-while-revalidate.
+async fn refresh(
+    gateway: Arc<Gateway>,
+    connector: String,
+    index: usize,
+    parts: Parts,
+    bound: Bound,
+    leader: Leader,
+) {
+    let Some(connector) = gateway.connector_plan(&connector) else {
+        return;
+    };
+    let (Some(op), Some(cache)) = (connector.operations.get(index), &gateway.traffic.cache) else {
+        return;
+    };
+    let Some(policy) = op.cache.as_deref() else {
+        return;
+    };
+    let result = upstream::call(connector, op, &parts, bound).await;
+    if let Err(error) = land(cache, policy, leader, result, None).await {
+        tracing::debug!(connector = %connector.name, operation = %op.id, error = %error, "background refresh failed; the stale entry stays");
+    }
+}
+
+/// Turns the leader's backend answer into the response: stores it when it may be stored,
+/// hands it to the followers, and serves `stale` instead of a backend failure while
+/// stale-if-error allows.
+async fn land(
+    cache: &ResponseCache,
+    policy: &CachePolicy,
+    leader: Leader,
+    result: Result<http::Response<UpstreamBody>, Error>,
+    stale: Option<Arc<CachedResponse>>,
+) -> Result<http::Response<UpstreamBody>, Error> {
+    let now = now_ms();
+    let stale = stale.filter(|entry| entry.usable_on_error(now));
+    let response = match result {
+        Ok(response) if !response.status().is_server_error() => response,
+        failed => {
+            if let Some(entry) = stale
+                && failed.as_ref().map_or_else(stands_in_for, |_| true)
+            {
+                leader.land(Landed::Response(entry.clone(), CacheStatus::Stale));
+                return Ok(from_cache(cache, &entry, CacheStatus::Stale));
+            }
+            match failed {
+                Ok(response) => response,
+                Err(error) => return Err(error),
+            }
+        }
+    };
+    let (head, body) = response.into_parts();
+    match buffer(body, cache.settings().max_entry_size).await {
+        Buffered::Whole(bytes) => {
+            match policy.entry(head.status, &head.headers, bytes.clone(), now) {
+                Ok(entry) => {
+                    let entry = Arc::new(entry);
+                    cache.store(leader.key(), entry.clone()).await;
+                    leader.land(Landed::Response(entry.clone(), CacheStatus::Miss));
+                    Ok(from_cache(cache, &entry, CacheStatus::Miss))
+                }
+                Err(why) => {
+                    tracing::trace!(reason = why, "response not stored");
+                    cache.stats().not_stored.fetch_add(1, Ordering::Relaxed);
+                    drop(leader);
+                    let mut response = http::Response::from_parts(head, UpstreamBody::full(bytes));
+                    mark(cache, &mut response, CacheStatus::Miss);
+                    Ok(response)
+                }
+            }
+        }
+        Buffered::TooLarge { head: first, rest } => {
+            cache.stats().not_stored.fetch_add(1, Ordering::Relaxed);
+            drop(leader);
+            let mut response = http::Response::from_parts(head, UpstreamBody::chain(first, rest));
+            mark(cache, &mut response, CacheStatus::Miss);
+            Ok(response)
+        }
+        Buffered::Failed(error) => {
+            drop(leader);
+            let kind = if body::limit_exceeded(error.as_ref()).is_none()
+                && error.downcast_ref::<DeadlinePassed>().is_some()
+            {
+                ErrorKind::UpstreamTimeout
+            } else {
+                ErrorKind::UpstreamUnreachable
+            };
+            Err(Error::new(kind, "the backend's response broke off").with_cause(error))
+        }
+    }
+}
+
+/// Whether a failure may be answered with a stale entry (stale-if-error): the backend
+/// could not be reached, was too slow, or is held off by its breaker or concurrency limit.
+fn stands_in_for(error: &Error) -> bool {
+    matches!(
+        error.kind(),
+        ErrorKind::UpstreamUnreachable
+            | ErrorKind::UpstreamTimeout
+            | ErrorKind::UpstreamInvalid
+            | ErrorKind::CircuitOpen
+            | ErrorKind::BackendBusy
+    )
+}
+
+/// A response from a cache entry, counted.
+fn from_cache(
+    cache: &ResponseCache,
+    entry: &CachedResponse,
+    status: CacheStatus,
+) -> http::Response<UpstreamBody> {
+    cache.stats().record(status);
+    let mut response = http::Response::new(UpstreamBody::full(entry.body.clone()));
+    *response.status_mut() = entry.status;
+    *response.headers_mut() = served_headers(entry, status, now_ms());
+    response
+}
+
+/// `X-Cache` on a response that came from the backend, counted.
+fn mark(cache: &ResponseCache, response: &mut http::Response<UpstreamBody>, status: CacheStatus) {
+    cache.stats().record(status);
+    response
+        .headers_mut()
+        .insert(X_CACHE, HeaderValue::from_static(status.as_str()));
+}
+
+/// The key of a request: connector, operation, every bound argument, and the vary
+/// dimensions of the policy.
+fn key(at: OpRef<'_>, parts: &Parts, bound: &Bound, body: Option<&[u8]>) -> String {
+    let mut key = KeyBuilder::new(&at.connector.name, &at.op.id);
+    for (param, slot) in at.op.params.iter().zip(&bound.values) {
+        if let Some((value, _)) = slot {
+            key.arg(param.input.as_str(), &param.name, value);
+        }
+    }
+    // A stored connection (a client's own, or a granted shared one) always keys the
+    // entry: one client's answers never serve another's connection.
+    match crate::connection::attached(parts) {
+        Some(connection) => {
+            key.connection(&connection.id);
+        }
+        None if at.policy.vary_connection => {
+            key.connection(&at.connector.traffic.connection_id);
+        }
+        None => {}
+    }
+    for name in &at.policy.vary_headers {
+        key.header(
+            name.as_str(),
+            parts.headers.get(name).map(HeaderValue::as_bytes),
+        );
+    }
+    if let Some(body) = body {
+        key.body(body);
+    }
+    key.finish()
+}
+
+/// The request body as the key sees it; a streamed body is read into memory (it is at
+/// most `max_body_bytes`) and sent from there.
+async fn body_for_key(bound: &mut Bound) -> Result<Bytes, Error> {
+    Ok(match &mut bound.body {
+        OutBody::Empty => Bytes::new(),
+        OutBody::Bytes { bytes, .. } => bytes.clone(),
+        OutBody::Json {
+            original: Some(bytes),
+            ..
+        } => bytes.clone(),
+        OutBody::Json { value, .. } => Bytes::from(serde_json::to_vec(value).map_err(|e| {
+            Error::new(ErrorKind::Internal, "could not write the request body").with_cause(e)
+        })?),
+        OutBody::Stream { body, .. } => {
+            let bytes = std::mem::take(body)
+                .collect()
+                .await
+                .map_err(|error| match body::limit_exceeded(error.as_ref()) {
+                    Some(limit) => body::too_large(limit),
+                    None => Error::new(
+                        ErrorKind::InvalidRequest,
+                        "the request body could not be read",
+                    )
+                    .with_cause(error),
+                })?
+                .to_bytes();
+            *body = RequestBody::full(bytes.clone());
+            bytes
+        }
+        OutBody::Form { .. } => {
+            // The fields are arguments already; the files go in by parameter.
+            let mut all = Vec::new();
+            for file in &bound.files {
+                all.extend_from_slice(&(file.param as u64).to_be_bytes());
+                all.extend_from_slice(&(file.bytes.len() as u64).to_be_bytes());
+                all.extend_from_slice(&file.bytes);
+            }
+            Bytes::from(all)
+        }
+    })
+}

@@ -1,0 +1,572 @@
+//! Running a view: its steps as a dependency graph, independent steps at once, each call
+//! through [`Gateway::handle`] like a client's; then the jq shape.
+//!
+//! The executor keeps one set of running steps (a `FuturesUnordered` in the request's own
+//! task: no spawning, so a thread-per-core server keeps the whole view on its core). Each
+//! time a step finishes, every step whose dependencies are now all done starts. A step's
+//! arguments are evaluated when it starts, from the inputs and the finished results, so a
+//! running step owns everything it needs. A `for_each` step makes one call per element, at
+//! most `concurrency` at once, and its result is the list of the calls' results in order.
+//! The step's timeout covers all its calls. A required step that fails ends the view at
+//! once (the other calls are dropped, which cancels them); an optional one takes its
+//! fallback and is named in the answer.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::stream::{FuturesUnordered, StreamExt, TryStreamExt};
+use http::{HeaderValue, header};
+use http_body::Body;
+use http_body_util::{BodyExt, Full, Limited};
+use junction_model::CollectionFormat;
+use serde_json::{Map, Value, json};
+
+use super::compile::{Arg, OperationCall, Reference, Root, Slot, StepPlan, Target, ViewPlan};
+use super::syntax::follow;
+use super::{PARTIAL_HEADER, VIEWS_PREFIX, inputs};
+use crate::body::{self, UpstreamBody};
+use crate::encode;
+use crate::error::{BoxError, Error, ErrorKind, InputLocation};
+use crate::gateway::Gateway;
+use crate::pipeline::CONNECTORS_PREFIX;
+use crate::route::Piece;
+
+/// Request headers a step's calls carry over from the view's request.
+const FORWARDED: [&str; 2] = ["x-request-id", "accept-language"];
+
+/// A view's result: the shaped document and the optional steps that failed.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    pub value: Value,
+    /// `step` or, for steps of a called view, `step.inner`.
+    pub partial: Vec<String>,
+}
+
+/// Why a step failed, for the client (safe) and the log.
+#[derive(Debug)]
+struct StepFailure(String);
+
+/// One call a step makes.
+enum Call<'v> {
+    Operation(http::Request<Full<Bytes>>),
+    View(&'v ViewPlan, Map<String, Value>),
+}
+
+/// What a finished step hands back: the value and the failures inside it.
+type StepResult = Result<(Value, Vec<String>), StepFailure>;
+
+impl Gateway {
+    /// Serves one request under `/views/`: binds the inputs (GET query or POST JSON body),
+    /// runs the view, and answers its JSON with `X-Junction-Partial` naming any optional
+    /// step that failed.
+    pub async fn handle_view<B>(
+        &self,
+        request: http::Request<B>,
+    ) -> Result<http::Response<UpstreamBody>, Error>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let (parts, request_body) = request.into_parts();
+        let path = parts.uri.path();
+        let name = path.strip_prefix(VIEWS_PREFIX).unwrap_or_default();
+        let Some(view) = self.views.get(name) else {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("there is no view named '{name}'"),
+            ));
+        };
+        let values = match parts.method {
+            http::Method::GET => inputs::from_query(view, parts.uri.query())?,
+            http::Method::POST => {
+                let limit = self.limits.max_body_bytes;
+                body::check_declared_length(&parts.headers, limit)?;
+                if let Some(media) = parts.headers.get(header::CONTENT_TYPE)
+                    && !media
+                        .to_str()
+                        .ok()
+                        .and_then(|m| m.split(';').next())
+                        .is_some_and(|m| {
+                            let m = m.trim().to_ascii_lowercase();
+                            m == "application/json" || m.ends_with("+json")
+                        })
+                {
+                    return Err(Error::new(
+                        ErrorKind::UnsupportedMediaType,
+                        format!("view '{name}' takes its inputs as application/json"),
+                    ));
+                }
+                let bytes = body::read(request_body, limit).await?;
+                inputs::from_json(view, &bytes)?
+            }
+            ref other => {
+                return Err(Error::method_not_allowed(
+                    other,
+                    &format!("view '{name}'"),
+                    vec![junction_model::Method::Get, junction_model::Method::Post],
+                ));
+            }
+        };
+        let mut forwarded = http::HeaderMap::new();
+        for header in FORWARDED {
+            if let Some(value) = parts.headers.get(header) {
+                forwarded.insert(header, value.clone());
+            }
+        }
+        // Admit (with a store): the view's grant here, each step's as it is called, as the
+        // same client.
+        if let Some(admission) = &self.admission {
+            admission.admit_view(&parts, name).await?;
+            for header in [header::AUTHORIZATION.as_str(), "x-api-key"] {
+                if let Some(value) = parts.headers.get(header) {
+                    forwarded.insert(header, value.clone());
+                }
+            }
+        }
+        let outcome = self.run_view(view, values, &forwarded).await?;
+        let bytes = serde_json::to_vec(&outcome.value).map_err(|e| {
+            Error::new(ErrorKind::Internal, "the view's result cannot be written").with_cause(e)
+        })?;
+        let mut response = http::Response::new(UpstreamBody::full(Bytes::from(bytes)));
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if !outcome.partial.is_empty()
+            && let Ok(value) = HeaderValue::from_str(&outcome.partial.join(", "))
+        {
+            headers.insert(PARTIAL_HEADER, value);
+        }
+        Ok(response)
+    }
+
+    /// Runs `view` with bound `inputs`.
+    pub(crate) fn run_view<'a>(
+        &'a self,
+        view: &'a ViewPlan,
+        inputs: Map<String, Value>,
+        forwarded: &'a http::HeaderMap,
+    ) -> BoxFuture<'a, Result<Outcome, Error>> {
+        Box::pin(async move {
+            let inputs = Value::Object(inputs);
+            let count = view.steps.len();
+            let mut results: Vec<Option<Value>> = vec![None; count];
+            let mut started = vec![false; count];
+            let mut partial = Vec::new();
+            let mut failed = Vec::new();
+            let mut running = FuturesUnordered::new();
+            loop {
+                for (index, step) in view.steps.iter().enumerate() {
+                    let ready = step
+                        .deps
+                        .iter()
+                        .all(|d| results.get(*d).is_some_and(Option::is_some));
+                    if started.get(index).copied().unwrap_or(true) || !ready {
+                        continue;
+                    }
+                    if let Some(flag) = started.get_mut(index) {
+                        *flag = true;
+                    }
+                    let prepared = self.prepare(view, step, &inputs, &results, forwarded);
+                    running.push(async move {
+                        let result = match prepared {
+                            Ok(calls) => self.run_step(step, calls, forwarded).await,
+                            Err(failure) => Err(failure),
+                        };
+                        (index, result)
+                    });
+                }
+                let Some((index, result)) = running.next().await else {
+                    break;
+                };
+                let Some(step) = view.steps.get(index) else {
+                    continue;
+                };
+                let value = match result {
+                    Ok((value, inner)) => {
+                        partial.extend(inner.into_iter().map(|p| format!("{}.{p}", step.name)));
+                        value
+                    }
+                    Err(StepFailure(why)) if step.optional => {
+                        tracing::info!(view = %view.name, step = %step.name, reason = %why, "optional view step failed; using its fallback");
+                        partial.push(step.name.clone());
+                        failed.push(json!({"step": step.name, "error": why}));
+                        step.fallback.clone()
+                    }
+                    Err(StepFailure(why)) => {
+                        return Err(Error::new(
+                            ErrorKind::ViewStepFailed,
+                            format!(
+                                "view '{}': required step '{}' ({}) failed: {why}",
+                                view.name,
+                                step.name,
+                                step.label()
+                            ),
+                        ));
+                    }
+                };
+                if let Some(slot) = results.get_mut(index) {
+                    *slot = Some(value);
+                }
+            }
+
+            let mut steps = Map::new();
+            for (step, result) in view.steps.iter().zip(results) {
+                steps.insert(step.name.clone(), result.unwrap_or(Value::Null));
+            }
+            let document = json!({"inputs": inputs, "steps": steps, "failed": failed});
+            let value = view
+                .shape
+                .run(&document, &inputs, &Value::Object(Map::new()))
+                .map_err(|why| {
+                    Error::new(
+                        ErrorKind::TransformFailed,
+                        format!("view '{}': the shape failed: {why}", view.name),
+                    )
+                })?;
+            Ok(Outcome { value, partial })
+        })
+    }
+
+    /// Evaluates a step's arguments into the calls it will make.
+    fn prepare<'v>(
+        &'v self,
+        view: &ViewPlan,
+        step: &StepPlan,
+        inputs: &Value,
+        results: &[Option<Value>],
+        forwarded: &http::HeaderMap,
+    ) -> Result<Vec<Call<'v>>, StepFailure> {
+        let scope = Scope {
+            inputs,
+            results,
+            item: None,
+            index: 0,
+        };
+        let list = match &step.for_each {
+            None => None,
+            Some(for_each) => match scope.lookup(&for_each.list) {
+                Value::Array(items) => Some(items),
+                Value::Null => Some(Vec::new()),
+                other => {
+                    return Err(StepFailure(format!(
+                        "for_each `{}` is not a list (it is {})",
+                        for_each.list.text,
+                        kind_of(&other)
+                    )));
+                }
+            },
+        };
+        let items: Vec<(usize, Option<&Value>)> = match &list {
+            None => vec![(0, None)],
+            Some(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i, Some(v)))
+                .collect(),
+        };
+        let mut calls = Vec::with_capacity(items.len());
+        for (index, item) in items {
+            let scope = Scope {
+                item,
+                index,
+                ..scope
+            };
+            let args: Vec<(&super::compile::StepArg, Value)> = step
+                .args
+                .iter()
+                .map(|arg| (arg, scope.eval(&arg.value)))
+                .collect();
+            calls.push(match &step.target {
+                Target::Operation(call) => {
+                    Call::Operation(build_request(call, &args, forwarded).map_err(StepFailure)?)
+                }
+                Target::View(name) => {
+                    let Some(target) = self.views.get(name) else {
+                        return Err(StepFailure(format!(
+                            "view '{name}' is not loaded (called from view '{}')",
+                            view.name
+                        )));
+                    };
+                    let map: Map<String, Value> = args
+                        .into_iter()
+                        .map(|(arg, value)| (arg.name.clone(), value))
+                        .collect();
+                    Call::View(target, map)
+                }
+            });
+        }
+        Ok(calls)
+    }
+
+    /// Runs a step's calls under its timeout.
+    async fn run_step<'v>(
+        &'v self,
+        step: &'v StepPlan,
+        calls: Vec<Call<'v>>,
+        forwarded: &'v http::HeaderMap,
+    ) -> StepResult {
+        let work = async {
+            match &step.for_each {
+                None => {
+                    let mut values = Vec::new();
+                    let mut partial = Vec::new();
+                    for call in calls {
+                        let (value, inner) = self.call(call, forwarded).await?;
+                        values.push(value);
+                        partial.extend(inner);
+                    }
+                    Ok((values.pop().unwrap_or(Value::Null), partial))
+                }
+                Some(for_each) => {
+                    let pending: Vec<_> = calls
+                        .into_iter()
+                        .map(|call| self.call(call, forwarded))
+                        .collect();
+                    let outcomes: Vec<(Value, Vec<String>)> = futures_util::stream::iter(pending)
+                        .buffered(for_each.concurrency)
+                        .try_collect()
+                        .await?;
+                    let mut partial = Vec::new();
+                    let mut values = Vec::with_capacity(outcomes.len());
+                    for (i, (value, inner)) in outcomes.into_iter().enumerate() {
+                        values.push(value);
+                        partial.extend(inner.into_iter().map(|p| format!("{i}.{p}")));
+                    }
+                    Ok((Value::Array(values), partial))
+                }
+            }
+        };
+        match tokio::time::timeout(step.timeout, work).await {
+            Ok(result) => result,
+            Err(_) => Err(StepFailure(format!(
+                "it did not finish within its timeout of {}",
+                show_duration(step.timeout)
+            ))),
+        }
+    }
+
+    /// Makes one call: an operation through the whole pipeline, or another view.
+    fn call<'v>(
+        &'v self,
+        call: Call<'v>,
+        forwarded: &'v http::HeaderMap,
+    ) -> BoxFuture<'v, StepResult> {
+        Box::pin(self.call_inner(call, forwarded))
+    }
+
+    async fn call_inner<'v>(
+        &'v self,
+        call: Call<'v>,
+        forwarded: &'v http::HeaderMap,
+    ) -> StepResult {
+        match call {
+            Call::Operation(request) => {
+                let response = self
+                    .handle(request)
+                    .await
+                    .map_err(|e| StepFailure(format!("{} ({})", e.detail(), e.kind().slug())))?;
+                let status = response.status();
+                let cap = usize::try_from(self.limits.max_response_bytes).unwrap_or(usize::MAX);
+                let bytes = Limited::new(response.into_body(), cap)
+                    .collect()
+                    .await
+                    .map_err(|e| StepFailure(format!("the response could not be read: {e}")))?
+                    .to_bytes();
+                if !status.is_success() {
+                    return Err(StepFailure(format!("the backend answered {status}")));
+                }
+                if bytes.iter().all(u8::is_ascii_whitespace) {
+                    return Ok((Value::Null, Vec::new()));
+                }
+                let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                    Value::String(String::from_utf8_lossy(&bytes).into_owned())
+                });
+                Ok((value, Vec::new()))
+            }
+            Call::View(view, args) => {
+                let values = inputs::from_object(view, args, InputLocation::Body)
+                    .map_err(|e| StepFailure(format!("view '{}': {}", view.name, e.detail())))?;
+                let outcome = self
+                    .run_view(view, values, forwarded)
+                    .await
+                    .map_err(|e| StepFailure(e.detail().to_owned()))?;
+                Ok((outcome.value, outcome.partial))
+            }
+        }
+    }
+}
+
+/// What references read while a step's arguments are evaluated.
+#[derive(Clone, Copy)]
+struct Scope<'a> {
+    inputs: &'a Value,
+    results: &'a [Option<Value>],
+    item: Option<&'a Value>,
+    index: usize,
+}
+
+impl Scope<'_> {
+    fn lookup(&self, reference: &Reference) -> Value {
+        let root = match &reference.root {
+            Root::Input(name) => self.inputs.get(name),
+            Root::Step(i) => self.results.get(*i).and_then(Option::as_ref),
+            Root::Item => self.item,
+            Root::Index => return Value::from(self.index),
+        };
+        root.and_then(|v| follow(v, &reference.path))
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    fn eval(&self, arg: &Arg) -> Value {
+        match arg {
+            Arg::Literal(value) => value.clone(),
+            Arg::Ref(reference) => self.lookup(reference),
+            Arg::Array(items) => Value::Array(items.iter().map(|a| self.eval(a)).collect()),
+            Arg::Object(entries) => Value::Object(
+                entries
+                    .iter()
+                    .map(|(k, a)| (k.clone(), self.eval(a)))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn show_duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 && d.as_secs() > 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// A value as the text of a path, query, header or form value: strings as they are,
+/// numbers and booleans as JSON writes them, objects as JSON text.
+fn text_of(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The texts of a value for a parameter with `collection` (lists joined, or one per item
+/// for `multi`); `null` sends nothing.
+fn texts(value: &Value, collection: CollectionFormat) -> Vec<String> {
+    match value {
+        Value::Null => Vec::new(),
+        Value::Array(items) => match collection.separator() {
+            None => items.iter().map(text_of).collect(),
+            Some(separator) => vec![
+                items
+                    .iter()
+                    .map(text_of)
+                    .collect::<Vec<_>>()
+                    .join(&separator.to_string()),
+            ],
+        },
+        other => vec![text_of(other)],
+    }
+}
+
+/// The request a client would send for this call: `/connectors/NAME/PATH?QUERY`, headers,
+/// and a JSON or urlencoded body.
+fn build_request(
+    call: &OperationCall,
+    args: &[(&super::compile::StepArg, Value)],
+    forwarded: &http::HeaderMap,
+) -> Result<http::Request<Full<Bytes>>, String> {
+    let value_of = |name: &str| {
+        args.iter()
+            .find(|(arg, _)| arg.name == name)
+            .map(|(_, v)| v)
+    };
+    let mut uri = format!("{CONNECTORS_PREFIX}{}", call.connector);
+    for segment in &call.template {
+        uri.push('/');
+        for piece in segment {
+            match piece {
+                Piece::Literal(text) => encode::push_path_literal(&mut uri, text),
+                Piece::Param(name) => match value_of(name) {
+                    Some(value) if !value.is_null() => {
+                        encode::push_segment(&mut uri, &text_of(value), false);
+                    }
+                    _ => return Err(format!("path parameter '{name}' has no value")),
+                },
+            }
+        }
+    }
+    let mut query = String::new();
+    let mut form = url::form_urlencoded::Serializer::new(String::new());
+    let mut has_form = false;
+    let mut body = None;
+    let mut builder = http::Request::builder()
+        .method(call.method.clone())
+        .header(header::ACCEPT, "application/json");
+    for (name, value) in forwarded {
+        builder = builder.header(name, value);
+    }
+    for (arg, value) in args {
+        match arg.slot {
+            Slot::Path | Slot::Input => {}
+            Slot::Query(collection) => {
+                for text in texts(value, collection) {
+                    query.push(if query.is_empty() { '?' } else { '&' });
+                    encode::push_component(&mut query, &arg.name);
+                    query.push('=');
+                    encode::push_component(&mut query, &text);
+                }
+            }
+            Slot::Header(collection) => {
+                for text in texts(value, collection) {
+                    let value = HeaderValue::from_str(&text).map_err(|_| {
+                        format!(
+                            "header '{}': the value cannot be sent in a header",
+                            arg.name
+                        )
+                    })?;
+                    builder = builder.header(arg.name.as_str(), value);
+                }
+            }
+            Slot::Form(collection) => {
+                for text in texts(value, collection) {
+                    form.append_pair(&arg.name, &text);
+                    has_form = true;
+                }
+            }
+            Slot::Body => {
+                if !value.is_null() {
+                    body = Some(serde_json::to_vec(value).map_err(|e| e.to_string())?);
+                }
+            }
+        }
+    }
+    uri.push_str(&query);
+    let bytes = if let Some(json) = body {
+        builder = builder.header(header::CONTENT_TYPE, "application/json");
+        Bytes::from(json)
+    } else if has_form {
+        builder = builder.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        Bytes::from(form.finish())
+    } else {
+        Bytes::new()
+    };
+    builder
+        .uri(uri)
+        .body(Full::new(bytes))
+        .map_err(|e| format!("the request cannot be built: {e}"))
+}

@@ -1,0 +1,300 @@
+//! `junction export` end to end: the demo's connectors and views exported, the package
+//! loaded back by the importer (what `junction validate` runs), `apiProperties.json` checked
+//! against paconn's schema, the OpenAPI 3.1 document checked by `openapi-spec-validator`
+//! (PyPI; `scripts/test` installs it), and a second Junction that imports the export and
+//! fronts the first.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use junction_export::{Options, Surface};
+use junction_runtime::{Gateway, ViewSource};
+use junction_server::{RunningServer, Server};
+use serde_json::{Value, json};
+
+use crate::harness::{serve_dir, workspace_root};
+use crate::support::*;
+
+/// A view that takes an object, so it is exported as a POST with a JSON body.
+const OPEN_CASE: &str = r#"
+summary = "Open a helpdesk case"
+shape = '{case: .steps.create.id, status: .steps.create.status}'
+[input.case]
+type = "object"
+required = true
+properties = { title = { type = "string" }, requester = { type = "string" }, priority = { type = "string" } }
+[step.create]
+operation = "helpdesk.CreateCase"
+args = { body = "$inputs.case" }
+"#;
+
+/// The demo's backends, a first gateway in front of them (with the demo's views and one
+/// more), and its export in `out`.
+async fn first_gateway_and_export(
+    out: &Path,
+) -> (junction_demo::Backends, RunningServer, Vec<PathBuf>) {
+    let backends = junction_demo::backends::start().await.unwrap();
+    let free = "127.0.0.1:0".parse().unwrap();
+    let mut config = junction_demo::config(&backends, free, free);
+    config
+        .views
+        .push(ViewSource::new("views/open-case.toml", OPEN_CASE));
+    let connectors = junction_demo::connectors().unwrap();
+    let server = Server::start(&config, &connectors).await.unwrap();
+    let compiled = Gateway::compile(&config, &connectors).unwrap();
+    let surface = Surface::new(&connectors, &compiled.gateway);
+    let options = Options {
+        base_url: url::Url::parse(&server.data_url()).unwrap(),
+        title: "Demo gateway".into(),
+        name: "junction".into(),
+    };
+    let written = junction_export::write(&surface, &options, out).unwrap();
+    (backends, server, written)
+}
+
+/// JSON with `//` comments (paconn's schema has some) made plain JSON.
+fn strip_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if c == '/' && chars.peek() == Some(&'/') {
+            for skipped in chars.by_ref() {
+                if skipped == '\n' {
+                    out.push('\n');
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// paconn's schema writes `$ref`s with `<` and `>`, which are not URI references: encode
+/// them (a fragment is percent-decoded before it is resolved, so they point where they did).
+fn encode_refs(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                match child {
+                    Value::String(text) if key == "$ref" => {
+                        *text = text.replace('<', "%3C").replace('>', "%3E");
+                    }
+                    other => encode_refs(other),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(encode_refs),
+        _ => {}
+    }
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `openapi-spec-validator`: `$OPENAPI_SPEC_VALIDATOR`, else the one on PATH.
+fn spec_validator() -> String {
+    let candidate =
+        std::env::var("OPENAPI_SPEC_VALIDATOR").unwrap_or_else(|_| "openapi-spec-validator".into());
+    match Command::new(&candidate).arg("--help").output() {
+        Ok(output) if output.status.success() => candidate,
+        _ => panic!(
+            "openapi-spec-validator (PyPI) is needed to check the OpenAPI export: run scripts/test, \
+             which installs it, or set OPENAPI_SPEC_VALIDATOR (tried `{candidate}`)"
+        ),
+    }
+}
+
+#[tokio::test]
+async fn export_the_package_loads_back_and_api_properties_fit_paconns_schema() {
+    let out = tempfile::tempdir().unwrap();
+    let (_backends, _server, written) = first_gateway_and_export(out.path()).await;
+    assert_eq!(
+        written,
+        [
+            out.path().join("junction.openapi.json"),
+            out.path().join("junction/apiDefinition.swagger.json"),
+            out.path().join("junction/apiProperties.json"),
+        ]
+    );
+
+    // What `junction validate OUT` does: both forms load, without a warning.
+    let found = junction_import::discover(out.path());
+    assert_eq!(found.len(), 2, "{found:?}");
+    for path in found {
+        let loaded = junction_import::load(&path);
+        let lines: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+        assert!(
+            lines.is_empty(),
+            "{}:\n{}",
+            path.display(),
+            lines.join("\n")
+        );
+        let connector = loaded.connector.unwrap();
+        let ids: Vec<&str> = connector.operations.iter().map(|o| o.id.as_str()).collect();
+        assert!(ids.contains(&"directory_GetEmployee"), "{ids:?}");
+        assert!(ids.contains(&"View_home"), "{ids:?}");
+        assert!(ids.contains(&"View_open_case"), "{ids:?}");
+    }
+
+    let swagger = read_json(&out.path().join("junction/apiDefinition.swagger.json"));
+    let home = &swagger["paths"]["/views/home"]["get"];
+    assert_eq!(home["parameters"][0]["x-ms-summary"], "Employee ID");
+    assert_eq!(home["parameters"][1]["x-ms-visibility"], "advanced");
+    assert_eq!(
+        swagger["paths"]["/views/open-case"]["post"]["parameters"][0]["in"],
+        "body"
+    );
+    assert_eq!(
+        swagger["securityDefinitions"]["api_key"],
+        json!({"type": "apiKey", "in": "header", "name": "X-Junction-Key"})
+    );
+    // The backends' own credentials and gateway-filled parameters are not the client's business.
+    let cases = &swagger["paths"]["/connectors/helpdesk/cases"]["get"]["parameters"];
+    assert!(!cases.to_string().contains("api-version"), "{cases}");
+
+    let schema_path = workspace_root().join("../shared/reference/paconn-apiProperties.schema.json");
+    let mut schema: Value = serde_json::from_str(&strip_comments(
+        &std::fs::read_to_string(&schema_path).unwrap(),
+    ))
+    .unwrap();
+    encode_refs(&mut schema);
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let properties = read_json(&out.path().join("junction/apiProperties.json"));
+    let errors: Vec<String> = validator
+        .iter_errors(&properties)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    assert_eq!(
+        properties["properties"]["connectionParameters"]["api_key"]["type"],
+        "securestring"
+    );
+    // The schema really checks: a misspelt key is refused.
+    let mut broken = properties.clone();
+    broken["properties"]["connectionParameter"] = json!({});
+    assert!(!validator.is_valid(&broken));
+}
+
+#[tokio::test]
+async fn export_the_openapi_document_passes_openapi_spec_validator() {
+    let validator = spec_validator();
+    let out = tempfile::tempdir().unwrap();
+    let (_backends, _server, _) = first_gateway_and_export(out.path()).await;
+    let document = read_json(&out.path().join("junction.openapi.json"));
+    assert_eq!(document["openapi"], "3.1.0");
+    assert!(document["paths"]["/views/home"]["get"].is_object());
+    assert!(document["paths"]["/connectors/directory/employees/{employeeId}"]["get"].is_object());
+    for file in [
+        "junction.openapi.json",
+        "junction/apiDefinition.swagger.json",
+    ] {
+        let output = Command::new(&validator)
+            .arg(out.path().join(file))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "openapi-spec-validator refused {file}:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+#[tokio::test]
+async fn export_round_trip_a_second_junction_fronts_the_first() {
+    let out = tempfile::tempdir().unwrap();
+    let (_backends, first, _) = first_gateway_and_export(out.path()).await;
+    let config_dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        config_dir.path().join("junction.toml"),
+        format!(
+            r#"listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+connectors_dir = "{}"
+[connector.junction.connection]
+api_key = "client-key"
+[connector.junction-openapi.connection]
+api_key = "client-key"
+"#,
+            out.path().display()
+        ),
+    )
+    .unwrap();
+    let second = serve_dir(config_dir.path()).await;
+    assert!(second.diagnostics.is_empty(), "{:?}", second.diagnostics);
+    let base = second.data_url();
+    for connector in ["junction", "junction-openapi"] {
+        // An operation of the first gateway, through the second.
+        let reply = fetch(format!(
+            "{base}/connectors/{connector}/connectors/directory/employees/e1"
+        ))
+        .await;
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        assert_eq!(reply.json()["name"], "Ada Lovelace");
+        // The second validates with the exported definition before calling the first.
+        let reply = fetch(format!(
+            "{base}/connectors/{connector}/connectors/news/articles?limit=500"
+        ))
+        .await;
+        reply.problem(400, "invalid-request");
+        // A view (GET), through the second.
+        let reply = fetch(format!(
+            "{base}/connectors/{connector}/views/home?employee=e1"
+        ))
+        .await;
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        assert_eq!(reply.json()["employee"]["name"], "Ada Lovelace");
+        assert_eq!(reply.json()["open_cases"][0]["id"], 998);
+        // A view (POST with a JSON body), through the second.
+        let reply = collect(
+            client()
+                .post(format!("{base}/connectors/{connector}/views/open-case"))
+                .json(&json!({"case": {"title": "Printer on fire", "requester": "e4", "priority": "high"}}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        assert_eq!(reply.json()["status"], "open");
+    }
+    // The first gateway is still answering directly too.
+    let reply = fetch(format!("{}/views/home?employee=e3", first.data_url())).await;
+    assert_eq!(reply.json()["employee"]["department"], "Finance");
+}
