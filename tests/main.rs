@@ -4,15 +4,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cache;
+mod cli;
+mod connections;
 mod corpus;
 mod example;
 mod export;
 mod gateway;
 mod harness;
 mod limits;
+mod oauth;
+mod oidc;
 mod policies;
 mod prism;
 mod redis_support;
+mod store;
 mod support;
 mod traffic;
 mod views;

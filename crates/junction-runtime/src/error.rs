@@ -75,6 +75,12 @@ pub enum ErrorKind {
     Misconfigured,
     /// A bug or an unexpected failure inside the gateway.
     Internal,
+    /// The gateway client did not authenticate (no, unknown or invalid API key or token).
+    Unauthenticated,
+    /// The gateway client is not granted what it asked for.
+    Forbidden,
+    /// What is being created already exists (admin API).
+    Conflict,
 }
 
 impl ErrorKind {
@@ -97,6 +103,9 @@ impl ErrorKind {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ErrorKind::Misconfigured | ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
         }
     }
 
@@ -107,7 +116,10 @@ impl ErrorKind {
             | ErrorKind::InvalidRequest
             | ErrorKind::PayloadTooLarge
             | ErrorKind::UnsupportedMediaType
-            | ErrorKind::RateLimited => Source::Client,
+            | ErrorKind::RateLimited
+            | ErrorKind::Unauthenticated
+            | ErrorKind::Forbidden
+            | ErrorKind::Conflict => Source::Client,
             ErrorKind::UpstreamUnreachable
             | ErrorKind::CircuitOpen
             | ErrorKind::BackendBusy
@@ -157,6 +169,9 @@ impl ErrorKind {
             ErrorKind::StoreUnavailable => "store-unavailable",
             ErrorKind::Misconfigured => "gateway-misconfigured",
             ErrorKind::Internal => "internal",
+            ErrorKind::Unauthenticated => "unauthenticated",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::Conflict => "conflict",
         }
     }
 
@@ -181,6 +196,9 @@ impl ErrorKind {
             ErrorKind::StoreUnavailable => "Shared store unavailable",
             ErrorKind::Misconfigured => "Gateway misconfigured",
             ErrorKind::Internal => "Internal error",
+            ErrorKind::Unauthenticated => "Client not authenticated",
+            ErrorKind::Forbidden => "Forbidden",
+            ErrorKind::Conflict => "Conflict",
         }
     }
 }

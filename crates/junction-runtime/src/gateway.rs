@@ -53,6 +53,8 @@ pub(crate) struct ConnectorPlan {
     pub max_response_bytes: u64,
     /// Rate limits, retries and the backend's guards.
     pub traffic: ConnectorTrafficPlan,
+    /// What building a stored connection's credentials needs.
+    pub auth_model: crate::connection::AuthModel,
 }
 
 /// The compiled route table of every connector. Immutable once built.
@@ -66,6 +68,8 @@ pub struct Gateway {
     pub(crate) views: crate::view::Views,
     /// The response cache, rate limits and backend guards.
     pub(crate) traffic: Traffic,
+    /// Client authentication and connection resolution, when a store is configured.
+    pub(crate) admission: Option<Arc<dyn crate::connection::Admission>>,
 }
 
 /// A gateway and the warnings found while building it.
@@ -203,9 +207,34 @@ impl Gateway {
                 limits: config.limits,
                 views,
                 traffic,
+                admission: None,
             },
             diagnostics,
         })
+    }
+
+    /// The step that admits data-plane requests, when a store is configured.
+    pub fn admission(&self) -> Option<&Arc<dyn crate::connection::Admission>> {
+        self.admission.as_ref()
+    }
+
+    /// Sets the step that admits every data-plane request (see [`crate::connection`]).
+    pub fn set_admission(&mut self, admission: Arc<dyn crate::connection::Admission>) {
+        self.admission = Some(admission);
+    }
+
+    /// The ids of the operations of connector `name`, and the one its package names as
+    /// its `testConnection` capability.
+    pub fn test_operation(&self, name: &str) -> Option<String> {
+        let plan = self.connectors.get(name)?;
+        plan.auth_model
+            .connector
+            .extensions
+            .get("x-ms-capabilities")
+            .and_then(|c| c.get("testConnection"))
+            .and_then(|t| t.get("operationId"))
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
     }
 
     pub(crate) fn connector_plan(&self, name: &str) -> Option<&ConnectorPlan> {
@@ -388,6 +417,7 @@ fn compile_connector(
     let mut auth_plans: Vec<(Option<&Vec<SecurityRequirement>>, AuthPlan)> = Vec::new();
     let mut routes = RouteTable::default();
     let mut operations = Vec::new();
+    let mut operation_security = Vec::new();
     for op in &connector.operations {
         if op.is_trigger() {
             continue;
@@ -427,6 +457,7 @@ fn compile_connector(
         compiled.read_json = read_json;
         compiled.cache = cache_policy(connector, op, section, traffic, diagnostics);
         operations.push(compiled);
+        operation_security.push(op.security.clone());
         for note in notes {
             warn(diagnostics, note.code, &note.pointer, note.message);
         }
@@ -473,6 +504,14 @@ fn compile_connector(
         connection: policy::Connection::new(connector, &section.connection),
         public_url: config.public_url.clone(),
         max_response_bytes: config.limits.max_response_bytes,
+        auth_model: crate::connection::AuthModel {
+            connector: Connector {
+                operations: Vec::new(),
+                definitions: serde_json::Map::new(),
+                ..connector.clone()
+            },
+            operations: operation_security,
+        },
     }
 }
 

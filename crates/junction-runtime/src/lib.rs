@@ -19,6 +19,7 @@
 //! whose fault it is; `junction-server` turns it into problem+json.
 
 pub mod config;
+pub mod connection;
 mod error;
 mod gateway;
 mod secret;
@@ -47,6 +48,7 @@ pub use config::{
     Config, ConfigError, ConnectorConfig, Limits, NamedTransform, OperationConfig, Paging,
     Transforms, UpstreamDefaults,
 };
+pub use connection::{Admission, Admitted, BoxFuture, ResolvedConnection, UnauthorizedHook};
 pub use error::{BoxError, Error, ErrorKind, InputLocation, Source, Violation};
 pub use gateway::{Compiled, ConnectorSummary, Gateway, OperationSummary, SharedGateway};
 pub use pipeline::CONNECTORS_PREFIX;

@@ -68,7 +68,7 @@ impl Gateway {
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError>,
     {
-        let (parts, request_body) = request.into_parts();
+        let (mut parts, request_body) = request.into_parts();
 
         // Route.
         let path = parts.uri.path();
@@ -78,6 +78,16 @@ impl Gateway {
                 format!("nothing is served at {path}"),
             ));
         };
+        // Admit: the client and its connection, when a store is configured (see `connection`).
+        let admitted = match &self.admission {
+            Some(admission) => {
+                let name = rest.split('/').next().unwrap_or_default().to_owned();
+                Some(admission.admit(self, &mut parts, &name).await?)
+            }
+            None => None,
+        };
+        let path = parts.uri.path();
+        let rest = path.strip_prefix(CONNECTORS_PREFIX).unwrap_or_default();
         let (name, operation_path) = match rest.find('/') {
             Some(at) => rest.split_at(at),
             None => (rest, ""),
@@ -116,6 +126,10 @@ impl Gateway {
             .get(index)
             .ok_or_else(|| Error::new(ErrorKind::Internal, "the route table is inconsistent"))?;
 
+        if let Some(admitted) = &admitted {
+            admitted.check(name, &op.id)?;
+        }
+
         if let Some(refusal) = &op.refusal {
             return Err(Error::new(refusal.kind, refusal.message.to_string()));
         }
@@ -123,7 +137,8 @@ impl Gateway {
         // Rate limits (cache hits count too: they are the client's requests).
         let decision =
             if self.traffic.per_client.is_some() || connector.traffic.per_connection.is_some() {
-                self.rate_limit(connector, client).await?
+                let connection = crate::connection::attached(&parts).map(|c| c.id.as_str());
+                self.rate_limit(connector, client, connection).await?
             } else {
                 None
             };
@@ -136,6 +151,7 @@ impl Gateway {
         let bound = bind::bind(op, &parts, captures, request_body, limit).await?;
 
         // Cache, then upstream, with the policy stage around it when the operation has one.
+        let refused = crate::connection::unauthorized_hook(&parts);
         let mut response = match (&op.cache, &self.traffic.cache) {
             (Some(policy), Some(cache)) => {
                 let at = OpRef {
@@ -148,6 +164,7 @@ impl Gateway {
             }
             _ => upstream::call(connector, op, &parts, bound).await?,
         };
+        crate::connection::after_call(refused, &response);
         if let Some(decision) = decision {
             ratelimit::write_headers(response.headers_mut(), &decision);
         }
@@ -160,6 +177,7 @@ impl Gateway {
         &self,
         connector: &ConnectorPlan,
         client: Option<IpAddr>,
+        connection: Option<&str>,
     ) -> Result<Option<Decision>, Error> {
         let mut decisions = [None, None];
         if let Some(limit) = &self.traffic.per_client {
@@ -171,7 +189,9 @@ impl Gateway {
                 traffic::check(limit, &key, &|| format!("the limit per client ({key})")).await?;
         }
         if let Some(limit) = &connector.traffic.per_connection {
-            decisions[1] = traffic::check(limit, &connector.traffic.connection_id, &|| {
+            // A stored connection is counted on its own.
+            let key = connection.unwrap_or(&connector.traffic.connection_id);
+            decisions[1] = traffic::check(limit, key, &|| {
                 format!("the limit per connection of connector '{}'", connector.name)
             })
             .await?;

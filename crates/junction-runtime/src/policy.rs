@@ -642,7 +642,7 @@ pub(crate) async fn call(
     credentials: &[Credential],
 ) -> Result<http::Response<UpstreamBody>, Error> {
     let env = RequestEnv {
-        connection: &connector.connection,
+        connection: crate::connection::for_policies(connector, parts),
         op,
         values: &bound.values,
     };
@@ -731,7 +731,7 @@ pub(crate) async fn call(
     {
         let result = transform
             .transform
-            .run_to_json(body, &env.params_json(), &connector.connection.public)
+            .run_to_json(body, &env.params_json(), &env.connection.public)
             .map_err(|why| transform_error(connector, op, transform, &why))?;
         transformed = Some(Bytes::from(result));
     }
@@ -834,7 +834,7 @@ pub(crate) async fn call(
             Some(transform) => Some(
                 transform
                     .transform
-                    .run_json(&bytes, &env.params_json(), &connector.connection.public)
+                    .run_json(&bytes, &env.params_json(), &env.connection.public)
                     .map_err(|why| transform_error(connector, op, transform, &why))?,
             ),
             None => None,
@@ -874,7 +874,7 @@ pub(crate) async fn call(
             Some(transform) => Some(
                 transform
                     .transform
-                    .run_to_json(value, &env.params_json(), &connector.connection.public)
+                    .run_to_json(value, &env.params_json(), &env.connection.public)
                     .map_err(|why| transform_error(connector, op, transform, &why))?,
             ),
             // No re-serialisation when nothing changed the body.

@@ -137,7 +137,7 @@ pub(crate) async fn call(
     parts: &Parts,
     bound: Bound,
 ) -> Result<http::Response<UpstreamBody>, Error> {
-    let credentials = credentials(op)?;
+    let credentials = crate::connection::credentials(connector, op, parts)?;
     if let Some(plan) = &op.policies {
         return crate::policy::call(connector, op, plan, parts, bound, credentials).await;
     }

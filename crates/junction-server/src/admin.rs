@@ -9,33 +9,148 @@
 //!   of a connector, of one of its operations, or whose key starts with a prefix (after
 //!   the connector's or operation's own prefix when they are given too). Answers
 //!   `{"purged": N, "prefix": "…"}`.
+//!
+//! With `[store]` configured (see [`crate::access`]):
+//! - `GET|POST /api/v1/connections`, `GET|DELETE /api/v1/connections/{id}`,
+//!   `POST /api/v1/connections/{id}/test`, `POST /api/v1/connections/{id}/login` (an OAuth
+//!   login URL) — connections, always shown redacted;
+//! - `GET|POST /api/v1/clients`, `GET|DELETE /api/v1/clients/{id}`,
+//!   `PUT /api/v1/clients/{id}/grants` — gateway clients; an API key is shown once, in the
+//!   answer that creates it;
+//! - `GET /api/v1/audit?actor=&action=&target=&since=&limit=` — the audit log, newest first.
+//!
+//! `[admin] token` makes every `/api/v1` call need `Authorization: Bearer TOKEN`. The
+//! `X-Junction-Actor` header names who acts, for the audit log (`admin:NAME`).
+
+use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{FromRef, Path, Query, Request, State};
 use axum::http::{HeaderMap, Uri};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
-use junction_runtime::{Error, ErrorKind, SharedGateway};
+use axum::routing::{delete, get, post, put};
+use http::StatusCode;
+use http_body_util::BodyExt;
+use junction_runtime::{Error, ErrorKind, Secret, SharedGateway};
+use junction_store::{AuditQuery, ExposeSecret, Grant, NewClient, NewConnection};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Map, Value, json};
 
+use crate::access::{Access, runtime_values, store_error};
 use crate::problem;
 
-/// The admin-plane router over `gateway`.
+/// What the admin handlers share.
+#[derive(Debug, Clone)]
+struct AdminState {
+    gateway: SharedGateway,
+    access: Option<Arc<Access>>,
+}
+
+impl FromRef<AdminState> for SharedGateway {
+    fn from_ref(state: &AdminState) -> SharedGateway {
+        state.gateway.clone()
+    }
+}
+
+/// The admin-plane router over `gateway`, without a store.
 pub fn admin_router(gateway: SharedGateway) -> Router {
-    Router::new()
+    admin_router_with(gateway, None, None)
+}
+
+/// The admin-plane router over `gateway` and, when configured, the store; `token`
+/// protects it.
+pub fn admin_router_with(
+    gateway: SharedGateway,
+    access: Option<Arc<Access>>,
+    token: Option<Secret>,
+) -> Router {
+    let router = Router::new()
         .route("/api/v1/connectors", get(list))
         .route("/api/v1/connectors/{name}", get(one))
         .route("/api/v1/views", get(views))
         .route("/api/v1/traffic", get(traffic))
         .route("/api/v1/cache", delete(purge))
+        .route(
+            "/api/v1/connections",
+            get(connections).post(create_connection),
+        )
+        .route(
+            "/api/v1/connections/{id}",
+            get(connection).delete(delete_connection),
+        )
+        .route("/api/v1/connections/{id}/test", post(test_connection))
+        .route("/api/v1/connections/{id}/login", post(login))
+        .route("/api/v1/clients", get(clients).post(create_client))
+        .route("/api/v1/clients/{id}", get(client).delete(delete_client))
+        .route("/api/v1/clients/{id}/grants", put(set_grants))
+        .route("/api/v1/audit", get(audit))
         .fallback(not_found)
-        .with_state(gateway)
+        .with_state(AdminState { gateway, access });
+    match token {
+        Some(token) => router.layer(middleware::from_fn(move |request: Request, next: Next| {
+            let token = token.clone();
+            async move { require_token(&token, request, next).await }
+        })),
+        None => router,
+    }
 }
 
-async fn list(State(gateway): State<SharedGateway>) -> Response {
-    axum::Json(json!({"connectors": gateway.load().connectors()})).into_response()
+async fn require_token(token: &Secret, request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let matches = given.is_some_and(|given| {
+        use sha2::Digest;
+        sha2::Sha256::digest(given.as_bytes()) == sha2::Sha256::digest(token.expose().as_bytes())
+    });
+    if matches {
+        next.run(request).await
+    } else {
+        fail(
+            &request,
+            Error::new(
+                ErrorKind::Unauthenticated,
+                "the admin API needs `Authorization: Bearer` with the `[admin] token`",
+            ),
+        )
+    }
+}
+
+fn fail(request: &Request, error: Error) -> Response {
+    problem::response(
+        &error,
+        request.uri().path(),
+        &problem::request_id(request.headers().get(problem::REQUEST_ID)),
+    )
+}
+
+/// Who acts: `admin:` and the `X-Junction-Actor` header when it is plain, else `admin`.
+fn actor(request: &Request) -> String {
+    match request
+        .headers()
+        .get("x-junction-actor")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(name)
+            if !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.@:".contains(c)) =>
+        {
+            format!("admin:{name}")
+        }
+        _ => "admin".to_owned(),
+    }
+}
+
+async fn list(State(state): State<AdminState>) -> Response {
+    axum::Json(json!({"connectors": state.gateway.load().connectors()})).into_response()
 }
 
 async fn views(State(gateway): State<SharedGateway>) -> Response {
@@ -43,19 +158,18 @@ async fn views(State(gateway): State<SharedGateway>) -> Response {
 }
 
 async fn one(
-    State(gateway): State<SharedGateway>,
+    State(state): State<AdminState>,
     Path(name): Path<String>,
     request: Request,
 ) -> Response {
-    match gateway.load().connector(&name) {
+    match state.gateway.load().connector(&name) {
         Some(connector) => axum::Json(connector).into_response(),
-        None => failed(
-            &Error::new(
+        None => fail(
+            &request,
+            Error::new(
                 ErrorKind::NotFound,
                 format!("there is no connector named '{name}'"),
             ),
-            request.uri(),
-            request.headers(),
         ),
     }
 }
@@ -109,13 +223,10 @@ async fn purge(
 }
 
 async fn not_found(request: Request) -> Response {
-    failed(
-        &Error::new(
-            ErrorKind::NotFound,
-            format!("nothing is served at {}", request.uri().path()),
-        ),
-        request.uri(),
-        request.headers(),
+    let path = request.uri().path().to_owned();
+    fail(
+        &request,
+        Error::new(ErrorKind::NotFound, format!("nothing is served at {path}")),
     )
 }
 
@@ -125,4 +236,379 @@ fn failed(error: &Error, uri: &Uri, headers: &HeaderMap) -> Response {
         uri.path(),
         &problem::request_id(headers.get(problem::REQUEST_ID)),
     )
+}
+
+/// The store, or a 404 saying none is configured.
+fn access(state: &AdminState) -> Result<&Arc<Access>, Error> {
+    state.access.as_ref().ok_or_else(|| {
+        Error::new(
+            ErrorKind::NotFound,
+            "no store is configured; add a [store] section to junction.toml",
+        )
+    })
+}
+
+/// Reads a JSON body into `T`.
+async fn json_body<T: serde::de::DeserializeOwned>(request: Request) -> Result<T, Error> {
+    let bytes = request
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| {
+            Error::new(ErrorKind::InvalidRequest, "the body could not be read").with_cause(e)
+        })?
+        .to_bytes();
+    serde_json::from_slice(&bytes).map_err(|e| {
+        // serde's message names the field, never echoes a value.
+        Error::new(
+            ErrorKind::InvalidRequest,
+            format!("the body is not what this call takes: {e}"),
+        )
+    })
+}
+
+/// A request's head (to answer problems for it) and its JSON body.
+async fn split<T: serde::de::DeserializeOwned>(request: Request) -> (Request, Result<T, Error>) {
+    let (head, body) = request.into_parts();
+    let head_request = Request::from_parts(head.clone(), Body::empty());
+    (
+        head_request,
+        json_body(Request::from_parts(head, body)).await,
+    )
+}
+
+macro_rules! attempt {
+    ($request:expr, $body:expr) => {
+        match $body {
+            Ok(response) => response,
+            Err(error) => return fail($request, error),
+        }
+    };
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateConnection {
+    connector: String,
+    name: String,
+    #[serde(default)]
+    parameter_set: Option<String>,
+    #[serde(default)]
+    owner: Option<String>,
+    #[serde(default)]
+    values: Map<String, Value>,
+}
+
+async fn connections(State(state): State<AdminState>, request: Request) -> Response {
+    let access = attempt!(&request, access(&state));
+    let list = attempt!(
+        &request,
+        access.vault.connections().await.map_err(store_error)
+    );
+    axum::Json(json!({"connections": list})).into_response()
+}
+
+async fn create_connection(State(state): State<AdminState>, request: Request) -> Response {
+    let access = attempt!(&request, access(&state)).clone();
+    let who = actor(&request);
+    let (head_request, input) = split::<CreateConnection>(request).await;
+    let input = attempt!(&head_request, input);
+    let Some(connector) = access.connector(&input.connector) else {
+        return fail(
+            &head_request,
+            Error::new(
+                ErrorKind::InvalidRequest,
+                format!("there is no connector named '{}'", input.connector),
+            ),
+        );
+    };
+    let created = attempt!(
+        &head_request,
+        access
+            .vault
+            .create_connection(
+                connector,
+                NewConnection {
+                    name: input.name,
+                    parameter_set: input.parameter_set,
+                    owner: input.owner,
+                    values: input.values,
+                },
+                &who,
+            )
+            .await
+            .map_err(store_error)
+    );
+    (StatusCode::CREATED, axum::Json(created)).into_response()
+}
+
+async fn connection(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    let access = attempt!(&request, access(&state));
+    let row = attempt!(
+        &request,
+        access.vault.find_connection(&id).await.map_err(store_error)
+    );
+    let info = attempt!(&request, access.vault.info(&row).map_err(store_error));
+    axum::Json(info).into_response()
+}
+
+async fn delete_connection(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    let access = attempt!(&request, access(&state));
+    let row = attempt!(
+        &request,
+        access.vault.find_connection(&id).await.map_err(store_error)
+    );
+    attempt!(
+        &request,
+        access
+            .vault
+            .delete_connection(&row.id, &actor(&request))
+            .await
+            .map_err(store_error)
+    );
+    StatusCode::NO_CONTENT.into_response()
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TestInput {
+    #[serde(default)]
+    operation: Option<String>,
+    #[serde(default)]
+    parameters: Map<String, Value>,
+}
+
+async fn test_connection(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    let access = attempt!(&request, access(&state)).clone();
+    let who = actor(&request);
+    let (head, body) = request.into_parts();
+    let head_request = Request::from_parts(head.clone(), Body::empty());
+    let has_body = head
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .is_some_and(|v| v != "0");
+    let input: TestInput = if has_body {
+        attempt!(
+            &head_request,
+            json_body(Request::from_parts(head, body)).await
+        )
+    } else {
+        TestInput::default()
+    };
+    let result = attempt!(
+        &head_request,
+        crate::test_call::run(
+            &state.gateway,
+            &access,
+            &id,
+            input.operation,
+            &input.parameters,
+            &who
+        )
+        .await
+    );
+    axum::Json(result).into_response()
+}
+
+async fn login(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    let access = attempt!(&request, access(&state));
+    let answer = attempt!(
+        &request,
+        crate::oauth::login_url(access, &id, &actor(&request)).await
+    );
+    axum::Json(answer).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateClient {
+    name: String,
+    #[serde(default)]
+    subject: Option<String>,
+    #[serde(default)]
+    grants: Vec<GrantInput>,
+}
+
+/// A grant as the command line writes it, or as an object.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum GrantInput {
+    Text(String),
+    Object(Grant),
+}
+
+fn grants(input: Vec<GrantInput>) -> Result<Vec<Grant>, Error> {
+    input
+        .into_iter()
+        .map(|g| match g {
+            GrantInput::Text(text) => {
+                Grant::parse(&text).map_err(|e| Error::new(ErrorKind::InvalidRequest, e))
+            }
+            GrantInput::Object(grant) => Ok(grant),
+        })
+        .collect()
+}
+
+async fn clients(State(state): State<AdminState>, request: Request) -> Response {
+    let access = attempt!(&request, access(&state));
+    let list = attempt!(&request, access.vault.clients().await.map_err(store_error));
+    axum::Json(json!({"clients": list})).into_response()
+}
+
+async fn create_client(State(state): State<AdminState>, request: Request) -> Response {
+    let access = attempt!(&request, access(&state)).clone();
+    let who = actor(&request);
+    let (head_request, input) = split::<CreateClient>(request).await;
+    let input = attempt!(&head_request, input);
+    let grants = attempt!(&head_request, grants(input.grants));
+    let (client, key) = attempt!(
+        &head_request,
+        access
+            .vault
+            .create_client(
+                NewClient {
+                    name: input.name,
+                    subject: input.subject,
+                    grants,
+                },
+                &who,
+            )
+            .await
+            .map_err(store_error)
+    );
+    let mut body = json!({"client": client});
+    if let Some(key) = key {
+        // Shown once: only its hash is stored.
+        body["api_key"] = Value::String(key.expose_secret().to_owned());
+    }
+    let mut response = (StatusCode::CREATED, axum::Json(body)).into_response();
+    response.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+async fn client(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    let access = attempt!(&request, access(&state));
+    let client = attempt!(
+        &request,
+        access.vault.client(&id).await.map_err(store_error)
+    );
+    axum::Json(client).into_response()
+}
+
+async fn delete_client(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    let access = attempt!(&request, access(&state));
+    let deleted = attempt!(
+        &request,
+        access
+            .vault
+            .delete_client(&id, &actor(&request))
+            .await
+            .map_err(store_error)
+    );
+    if deleted {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        fail(
+            &request,
+            Error::new(ErrorKind::NotFound, format!("there is no client '{id}'")),
+        )
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantsInput {
+    grants: Vec<GrantInput>,
+}
+
+async fn set_grants(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    let access = attempt!(&request, access(&state)).clone();
+    let who = actor(&request);
+    let (head_request, input) = split::<GrantsInput>(request).await;
+    let input = attempt!(&head_request, input);
+    let grants = attempt!(&head_request, grants(input.grants));
+    let client = attempt!(
+        &head_request,
+        access
+            .vault
+            .set_grants(&id, grants, &who)
+            .await
+            .map_err(store_error)
+    );
+    axum::Json(client).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditParams {
+    actor: Option<String>,
+    action: Option<String>,
+    target: Option<String>,
+    since: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn audit(
+    State(state): State<AdminState>,
+    Query(params): Query<AuditParams>,
+    request: Request,
+) -> Response {
+    let access = attempt!(&request, access(&state));
+    let events = attempt!(
+        &request,
+        access
+            .vault
+            .store()
+            .audit(&AuditQuery {
+                actor: params.actor,
+                action: params.action,
+                target: params.target,
+                since: params.since,
+                limit: params.limit,
+            })
+            .await
+            .map_err(store_error)
+    );
+    axum::Json(json!({"events": events})).into_response()
+}
+
+/// Plain values of a stored connection as runtime secrets (for `test`).
+pub(crate) fn values_for_test(
+    access: &Access,
+    row: &junction_store::ConnectionRow,
+) -> Result<indexmap::IndexMap<String, Secret>, Error> {
+    Ok(runtime_values(
+        &access.vault.values(row).map_err(store_error)?,
+    ))
 }

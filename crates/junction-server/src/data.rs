@@ -110,6 +110,20 @@ where
                 axum::Json(json!({"status": "ready", "connectors": connectors})).into_response(),
             );
         }
+        "/oauth/callback" => {
+            let table = gateway.load();
+            if let Some(admission) = table.admission() {
+                let query = request.uri().query().unwrap_or_default().to_owned();
+                return match admission.oauth_callback(&query).await {
+                    Ok(page) => local(axum::response::Html(page).into_response()),
+                    Err(error) => local(problem::response(
+                        &error,
+                        request.uri().path(),
+                        &problem::request_id(request.headers().get(problem::REQUEST_ID)),
+                    )),
+                };
+            }
+        }
         _ => {}
     }
     let uri = request.uri().clone();

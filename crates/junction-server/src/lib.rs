@@ -5,11 +5,17 @@
 //! (port 0 binds a free port, read back from [`RunningServer::data_addr`]), and
 //! [`data_router`] / [`admin_router`] give the routers to drive without sockets.
 
+pub mod access;
 mod admin;
 mod data;
+mod jwt;
+pub mod oauth;
 pub mod problem;
 mod server;
+mod test_call;
 
-pub use admin::admin_router;
+pub use access::{Access, AccessAdmission, AccessError};
+pub use admin::{admin_router, admin_router_with};
 pub use data::{data_router, serve_request, serve_request_from};
 pub use server::{RunningServer, SHUTDOWN_GRACE, Server, StartError, shutdown_signal};
+pub use test_call::run as test_connection;

@@ -85,6 +85,9 @@ pub fn response(error: &Error, instance: &str, request_id: &str) -> Response {
     for (name, value) in error.headers() {
         headers.insert(name, value.clone());
     }
+    if error.kind() == junction_runtime::ErrorKind::Unauthenticated {
+        headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
     if !error.allow().is_empty() {
         let allow: Vec<&str> = error.allow().iter().map(|m| m.as_str()).collect();
         if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {

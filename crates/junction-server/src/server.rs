@@ -12,6 +12,7 @@
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -29,7 +30,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 
-use crate::admin_router;
+use crate::access::{Access, AccessAdmission, AccessError};
+use crate::admin_router_with;
 use crate::data::serve_request_from;
 
 /// How long requests in flight may take to finish after shutdown is asked for.
@@ -48,6 +50,9 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// The store (`[store]`) or the client settings could not be opened.
+    #[error("{0}")]
+    Access(#[from] AccessError),
     /// A serving thread or its runtime could not be started.
     #[error("cannot start a serving thread: {0}")]
     Thread(#[source] std::io::Error),
@@ -64,8 +69,15 @@ impl Server {
         config: &Config,
         connectors: &[Connector],
     ) -> Result<RunningServer, StartError> {
-        let compiled = Gateway::compile(config, connectors).map_err(StartError::Compile)?;
-        let mut running = Server::start_with(config, SharedGateway::new(compiled.gateway)).await?;
+        let mut compiled = Gateway::compile(config, connectors).map_err(StartError::Compile)?;
+        let access = Access::open(config, connectors).await?;
+        if let Some(access) = &access {
+            compiled
+                .gateway
+                .set_admission(Arc::new(AccessAdmission(access.clone())));
+        }
+        let mut running =
+            Server::start_with_access(config, SharedGateway::new(compiled.gateway), access).await?;
         running.diagnostics = compiled.diagnostics;
         Ok(running)
     }
@@ -75,14 +87,31 @@ impl Server {
         config: &Config,
         gateway: SharedGateway,
     ) -> Result<RunningServer, StartError> {
+        Server::start_with_access(config, gateway, None).await
+    }
+
+    /// Serves an already compiled gateway whose admission (if any) is `access`, which the
+    /// admin API also serves.
+    pub async fn start_with_access(
+        config: &Config,
+        gateway: SharedGateway,
+        access: Option<Arc<Access>>,
+    ) -> Result<RunningServer, StartError> {
         let data = bind(config.listen, "data").await?;
         let admin = bind(config.admin_listen, "admin").await?;
         let data_addr = local_addr(&data, config.listen, "data")?;
         let admin_addr = local_addr(&admin, config.admin_listen, "admin")?;
+        if let (Some(access), None) = (&access, &config.public_url) {
+            access.set_data_url(format!("http://{data_addr}"));
+        }
         let (stop, stopped) = watch::channel(false);
         let tasks = vec![
             spawn_data(data, gateway.clone(), stopped.clone()),
-            spawn(admin, admin_router(gateway.clone()), stopped),
+            spawn(
+                admin,
+                admin_router_with(gateway.clone(), access, config.admin.token.clone()),
+                stopped,
+            ),
         ];
         tracing::info!(%data_addr, %admin_addr, "listening");
         Ok(RunningServer {
@@ -108,6 +137,16 @@ impl Server {
         gateway: SharedGateway,
         threads: NonZeroUsize,
     ) -> Result<RunningServer, StartError> {
+        Server::start_per_core_with_access(config, gateway, threads, None).await
+    }
+
+    /// [`Server::start_per_core`] with the store's `access` (see [`Server::start_with_access`]).
+    pub async fn start_per_core_with_access(
+        config: &Config,
+        gateway: SharedGateway,
+        threads: NonZeroUsize,
+        access: Option<Arc<Access>>,
+    ) -> Result<RunningServer, StartError> {
         let mut listeners = bind_shared(config.listen, threads.get())?.into_iter();
         let first = listeners
             .next()
@@ -122,6 +161,9 @@ impl Server {
         let admin = bind(config.admin_listen, "admin").await?;
         let data_addr = local_addr(&first, config.listen, "data")?;
         let admin_addr = local_addr(&admin, config.admin_listen, "admin")?;
+        if let (Some(access), None) = (&access, &config.public_url) {
+            access.set_data_url(format!("http://{data_addr}"));
+        }
         let (stop, stopped) = watch::channel(false);
 
         // Every runtime is built before anything is served, so that a failure stops the start.
@@ -158,7 +200,11 @@ impl Server {
         }
         let tasks = vec![
             tokio::spawn(serve_data(first, gateway.clone(), stopped.clone())),
-            spawn(admin, admin_router(gateway.clone()), stopped),
+            spawn(
+                admin,
+                admin_router_with(gateway.clone(), access, config.admin.token.clone()),
+                stopped,
+            ),
         ];
         tracing::info!(%data_addr, %admin_addr, threads = threads.len() + 1, "listening");
         Ok(RunningServer {

@@ -4,6 +4,7 @@
 mod admin;
 mod demo;
 mod export;
+mod manage;
 mod serve;
 mod validate;
 
@@ -36,6 +37,17 @@ enum Command {
     Cache(admin::CacheCommand),
     /// Show a running gateway's cache, rate limit, breaker and retry counters.
     Traffic(admin::Target),
+    /// Manage the connections of the store (`[store]`).
+    #[command(subcommand)]
+    Connections(manage::Connections),
+    /// Manage the gateway's clients: API keys, JWT subjects and their grants.
+    #[command(subcommand)]
+    Clients(manage::Clients),
+    /// Show the audit log of the store.
+    Audit(manage::Audit),
+    /// Master key: generate one, or rotate the store to a new one.
+    #[command(subcommand)]
+    Keys(manage::Keys),
 }
 
 fn main() -> ExitCode {
@@ -56,5 +68,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(args) => export::run(args),
         Command::Cache(command) => admin::cache(command),
         Command::Traffic(target) => admin::traffic(target),
+        Command::Connections(command) => manage::connections(command),
+        Command::Clients(command) => manage::clients(command),
+        Command::Audit(args) => manage::audit(args),
+        Command::Keys(command) => manage::keys(command),
     }
 }

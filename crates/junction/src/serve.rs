@@ -15,11 +15,12 @@
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use junction_model::{Connector, Diagnostics};
 use junction_runtime::{Config, Gateway, SharedGateway, config};
-use junction_server::{RunningServer, Server};
+use junction_server::{Access, AccessAdmission, RunningServer, Server};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -110,7 +111,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => std::thread::available_parallelism().ok(),
     }
     .unwrap_or(NonZeroUsize::MIN);
-    let gateway = SharedGateway::new(compiled.gateway);
+    let table = compiled.gateway;
     if args.runtime == RuntimeKind::MultiThread {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.get())
@@ -118,7 +119,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .build()
             .context("cannot start the async runtime")?;
         runtime.block_on(async move {
-            let running = Server::start_with(&config, gateway).await?;
+            let (gateway, access) = with_store(&config, &connectors, table).await?;
+            let running = Server::start_with_access(&config, gateway, access).await?;
             print_addresses(&running);
             running.run_until_signal().await;
             anyhow::Ok(())
@@ -130,13 +132,33 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .build()
             .context("cannot start the async runtime")?;
         runtime.block_on(async move {
-            let running = Server::start_per_core(&config, gateway, threads).await?;
+            let (gateway, access) = with_store(&config, &connectors, table).await?;
+            let running =
+                Server::start_per_core_with_access(&config, gateway, threads, access).await?;
             print_addresses(&running);
             running.run_until_signal().await;
             anyhow::Ok(())
         })?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the store when `[store]` is configured (refusing to start when its secrets
+/// cannot be read) and puts its client admission in front of `table`.
+async fn with_store(
+    config: &Config,
+    connectors: &[Connector],
+    mut table: Gateway,
+) -> anyhow::Result<(SharedGateway, Option<Arc<Access>>)> {
+    let access = Access::open(config, connectors).await?;
+    if let Some(access) = &access {
+        table.set_admission(Arc::new(AccessAdmission(access.clone())));
+        println!(
+            "store: {} (clients must authenticate on the data plane)",
+            access.vault.store().backend()
+        );
+    }
+    Ok((SharedGateway::new(table), access))
 }
 
 fn print_addresses(running: &RunningServer) {

@@ -233,8 +233,16 @@ fn key(at: OpRef<'_>, parts: &Parts, bound: &Bound, body: Option<&[u8]>) -> Stri
             key.arg(param.input.as_str(), &param.name, value);
         }
     }
-    if at.policy.vary_connection {
-        key.connection(&at.connector.traffic.connection_id);
+    // A stored connection (a client's own, or a granted shared one) always keys the
+    // entry: one client's answers never serve another's connection.
+    match crate::connection::attached(parts) {
+        Some(connection) => {
+            key.connection(&connection.id);
+        }
+        None if at.policy.vary_connection => {
+            key.connection(&at.connector.traffic.connection_id);
+        }
+        None => {}
     }
     for name in &at.policy.vary_headers {
         key.header(

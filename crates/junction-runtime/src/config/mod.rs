@@ -9,6 +9,7 @@
 //! live in [`crate::gateway`]. Connection values become [`Secret`]s at step 2 and never
 //! appear in an error message.
 
+pub mod access;
 pub mod env;
 pub mod traffic;
 pub mod units;
@@ -65,6 +66,13 @@ pub struct Config {
     pub traffic: TrafficConfig,
     /// `[connector.NAME]` sections, in file order.
     pub connectors: IndexMap<String, ConnectorConfig>,
+    /// `[store]`: connections, clients and the audit log in a database. `None`: the
+    /// connections of `[connector.NAME.connection]` only, and no client authentication.
+    pub store: Option<access::StoreConfig>,
+    /// `[clients]`: how gateway clients authenticate (API keys always; JWTs when set).
+    pub clients: access::ClientsConfig,
+    /// `[admin]`.
+    pub admin: access::AdminConfig,
 }
 
 /// `[limits]`.
@@ -159,6 +167,9 @@ impl Default for Config {
             public_url: None,
             traffic: TrafficConfig::default(),
             connectors: IndexMap::new(),
+            store: None,
+            clients: access::ClientsConfig::default(),
+            admin: access::AdminConfig::default(),
         }
     }
 }
@@ -314,6 +325,9 @@ struct RawConfig {
     rate_limit: Option<RawRateLimit>,
     #[serde(default)]
     connector: IndexMap<String, Spanned<RawConnector>>,
+    store: Option<access::RawStore>,
+    clients: Option<access::RawClients>,
+    admin: Option<access::RawAdmin>,
 }
 
 #[derive(Deserialize)]
@@ -522,6 +536,9 @@ impl Builder<'_> {
                 },
             );
         }
+        let store = self.store(raw.store, dir);
+        let clients = self.clients(raw.clients);
+        let admin = self.admin(raw.admin);
         Config {
             file: file.to_path_buf(),
             listen,
@@ -537,6 +554,9 @@ impl Builder<'_> {
             public_url,
             traffic,
             connectors,
+            store,
+            clients,
+            admin,
         }
     }
 

@@ -114,6 +114,16 @@ impl Gateway {
                 forwarded.insert(header, value.clone());
             }
         }
+        // Admit (with a store): the view's grant here, each step's as it is called, as the
+        // same client.
+        if let Some(admission) = &self.admission {
+            admission.admit_view(&parts, name).await?;
+            for header in [header::AUTHORIZATION.as_str(), "x-api-key"] {
+                if let Some(value) = parts.headers.get(header) {
+                    forwarded.insert(header, value.clone());
+                }
+            }
+        }
         let outcome = self.run_view(view, values, &forwarded).await?;
         let bytes = serde_json::to_vec(&outcome.value).map_err(|e| {
             Error::new(ErrorKind::Internal, "the view's result cannot be written").with_cause(e)

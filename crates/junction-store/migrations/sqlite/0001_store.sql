@@ -1,0 +1,48 @@
+-- Junction's store on SQLite: connections, gateway clients, the audit log, key bookkeeping.
+-- Times are Unix milliseconds; JSON documents are TEXT; sealed (encrypted) values are BLOBs
+-- written by junction-store's crypto module, never plain text.
+
+CREATE TABLE junction_meta (
+    key   TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+);
+
+CREATE TABLE connections (
+    id               TEXT PRIMARY KEY NOT NULL,
+    connector        TEXT NOT NULL,
+    name             TEXT NOT NULL,
+    parameter_set    TEXT,
+    owner            TEXT,
+    public_values    TEXT NOT NULL,
+    secrets          BLOB,
+    tokens           BLOB,
+    token_expires_at INTEGER,
+    refresh_lease    INTEGER,
+    created_by       TEXT NOT NULL,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX connections_name ON connections (connector, name);
+CREATE INDEX connections_owner ON connections (owner, connector);
+
+CREATE TABLE clients (
+    id          TEXT PRIMARY KEY NOT NULL,
+    name        TEXT NOT NULL UNIQUE,
+    key_hash    TEXT UNIQUE,
+    key_prefix  TEXT,
+    subject     TEXT UNIQUE,
+    grants      TEXT NOT NULL,
+    created_by  TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+
+CREATE TABLE audit (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    at      INTEGER NOT NULL,
+    actor   TEXT NOT NULL,
+    action  TEXT NOT NULL,
+    target  TEXT,
+    outcome TEXT NOT NULL,
+    detail  TEXT NOT NULL
+);
+CREATE INDEX audit_at ON audit (at);

@@ -1,0 +1,151 @@
+//! The [`Store`] trait and the rows it keeps; its two implementations are in [`crate::sql`].
+//!
+//! Rows hold secret values only sealed ([`crate::crypto`]): the store never sees plain
+//! secrets. Validation, sealing and redaction happen a layer up, in [`crate::Vault`].
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::crypto::MasterKey;
+use crate::error::StoreError;
+
+/// One connection as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionRow {
+    pub id: String,
+    pub connector: String,
+    pub name: String,
+    /// The chosen `connectionParameterSet` of a multi-auth connector.
+    pub parameter_set: Option<String>,
+    /// The client that owns this connection (a per-user connection); `None` = shared.
+    pub owner: Option<String>,
+    /// Non-secret values, a JSON object.
+    pub public_values: String,
+    /// Secret values, a sealed JSON object.
+    pub secrets: Option<Vec<u8>>,
+    /// OAuth tokens, a sealed JSON object.
+    pub tokens: Option<Vec<u8>>,
+    /// When the access token expires, Unix ms.
+    pub token_expires_at: Option<i64>,
+    pub created_by: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One gateway client as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRow {
+    pub id: String,
+    pub name: String,
+    /// SHA-256 (hex) of the client's API key; the key itself is never stored.
+    pub key_hash: Option<String>,
+    /// The key's first characters, to recognise it in listings.
+    pub key_prefix: Option<String>,
+    /// The JWT `sub` this client is known by.
+    pub subject: Option<String>,
+    /// Grants, a JSON array.
+    pub grants: String,
+    pub created_by: String,
+    pub created_at: i64,
+}
+
+/// One audit event: who did what to what, when, and how it went. Never a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEvent {
+    /// Set by the store.
+    pub id: i64,
+    /// Unix ms.
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// `ok`, `denied`, `failed` …
+    pub outcome: String,
+    /// A JSON object with more detail.
+    pub detail: serde_json::Value,
+}
+
+/// Which audit events to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub target: Option<String>,
+    /// Only events at or after this time (Unix ms).
+    pub since: Option<i64>,
+    /// At most this many (default 100, at most 1000).
+    pub limit: Option<i64>,
+}
+
+/// Where connections, clients and the audit log live. Implemented for SQLite and
+/// PostgreSQL with the same SQL.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+
+    async fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
+    async fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
+
+    async fn insert_connection(&self, row: &ConnectionRow) -> Result<(), StoreError>;
+    async fn connection(&self, id: &str) -> Result<Option<ConnectionRow>, StoreError>;
+    async fn connection_named(
+        &self,
+        connector: &str,
+        name: &str,
+    ) -> Result<Option<ConnectionRow>, StoreError>;
+    async fn connections(&self) -> Result<Vec<ConnectionRow>, StoreError>;
+    /// The connection `owner` has for `connector`, if any.
+    async fn owned_connection(
+        &self,
+        owner: &str,
+        connector: &str,
+    ) -> Result<Option<ConnectionRow>, StoreError>;
+    async fn delete_connection(&self, id: &str) -> Result<bool, StoreError>;
+    /// Replaces the sealed tokens of a connection.
+    async fn set_tokens(
+        &self,
+        id: &str,
+        tokens: Option<&[u8]>,
+        expires_at: Option<i64>,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// Takes the refresh lease of connection `id` until `until` (Unix ms) when nobody holds
+    /// an unexpired one: at most one replica refreshes a connection's token at a time.
+    async fn take_refresh_lease(&self, id: &str, now: i64, until: i64) -> Result<bool, StoreError>;
+    async fn release_refresh_lease(&self, id: &str) -> Result<(), StoreError>;
+    /// Marks a connection's access token as expired (the backend refused it), so the next
+    /// use refreshes it.
+    async fn expire_token(&self, id: &str) -> Result<(), StoreError>;
+    /// Records a pending OAuth login (sealed PKCE verifier); drops stale ones.
+    async fn insert_oauth_state(
+        &self,
+        state: &str,
+        connection: &str,
+        verifier: &[u8],
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// Takes (deletes and returns) a pending login: connection, sealed verifier, created_at.
+    async fn take_oauth_state(
+        &self,
+        state: &str,
+    ) -> Result<Option<(String, Vec<u8>, i64)>, StoreError>;
+
+    async fn insert_client(&self, row: &ClientRow) -> Result<(), StoreError>;
+    async fn client(&self, id: &str) -> Result<Option<ClientRow>, StoreError>;
+    async fn client_by_key_hash(&self, hash: &str) -> Result<Option<ClientRow>, StoreError>;
+    async fn client_by_subject(&self, subject: &str) -> Result<Option<ClientRow>, StoreError>;
+    async fn clients(&self) -> Result<Vec<ClientRow>, StoreError>;
+    async fn set_grants(&self, id: &str, grants: &str) -> Result<bool, StoreError>;
+    async fn delete_client(&self, id: &str) -> Result<bool, StoreError>;
+
+    async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError>;
+
+    /// Whether any sealed value is stored.
+    async fn has_sealed_values(&self) -> Result<bool, StoreError>;
+    /// Re-seals every sealed value from `old` to `new` in one transaction; returns how many
+    /// values were re-sealed.
+    async fn rotate_key(&self, old: &MasterKey, new: &MasterKey) -> Result<usize, StoreError>;
+}

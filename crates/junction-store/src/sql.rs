@@ -1,0 +1,650 @@
+//! The two [`Store`] implementations: SQLite (a file in the data directory, the default)
+//! and PostgreSQL. Both run the same SQL (`$1` placeholders work in both), written once in
+//! [`impl_store!`]; each backend has its own migrations folder, embedded in the binary.
+//!
+//! Queries are checked at run time (sqlx's `query`, not `query!`), so building needs no
+//! database. On PostgreSQL the tables live in the configured schema (`[store] schema`,
+//! default `public`), which is created when missing.
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
+
+use crate::backend::{AuditEvent, AuditQuery, ClientRow, ConnectionRow, Store};
+use crate::crypto::MasterKey;
+use crate::error::StoreError;
+
+fn migrator(files: &[(i64, &'static str, &'static str)]) -> Migrator {
+    Migrator::with_migrations(
+        files
+            .iter()
+            .map(|(version, description, sql)| {
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*description),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "store",
+        include_str!("../migrations/sqlite/0001_store.sql"),
+    ),
+    (
+        2,
+        "oauth states",
+        include_str!("../migrations/sqlite/0002_oauth_states.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "store",
+        include_str!("../migrations/postgres/0001_store.sql"),
+    ),
+    (
+        2,
+        "oauth states",
+        include_str!("../migrations/postgres/0002_oauth_states.sql"),
+    ),
+];
+
+/// The store in a SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database file at `path` and migrates it.
+    pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Database(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|e| {
+                StoreError::Database(format!(
+                    "cannot open SQLite database {}: {e}",
+                    path.display()
+                ))
+            })?;
+        migrator(SQLITE_MIGRATIONS).run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+/// The store in a PostgreSQL database.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to `url`, creates `schema` when missing, and migrates it.
+    pub async fn open(url: &str, schema: &str) -> Result<PostgresStore, StoreError> {
+        if schema.is_empty()
+            || !schema
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(StoreError::Invalid(vec![format!(
+                "schema `{schema}` must be letters, digits and `_`"
+            )]));
+        }
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Database(format!("`[store] url` is not usable: {e}")))?
+            .options([("search_path", schema)]);
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Database(format!("cannot connect to PostgreSQL: {e}")))?;
+        sqlx::query(AssertSqlSafe(format!(
+            "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
+        )))
+        .execute(&pool)
+        .await?;
+        migrator(POSTGRES_MIGRATIONS).run(&pool).await?;
+        Ok(PostgresStore { pool })
+    }
+
+    /// Drops `schema` and everything in it (tests clean up with this).
+    pub async fn drop_schema(url: &str, schema: &str) -> Result<(), StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(url)
+            .await
+            .map_err(|e| StoreError::Database(format!("cannot connect to PostgreSQL: {e}")))?;
+        sqlx::query(AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+        )))
+        .execute(&pool)
+        .await?;
+        pool.close().await;
+        Ok(())
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+const CONNECTION_COLUMNS: &str = "id, connector, name, parameter_set, owner, public_values, secrets, tokens, token_expires_at, created_by, created_at, updated_at";
+const CLIENT_COLUMNS: &str =
+    "id, name, key_hash, key_prefix, subject, grants, created_by, created_at";
+
+fn connection_row<R: Row>(row: &R) -> Result<ConnectionRow, sqlx::Error>
+where
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<Vec<u8>>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(ConnectionRow {
+        id: row.try_get("id")?,
+        connector: row.try_get("connector")?,
+        name: row.try_get("name")?,
+        parameter_set: row.try_get("parameter_set")?,
+        owner: row.try_get("owner")?,
+        public_values: row.try_get("public_values")?,
+        secrets: row.try_get("secrets")?,
+        tokens: row.try_get("tokens")?,
+        token_expires_at: row.try_get("token_expires_at")?,
+        created_by: row.try_get("created_by")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn client_row<R: Row>(row: &R) -> Result<ClientRow, sqlx::Error>
+where
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(ClientRow {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        key_hash: row.try_get("key_hash")?,
+        key_prefix: row.try_get("key_prefix")?,
+        subject: row.try_get("subject")?,
+        grants: row.try_get("grants")?,
+        created_by: row.try_get("created_by")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn audit_row<R: Row>(row: &R) -> Result<AuditEvent, sqlx::Error>
+where
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let detail: String = row.try_get("detail")?;
+    Ok(AuditEvent {
+        id: row.try_get("id")?,
+        at: row.try_get("at")?,
+        actor: row.try_get("actor")?,
+        action: row.try_get("action")?,
+        target: row.try_get("target")?,
+        outcome: row.try_get("outcome")?,
+        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+    })
+}
+
+/// `AAD` of a connection's sealed column.
+pub(crate) fn connection_aad(id: &str, column: &str) -> String {
+    format!("connection:{id}:{column}")
+}
+
+fn reseal(
+    old: &MasterKey,
+    new: &MasterKey,
+    sealed: Option<Vec<u8>>,
+    aad: &str,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    match sealed {
+        None => Ok(None),
+        Some(sealed) => {
+            let plain = old.open(&sealed, aad)?;
+            new.seal(&plain, aad).map(Some)
+        }
+    }
+}
+
+macro_rules! impl_store {
+    ($store:ty, $name:literal) => {
+        #[async_trait]
+        impl Store for $store {
+            fn backend(&self) -> &'static str {
+                $name
+            }
+
+            async fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+                let row = sqlx::query("SELECT value FROM junction_meta WHERE key = $1")
+                    .bind(key)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(match row {
+                    Some(row) => Some(row.try_get("value")?),
+                    None => None,
+                })
+            }
+
+            async fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO junction_meta (key, value) VALUES ($1, $2) \
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                )
+                .bind(key)
+                .bind(value)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn insert_connection(&self, row: &ConnectionRow) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO connections (id, connector, name, parameter_set, owner, \
+                     public_values, secrets, tokens, token_expires_at, created_by, created_at, \
+                     updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                )
+                .bind(&row.id)
+                .bind(&row.connector)
+                .bind(&row.name)
+                .bind(&row.parameter_set)
+                .bind(&row.owner)
+                .bind(&row.public_values)
+                .bind(&row.secrets)
+                .bind(&row.tokens)
+                .bind(row.token_expires_at)
+                .bind(&row.created_by)
+                .bind(row.created_at)
+                .bind(row.updated_at)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| match StoreError::from(e) {
+                    StoreError::Conflict(_) => StoreError::Conflict(format!(
+                        "connector '{}' already has a connection named '{}'",
+                        row.connector, row.name
+                    )),
+                    other => other,
+                })?;
+                Ok(())
+            }
+
+            async fn connection(&self, id: &str) -> Result<Option<ConnectionRow>, StoreError> {
+                let sql = AssertSqlSafe(format!(
+                    "SELECT {CONNECTION_COLUMNS} FROM connections WHERE id = $1"
+                ));
+                let row = sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?;
+                Ok(row.map(|r| connection_row(&r)).transpose()?)
+            }
+
+            async fn connection_named(
+                &self,
+                connector: &str,
+                name: &str,
+            ) -> Result<Option<ConnectionRow>, StoreError> {
+                let sql = AssertSqlSafe(format!(
+                    "SELECT {CONNECTION_COLUMNS} FROM connections WHERE connector = $1 AND name = $2"
+                ));
+                let row = sqlx::query(sql)
+                    .bind(connector)
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(|r| connection_row(&r)).transpose()?)
+            }
+
+            async fn connections(&self) -> Result<Vec<ConnectionRow>, StoreError> {
+                let sql = AssertSqlSafe(format!(
+                    "SELECT {CONNECTION_COLUMNS} FROM connections ORDER BY connector, name"
+                ));
+                let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
+                Ok(rows
+                    .iter()
+                    .map(connection_row)
+                    .collect::<Result<_, _>>()?)
+            }
+
+            async fn owned_connection(
+                &self,
+                owner: &str,
+                connector: &str,
+            ) -> Result<Option<ConnectionRow>, StoreError> {
+                let sql = AssertSqlSafe(format!(
+                    "SELECT {CONNECTION_COLUMNS} FROM connections \
+                     WHERE owner = $1 AND connector = $2 ORDER BY created_at LIMIT 1"
+                ));
+                let row = sqlx::query(sql)
+                    .bind(owner)
+                    .bind(connector)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(|r| connection_row(&r)).transpose()?)
+            }
+
+            async fn delete_connection(&self, id: &str) -> Result<bool, StoreError> {
+                let done = sqlx::query("DELETE FROM connections WHERE id = $1")
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn set_tokens(
+                &self,
+                id: &str,
+                tokens: Option<&[u8]>,
+                expires_at: Option<i64>,
+                now: i64,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "UPDATE connections SET tokens = $2, token_expires_at = $3, updated_at = $4 \
+                     WHERE id = $1",
+                )
+                .bind(id)
+                .bind(tokens)
+                .bind(expires_at)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn take_refresh_lease(
+                &self,
+                id: &str,
+                now: i64,
+                until: i64,
+            ) -> Result<bool, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE connections SET refresh_lease = $3 WHERE id = $1 \
+                     AND (refresh_lease IS NULL OR refresh_lease < $2)",
+                )
+                .bind(id)
+                .bind(now)
+                .bind(until)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn expire_token(&self, id: &str) -> Result<(), StoreError> {
+                sqlx::query(
+                    "UPDATE connections SET token_expires_at = 0 WHERE id = $1 AND tokens IS NOT NULL",
+                )
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn insert_oauth_state(
+                &self,
+                state: &str,
+                connection: &str,
+                verifier: &[u8],
+                now: i64,
+            ) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM oauth_states WHERE created_at < $1")
+                    .bind(now - crate::OAUTH_STATE_TTL_MS)
+                    .execute(&self.pool)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO oauth_states (state, connection, verifier, created_at) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(state)
+                .bind(connection)
+                .bind(verifier)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn take_oauth_state(
+                &self,
+                state: &str,
+            ) -> Result<Option<(String, Vec<u8>, i64)>, StoreError> {
+                let row = sqlx::query(
+                    "DELETE FROM oauth_states WHERE state = $1 \
+                     RETURNING connection, verifier, created_at",
+                )
+                .bind(state)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(match row {
+                    Some(row) => Some((
+                        row.try_get("connection")?,
+                        row.try_get("verifier")?,
+                        row.try_get("created_at")?,
+                    )),
+                    None => None,
+                })
+            }
+
+            async fn release_refresh_lease(&self, id: &str) -> Result<(), StoreError> {
+                sqlx::query("UPDATE connections SET refresh_lease = NULL WHERE id = $1")
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn insert_client(&self, row: &ClientRow) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO clients (id, name, key_hash, key_prefix, subject, grants, \
+                     created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&row.id)
+                .bind(&row.name)
+                .bind(&row.key_hash)
+                .bind(&row.key_prefix)
+                .bind(&row.subject)
+                .bind(&row.grants)
+                .bind(&row.created_by)
+                .bind(row.created_at)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| match StoreError::from(e) {
+                    StoreError::Conflict(_) => StoreError::Conflict(format!(
+                        "a client named '{}' or with the same subject already exists",
+                        row.name
+                    )),
+                    other => other,
+                })?;
+                Ok(())
+            }
+
+            async fn client(&self, id: &str) -> Result<Option<ClientRow>, StoreError> {
+                let sql = AssertSqlSafe(format!(
+                    "SELECT {CLIENT_COLUMNS} FROM clients WHERE id = $1 OR name = $1"
+                ));
+                let row = sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?;
+                Ok(row.map(|r| client_row(&r)).transpose()?)
+            }
+
+            async fn client_by_key_hash(
+                &self,
+                hash: &str,
+            ) -> Result<Option<ClientRow>, StoreError> {
+                let sql = AssertSqlSafe(format!(
+                    "SELECT {CLIENT_COLUMNS} FROM clients WHERE key_hash = $1"
+                ));
+                let row = sqlx::query(sql).bind(hash).fetch_optional(&self.pool).await?;
+                Ok(row.map(|r| client_row(&r)).transpose()?)
+            }
+
+            async fn client_by_subject(
+                &self,
+                subject: &str,
+            ) -> Result<Option<ClientRow>, StoreError> {
+                let sql = AssertSqlSafe(format!(
+                    "SELECT {CLIENT_COLUMNS} FROM clients WHERE subject = $1"
+                ));
+                let row = sqlx::query(sql)
+                    .bind(subject)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(|r| client_row(&r)).transpose()?)
+            }
+
+            async fn clients(&self) -> Result<Vec<ClientRow>, StoreError> {
+                let sql = AssertSqlSafe(format!(
+                    "SELECT {CLIENT_COLUMNS} FROM clients ORDER BY name"
+                ));
+                let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
+                Ok(rows.iter().map(client_row).collect::<Result<_, _>>()?)
+            }
+
+            async fn set_grants(&self, id: &str, grants: &str) -> Result<bool, StoreError> {
+                let done = sqlx::query("UPDATE clients SET grants = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(grants)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn delete_client(&self, id: &str) -> Result<bool, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("DELETE FROM connections WHERE owner = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                let done = sqlx::query("DELETE FROM clients WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO audit (at, actor, action, target, outcome, detail) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(event.at)
+                .bind(&event.actor)
+                .bind(&event.action)
+                .bind(&event.target)
+                .bind(&event.outcome)
+                .bind(event.detail.to_string())
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT id, at, actor, action, target, outcome, detail FROM audit \
+                     WHERE ($1 IS NULL OR actor = $1) AND ($2 IS NULL OR action = $2) \
+                     AND ($3 IS NULL OR target = $3) AND at >= $4 \
+                     ORDER BY id DESC LIMIT $5",
+                )
+                .bind(&query.actor)
+                .bind(&query.action)
+                .bind(&query.target)
+                .bind(query.since.unwrap_or(0))
+                .bind(query.limit.unwrap_or(100).clamp(1, 1000))
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.iter().map(audit_row).collect::<Result<_, _>>()?)
+            }
+
+            async fn has_sealed_values(&self) -> Result<bool, StoreError> {
+                let row = sqlx::query(
+                    "SELECT COUNT(*) AS n FROM connections \
+                     WHERE secrets IS NOT NULL OR tokens IS NOT NULL",
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                let n: i64 = row.try_get("n")?;
+                Ok(n > 0)
+            }
+
+            async fn rotate_key(
+                &self,
+                old: &MasterKey,
+                new: &MasterKey,
+            ) -> Result<usize, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let rows = sqlx::query(
+                    "SELECT id, secrets, tokens FROM connections \
+                     WHERE secrets IS NOT NULL OR tokens IS NOT NULL",
+                )
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut count = 0;
+                for row in rows {
+                    let id: String = row.try_get("id")?;
+                    let secrets: Option<Vec<u8>> = row.try_get("secrets")?;
+                    let tokens: Option<Vec<u8>> = row.try_get("tokens")?;
+                    count += usize::from(secrets.is_some()) + usize::from(tokens.is_some());
+                    let secrets =
+                        reseal(old, new, secrets, &connection_aad(&id, "secrets"))?;
+                    let tokens = reseal(old, new, tokens, &connection_aad(&id, "tokens"))?;
+                    sqlx::query("UPDATE connections SET secrets = $2, tokens = $3 WHERE id = $1")
+                        .bind(&id)
+                        .bind(secrets)
+                        .bind(tokens)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                // Pending logins are short-lived: they start again under the new key.
+                sqlx::query("DELETE FROM oauth_states")
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO junction_meta (key, value) VALUES ('key_id', $1) \
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                )
+                .bind(new.id())
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(count)
+            }
+        }
+    };
+}
+
+impl_store!(SqliteStore, "sqlite");
+impl_store!(PostgresStore, "postgres");
