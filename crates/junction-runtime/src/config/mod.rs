@@ -806,6 +806,26 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
+    /// The example at the top of docs/config.md is a configuration Junction accepts, and
+    /// its keys land where the comments say.
+    #[test]
+    fn the_reference_example_parses() {
+        let doc = include_str!("../../../../docs/config.md");
+        let start = doc.find("```toml\n").expect("a toml block") + "```toml\n".len();
+        let text = &doc[start..start + doc[start..].find("```").expect("its end")];
+        let config = Config::parse(text, Path::new("junction.toml"), Path::new("."), &|_| {
+            Some("value".to_owned())
+        })
+        .unwrap_or_else(|e| panic!("docs/config.md's example: {e}"));
+        assert!(config.connectors.contains_key("petstore"));
+        assert!(config.connectors.contains_key("planner"));
+        assert!(
+            !config.connectors["petstore"]
+                .connection
+                .contains_key("public_url")
+        );
+    }
+
     fn parse(text: &str) -> Result<Config, ConfigError> {
         let env = |name: &str| match name {
             "TOKEN" => Some("s3cr3t".to_owned()),
