@@ -65,6 +65,8 @@ pub struct Config {
     pub traffic: TrafficConfig,
     /// `[connector.NAME]` sections, in file order.
     pub connectors: IndexMap<String, ConnectorConfig>,
+    /// `[view.NAME]` sections, in file order.
+    pub view_sections: IndexMap<String, ViewConfig>,
 }
 
 /// `[limits]`.
@@ -121,6 +123,15 @@ pub struct OperationConfig {
     pub line: Option<u32>,
 }
 
+/// `[view.NAME]`: settings of one view.
+#[derive(Debug, Clone, Default)]
+pub struct ViewConfig {
+    /// `[view.NAME.cache]`: caches the view's whole answer.
+    pub cache: Option<CacheOverrides>,
+    /// Line of the section header, for messages.
+    pub line: Option<u32>,
+}
+
 /// jq transforms of the request and the response body.
 #[derive(Debug, Clone, Default)]
 pub struct Transforms {
@@ -159,6 +170,7 @@ impl Default for Config {
             public_url: None,
             traffic: TrafficConfig::default(),
             connectors: IndexMap::new(),
+            view_sections: IndexMap::new(),
         }
     }
 }
@@ -314,6 +326,14 @@ struct RawConfig {
     rate_limit: Option<RawRateLimit>,
     #[serde(default)]
     connector: IndexMap<String, Spanned<RawConnector>>,
+    #[serde(default)]
+    view: IndexMap<String, Spanned<RawViewSection>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawViewSection {
+    cache: Option<RawCachePolicy>,
 }
 
 #[derive(Deserialize)]
@@ -522,6 +542,15 @@ impl Builder<'_> {
                 },
             );
         }
+        let mut view_sections = IndexMap::new();
+        for (name, section) in raw.view {
+            let (line, _) = position(self.text, section.span().start);
+            let cache = section
+                .into_inner()
+                .cache
+                .map(|c| Values(self).cache_policy(&c, &format!("view.{name}.cache")));
+            view_sections.insert(name, ViewConfig { cache, line });
+        }
         Config {
             file: file.to_path_buf(),
             listen,
@@ -537,6 +566,7 @@ impl Builder<'_> {
             public_url,
             traffic,
             connectors,
+            view_sections,
         }
     }
 
