@@ -772,15 +772,18 @@ async fn views_cache_serves_stale_while_one_background_run_refreshes() {
     let (stale, _) = get_view(&server, "cached?a=s").await;
     assert_ok(&stale);
     assert_eq!(x_cache(&stale), "STALE");
-    // The refresh runs the view again, once, after the stale answer went out.
+    // The refresh runs the view again, once, after the stale answer went out; until it
+    // lands, requests get the stale entry without starting another.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while gauge.seen("/api/echo/s") < 2 {
-        assert!(Instant::now() < deadline, "no background refresh");
+    loop {
+        let (reply, _) = get_view(&server, "cached?a=s").await;
+        match x_cache(&reply) {
+            "HIT" => break,
+            "STALE" => assert!(Instant::now() < deadline, "no background refresh landed"),
+            other => panic!("{other}"),
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let (fresh, _) = get_view(&server, "cached?a=s").await;
-    assert_eq!(x_cache(&fresh), "HIT");
     assert_eq!(
         (gauge.seen("/api/item/s"), gauge.seen("/api/echo/s")),
         (2, 2)
@@ -811,14 +814,19 @@ args = { id = "$inputs.t" }
     for task in tasks {
         let reply = task.await.unwrap();
         assert_ok(&reply);
-        assert_eq!(x_cache(&reply), "MISS");
+        // A request that reached the gateway after the leader landed (a loaded machine)
+        // is a hit: either way the steps ran once.
+        assert!(matches!(x_cache(&reply), "MISS" | "HIT"), "{reply:?}");
         bodies.push(reply.json());
     }
     assert!(bodies.iter().all(|b| *b == bodies[0]), "{bodies:?}");
     assert_eq!(gauge.seen("/api/sleep/300"), 1);
     assert_eq!(gauge.seen("/api/item/z"), 1);
-    let status = admin(&server, reqwest::Method::GET, "/api/v1/traffic").await;
-    assert_eq!(status.json()["cache"]["coalesced"], 19, "{}", status.json());
+    let cache = &admin(&server, reqwest::Method::GET, "/api/v1/traffic")
+        .await
+        .json()["cache"];
+    let shared = cache["coalesced"].as_u64().unwrap() + cache["hits"].as_u64().unwrap();
+    assert_eq!(shared, 19, "{cache}");
 }
 
 #[tokio::test]
