@@ -410,3 +410,94 @@ async fn clients_in_views() {
     server.shutdown().await;
     test.cleanup().await;
 }
+
+/// A cached view whose steps run on each client's own connection: the entry of one client
+/// is never served to another (the client keys the entry), and is a hit for the same one.
+#[tokio::test]
+async fn cached_views_are_keyed_by_the_client() {
+    let test = TestStore::sqlite();
+    let backend = support::start_echo().await;
+    let pets = support::with_security(
+        with_parameters(support::connector(
+            "pets",
+            backend,
+            vec![support::op(Method::Get, "/whoami", "WhoAmI")],
+        )),
+        vec![(
+            "key",
+            SecurityScheme::ApiKey {
+                name: "X-Key".into(),
+                location: ApiKeyLocation::Header,
+            },
+        )],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("master.key");
+    std::fs::write(
+        &key_file,
+        MasterKey::generate().unwrap().to_base64().as_bytes(),
+    )
+    .unwrap();
+    let toml = format!(
+        "{}[cache]\n[view.me.cache]\nttl = \"5m\"\n",
+        test.toml(&key_file)
+    );
+    let mut config = support::config(&toml);
+    config.views = vec![junction_runtime::ViewSource::new(
+        "views/me.toml",
+        "shape = '.steps.me.headers[\"x-key\"] | length'\n[step.me]\noperation = \"pets.WhoAmI\"\n",
+    )];
+    let server = junction_server::Server::start(&config, &[pets])
+        .await
+        .unwrap();
+    let api = format!("{}/api/v1", server.admin_url());
+    let mut keys = std::collections::HashMap::new();
+    for (name, secret) in [("alice", "alice-key"), ("bob", "bob-key-which-is-longer")] {
+        let reply = admin(
+            reqwest::Method::POST,
+            format!("{api}/clients"),
+            Some(json!({"name": name, "grants": ["view:me", "pets"]})),
+        )
+        .await;
+        assert_eq!(
+            reply.status,
+            201,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        keys.insert(name, reply.json()["api_key"].as_str().unwrap().to_owned());
+        let own = admin(
+            reqwest::Method::POST,
+            format!("{api}/connections"),
+            Some(
+                json!({"connector": "pets", "name": format!("{name}s"), "owner": name,
+                        "values": {"api_key": secret}}),
+            ),
+        )
+        .await;
+        assert_eq!(own.status, 201, "{}", String::from_utf8_lossy(&own.body));
+    }
+    let view = format!("{}/views/me", server.data_url());
+    let alice = call(view.clone(), Some(&keys["alice"])).await;
+    assert_eq!(
+        alice.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&alice.body)
+    );
+    assert_eq!(alice.header("x-cache"), Some("MISS"));
+    assert_eq!(alice.json(), json!("alice-key".len()));
+    // Bob asks the same view with the same inputs: his own connection, not Alice's entry.
+    let bob = call(view.clone(), Some(&keys["bob"])).await;
+    assert_eq!(bob.header("x-cache"), Some("MISS"));
+    assert_eq!(bob.json(), json!("bob-key-which-is-longer".len()));
+    // Each is a hit for the client who stored it.
+    let alice = call(view.clone(), Some(&keys["alice"])).await;
+    assert_eq!(alice.header("x-cache"), Some("HIT"));
+    assert_eq!(alice.json(), json!("alice-key".len()));
+    let bob = call(view, Some(&keys["bob"])).await;
+    assert_eq!(bob.header("x-cache"), Some("HIT"));
+    assert_eq!(bob.json(), json!("bob-key-which-is-longer".len()));
+    server.shutdown().await;
+    test.cleanup().await;
+}

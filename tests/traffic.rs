@@ -192,21 +192,6 @@ async fn post(server: &RunningServer, path: &str, body: Value) -> Reply {
     .await
 }
 
-fn x_cache(reply: &Reply) -> &str {
-    reply.header("x-cache").unwrap_or("(none)")
-}
-
-async fn admin(server: &RunningServer, method: reqwest::Method, path: &str) -> Reply {
-    collect(
-        client()
-            .request(method, format!("{}{path}", server.admin_url()))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-}
-
 async fn traffic_status(server: &RunningServer) -> Value {
     admin(server, reqwest::Method::GET, "/api/v1/traffic")
         .await

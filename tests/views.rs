@@ -1,16 +1,19 @@
 //! Views end to end: real gateways on ephemeral ports, views over an in-process backend
-//! whose endpoints sleep, fail, count how many calls they serve at once, and echo.
-//! Timing tests measure the view's own answer after warming the connections.
+//! whose endpoints sleep, fail, count how many calls they serve at once (and how many each
+//! path got), and echo. Timing tests measure the view's own answer after warming the
+//! connections. Cached views at the end.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
 use junction_model::{Connector, Method, ParamLocation};
@@ -20,12 +23,22 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-/// Calls in flight at the `item` endpoint, and the most seen at once.
+/// Calls in flight at the `item` endpoint, and the most seen at once; calls per path; and
+/// a switch that makes `item` fail.
 #[derive(Debug, Default)]
 struct Gauge {
     now: AtomicUsize,
     max: AtomicUsize,
     calls: AtomicUsize,
+    paths: Mutex<HashMap<String, usize>>,
+    failing: AtomicBool,
+}
+
+impl Gauge {
+    /// How many requests the backend got for `path` (`/api/item/x`).
+    fn seen(&self, path: &str) -> usize {
+        self.paths.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
 }
 
 async fn backend(gauge: Arc<Gauge>) -> SocketAddr {
@@ -45,13 +58,32 @@ async fn backend(gauge: Arc<Gauge>) -> SocketAddr {
         let n: usize = q.get("n").and_then(|n| n.parse().ok()).unwrap_or(3);
         Json(json!({"value": (0..n).map(|i| json!({"id": format!("i{i}")})).collect::<Vec<_>>()}))
     }
-    async fn item(State(gauge): State<Arc<Gauge>>, Path(id): Path<String>) -> Json<Value> {
+    async fn item(
+        State(gauge): State<Arc<Gauge>>,
+        Path(id): Path<String>,
+    ) -> (http::StatusCode, Json<Value>) {
         let now = gauge.now.fetch_add(1, Ordering::SeqCst) + 1;
         gauge.max.fetch_max(now, Ordering::SeqCst);
         gauge.calls.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(20)).await;
         gauge.now.fetch_sub(1, Ordering::SeqCst);
-        Json(json!({"id": id, "name": format!("Item {id}")}))
+        if gauge.failing.load(Ordering::SeqCst) {
+            return (
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"error": "down on purpose"})),
+            );
+        }
+        let answer = json!({"id": id, "name": format!("Item {id}")});
+        (http::StatusCode::OK, Json(answer))
+    }
+    async fn count(State(gauge): State<Arc<Gauge>>, request: Request, next: Next) -> Response {
+        *gauge
+            .paths
+            .lock()
+            .unwrap()
+            .entry(request.uri().path().to_owned())
+            .or_default() += 1;
+        next.run(request).await
     }
     async fn echo(
         Path(id): Path<String>,
@@ -67,6 +99,7 @@ async fn backend(gauge: Arc<Gauge>) -> SocketAddr {
             .route("/api/items", get(items))
             .route("/api/item/{id}", get(item))
             .route("/api/echo/{id}", get(echo).post(echo))
+            .layer(axum::middleware::from_fn_with_state(gauge.clone(), count))
             .with_state(gauge),
     )
     .await
@@ -113,9 +146,14 @@ fn sources(views: &[(&str, &str)]) -> Vec<ViewSource> {
 }
 
 async fn start(views: &[(&str, &str)]) -> (RunningServer, Arc<Gauge>) {
+    start_with(views, "").await
+}
+
+/// [`start`] with `toml` added to `junction.toml`.
+async fn start_with(views: &[(&str, &str)], toml: &str) -> (RunningServer, Arc<Gauge>) {
     let gauge = Arc::new(Gauge::default());
     let addr = backend(gauge.clone()).await;
-    let mut config = config("");
+    let mut config = config(toml);
     config.views = sources(views);
     let server = match Server::start(&config, &[svc(addr)]).await {
         Ok(server) => server,
@@ -603,5 +641,279 @@ async fn views_the_demo_home_screen_combines_three_backends() {
     assert_eq!(
         problem["detail"],
         "view 'home': required step 'profile' (directory.GetEmployee) failed: the backend answered 404 Not Found"
+    );
+}
+
+// ------------------------------------------------------------------------ cache
+
+/// Two steps over the counted `item` endpoint, keyed by inputs `a` and `b` (default 1).
+const CACHED: &str = r#"
+[input.a]
+type = "string"
+required = true
+[input.b]
+type = "integer"
+default = 1
+[step.one]
+operation = "svc.GetItem"
+args = { id = "$inputs.a" }
+[step.two]
+operation = "svc.Echo"
+args = { id = "$inputs.a", limit = "$inputs.b" }
+"#;
+
+async fn post_view(server: &RunningServer, name: &str, inputs: Value) -> Reply {
+    collect(
+        client()
+            .post(format!("{}/views/{name}", server.data_url()))
+            .json(&inputs)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn views_cache_hits_the_same_inputs_in_any_order_and_misses_other_inputs() {
+    let (server, gauge) = start_with(
+        &[("cached", CACHED), ("both", CACHED), ("plain", CACHED)],
+        "[view.cached.cache]\nttl = \"60s\"\n[view.both.cache]\nmethods = [\"GET\", \"POST\"]\n",
+    )
+    .await;
+    let (first, _) = get_view(&server, "cached?a=x&b=2").await;
+    assert_ok(&first);
+    assert_eq!(x_cache(&first), "MISS");
+    assert_eq!(first.header("age"), None);
+    let (second, _) = get_view(&server, "cached?b=2&a=x").await;
+    assert_ok(&second);
+    assert_eq!(x_cache(&second), "HIT");
+    assert!(second.header("age").is_some(), "{:?}", second.headers);
+    assert_eq!(second.header("content-type"), Some("application/json"));
+    assert_eq!(second.json(), first.json());
+    assert_eq!(
+        (gauge.seen("/api/item/x"), gauge.seen("/api/echo/x")),
+        (1, 1)
+    );
+
+    // Other inputs, another entry; a left-out input and its default share one.
+    let (other, _) = get_view(&server, "cached?a=y&b=2").await;
+    assert_eq!(x_cache(&other), "MISS");
+    assert_eq!(other.json()["one"]["id"], "y");
+    assert_eq!(x_cache(&get_view(&server, "cached?a=x").await.0), "MISS");
+    assert_eq!(x_cache(&get_view(&server, "cached?a=x&b=1").await.0), "HIT");
+    assert_eq!(gauge.seen("/api/item/x"), 2);
+
+    // POST is cached only when the policy lists it, keyed by the same bound inputs.
+    let posted = post_view(&server, "cached", json!({"a": "x", "b": 2})).await;
+    assert_ok(&posted);
+    assert_eq!(x_cache(&posted), "(none)");
+    assert_eq!(x_cache(&get_view(&server, "both?a=z&b=2").await.0), "MISS");
+    let posted = post_view(&server, "both", json!({"b": 2, "a": "z"})).await;
+    assert_eq!(x_cache(&posted), "HIT");
+    // A view without a cache section is not cached.
+    assert_eq!(x_cache(&get_view(&server, "plain?a=x").await.0), "(none)");
+    let status = admin(&server, reqwest::Method::GET, "/api/v1/traffic").await;
+    assert_eq!(status.json()["cache"]["hits"], 3, "{}", status.json());
+}
+
+#[tokio::test]
+async fn views_cache_stores_neither_partial_answers_nor_failures() {
+    let partial = r#"
+[step.ok]
+operation = "svc.GetItem"
+args = { id = "p" }
+[step.broken]
+operation = "svc.Fail"
+optional = true
+"#;
+    let failing = "[step.broken]\noperation = \"svc.Fail\"\n";
+    let flaky = "[step.item]\noperation = \"svc.GetItem\"\nargs = { id = \"f\" }\n";
+    let (server, gauge) = start_with(
+        &[("partial", partial), ("failing", failing), ("flaky", flaky)],
+        "[view.partial.cache]\nhonour_cache_control = false\n[view.failing.cache]\n\
+         [view.flaky.cache]\nttl = \"1s\"\nstale_if_error = \"60s\"\n",
+    )
+    .await;
+    for _ in 0..2 {
+        let (reply, _) = get_view(&server, "partial").await;
+        assert_ok(&reply);
+        assert_eq!(reply.header("x-junction-partial"), Some("broken"));
+        assert_eq!(x_cache(&reply), "MISS", "a partial answer is never a hit");
+    }
+    assert_eq!(gauge.seen("/api/item/p"), 2);
+    for _ in 0..2 {
+        let (reply, _) = get_view(&server, "failing").await;
+        reply.problem(502, "view-step-failed");
+    }
+    assert_eq!(gauge.seen("/api/fail"), 4);
+
+    // A failed view within stale-if-error is answered with the old entry.
+    let (fresh, _) = get_view(&server, "flaky").await;
+    assert_eq!(x_cache(&fresh), "MISS");
+    gauge.failing.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let (stale, _) = get_view(&server, "flaky").await;
+    assert_ok(&stale);
+    assert_eq!(x_cache(&stale), "STALE");
+    assert_eq!(stale.json(), fresh.json());
+    assert_eq!(gauge.seen("/api/item/f"), 2);
+}
+
+#[tokio::test]
+async fn views_cache_serves_stale_while_one_background_run_refreshes() {
+    let (server, gauge) = start_with(
+        &[("cached", CACHED)],
+        "[view.cached.cache]\nttl = \"1s\"\nstale_while_revalidate = \"60s\"\n",
+    )
+    .await;
+    assert_eq!(x_cache(&get_view(&server, "cached?a=s").await.0), "MISS");
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let (stale, _) = get_view(&server, "cached?a=s").await;
+    assert_ok(&stale);
+    assert_eq!(x_cache(&stale), "STALE");
+    // The refresh runs the view again, once, after the stale answer went out; until it
+    // lands, requests get the stale entry without starting another.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (reply, _) = get_view(&server, "cached?a=s").await;
+        match x_cache(&reply) {
+            "HIT" => break,
+            "STALE" => assert!(Instant::now() < deadline, "no background refresh landed"),
+            other => panic!("{other}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        (gauge.seen("/api/item/s"), gauge.seen("/api/echo/s")),
+        (2, 2)
+    );
+}
+
+#[tokio::test]
+async fn views_cache_20_concurrent_misses_call_each_step_once() {
+    let slow = r#"
+[input.t]
+type = "string"
+[step.slow]
+operation = "svc.Sleep"
+args = { ms = 300, tag = "$inputs.t" }
+[step.item]
+operation = "svc.GetItem"
+args = { id = "$inputs.t" }
+"#;
+    let (server, gauge) = start_with(&[("slow", slow)], "[view.slow.cache]\n").await;
+    let server = Arc::new(server);
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let server = server.clone();
+            tokio::spawn(async move { get_view(&server, "slow?t=z").await.0 })
+        })
+        .collect();
+    let mut bodies = Vec::new();
+    for task in tasks {
+        let reply = task.await.unwrap();
+        assert_ok(&reply);
+        // A request that reached the gateway after the leader landed (a loaded machine)
+        // is a hit: either way the steps ran once.
+        assert!(matches!(x_cache(&reply), "MISS" | "HIT"), "{reply:?}");
+        bodies.push(reply.json());
+    }
+    assert!(bodies.iter().all(|b| *b == bodies[0]), "{bodies:?}");
+    assert_eq!(gauge.seen("/api/sleep/300"), 1);
+    assert_eq!(gauge.seen("/api/item/z"), 1);
+    let cache = &admin(&server, reqwest::Method::GET, "/api/v1/traffic")
+        .await
+        .json()["cache"];
+    let shared = cache["coalesced"].as_u64().unwrap() + cache["hits"].as_u64().unwrap();
+    assert_eq!(shared, 19, "{cache}");
+}
+
+#[tokio::test]
+async fn views_cache_purges_by_view_and_purging_a_connector_leaves_views_alone() {
+    let (server, _) = start_with(
+        &[("cached", CACHED)],
+        "[view.cached.cache]\n[connector.svc.operation.GetItem.cache]\n",
+    )
+    .await;
+    let purge = |query: &'static str| {
+        let server = &server;
+        async move {
+            admin(
+                server,
+                reqwest::Method::DELETE,
+                &format!("/api/v1/cache?{query}"),
+            )
+            .await
+        }
+    };
+    for a in ["x", "y"] {
+        assert_eq!(
+            x_cache(&get_view(&server, &format!("cached?a={a}")).await.0),
+            "MISS"
+        );
+    }
+    // The step's own entries (svc.GetItem is cached too) go with the connector …
+    let connector = purge("connector=svc").await;
+    assert_eq!(connector.status, 200, "{connector:?}");
+    assert_eq!(connector.json()["purged"], 2);
+    // … the view's stay.
+    assert_eq!(x_cache(&get_view(&server, "cached?a=x").await.0), "HIT");
+
+    let one = purge("view=cached&prefix=input.a%3Dx").await;
+    assert_eq!(
+        one.json(),
+        json!({"purged": 1, "prefix": "@views/cached/input.a=x"})
+    );
+    assert_eq!(x_cache(&get_view(&server, "cached?a=x").await.0), "MISS");
+    assert_eq!(x_cache(&get_view(&server, "cached?a=y").await.0), "HIT");
+    let all = purge("view=cached").await;
+    assert_eq!(all.json(), json!({"purged": 2, "prefix": "@views/cached/"}));
+    assert_eq!(x_cache(&get_view(&server, "cached?a=y").await.0), "MISS");
+
+    purge("view=cached&connector=svc")
+        .await
+        .problem(400, "invalid-request");
+    let unknown = purge("view=nope").await;
+    assert_eq!(
+        unknown.problem(404, "not-found")["detail"],
+        "there is no view named 'nope'"
+    );
+}
+
+#[test]
+fn views_cache_sections_for_unknown_views_and_bad_values_are_load_errors() {
+    let mut config = config("[view.nope.cache]\nttl = \"10s\"\n");
+    config.views = sources(&[("cached", CACHED)]);
+    let errors: Vec<String> = match Gateway::compile(&config, &[svc(closed_port())]) {
+        Ok(_) => panic!("the gateway compiled"),
+        Err(diagnostics) => diagnostics.errors().map(ToString::to_string).collect(),
+    };
+    assert_eq!(
+        errors,
+        [
+            "junction.toml#/view/nope:3:1: error[unknown-view]: [view.nope] configures a view that does not exist (loaded: cached)"
+        ]
+    );
+
+    let parse = |text: &str| {
+        junction_runtime::Config::parse(
+            text,
+            std::path::Path::new("junction.toml"),
+            std::path::Path::new("."),
+            &|_| None,
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    assert_eq!(
+        parse("[view.home.cache]\nttl = \"soon\"\nmethods = [\"DELETE\"]\n"),
+        "junction.toml:3:12: `view.home.cache.methods`: `DELETE` cannot be cached; cached methods are GET, HEAD and POST (read-only queries)\n\
+         junction.toml:2:7: `view.home.cache.ttl`: `soon` is not a duration; write e.g. \"5s\" or \"250ms\""
+    );
+    let unknown = parse("[view.home]\ntimeout = \"1s\"\n");
+    assert!(
+        unknown.starts_with("junction.toml:2:1: unknown field `timeout`"),
+        "{unknown}"
     );
 }

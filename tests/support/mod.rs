@@ -355,6 +355,23 @@ pub async fn fetch(url: String) -> Reply {
     collect(client().get(url).send().await.unwrap()).await
 }
 
+/// A request to the admin listener of `server`.
+pub async fn admin(server: &RunningServer, method: reqwest::Method, path: &str) -> Reply {
+    collect(
+        client()
+            .request(method, format!("{}{path}", server.admin_url()))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+/// The `X-Cache` of a reply, `(none)` without one.
+pub fn x_cache(reply: &Reply) -> &str {
+    reply.header("x-cache").unwrap_or("(none)")
+}
+
 /// Sends `method target` with the request target exactly as written (no URL
 /// normalisation), over a fresh HTTP/1.1 connection.
 pub async fn raw(

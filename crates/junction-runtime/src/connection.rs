@@ -41,12 +41,14 @@ pub trait Admission: Send + Sync + std::fmt::Debug {
 
     /// Admits a request for view `view`: the client must hold a `view:NAME` grant. The
     /// view's steps are then admitted one by one as the same client (its credentials are
-    /// passed on to them), each with its own connector grant and connection.
+    /// passed on to them), each with its own connector grant and connection. Returns the
+    /// client's id (a cached view is keyed by it: its steps may use the client's own
+    /// connections).
     fn admit_view<'a>(
         &'a self,
         parts: &'a Parts,
         view: &'a str,
-    ) -> BoxFuture<'a, Result<(), Error>>;
+    ) -> BoxFuture<'a, Result<String, Error>>;
 
     /// Serves the data plane's `/oauth/callback?QUERY` (an OAuth login coming back): the
     /// page to show, or why not.

@@ -2,8 +2,8 @@
 //! the configuration and the loaded connectors, and swapped atomically on reload.
 //!
 //! [`Gateway::compile`] collects every problem as a [`Diagnostic`]: errors (a config section
-//! for a connector that does not exist, a connection value that cannot be sent) reject the
-//! whole table; warnings (a schema that does not compile, a missing connection value, two
+//! for a connector or view that does not exist, a connection value that cannot be sent)
+//! reject the whole table; warnings (a schema that does not compile, a missing connection value, two
 //! operations on one route) are reported and serving goes on. A request only reads the
 //! table; [`SharedGateway`] holds it behind an `ArcSwap`.
 
@@ -162,29 +162,18 @@ impl Gateway {
 
         for (name, section) in &config.connectors {
             if !plans.contains_key(name) {
-                let mut known: Vec<&str> = order.iter().map(String::as_str).collect();
-                known.sort_unstable();
-                let mut diagnostic = Diagnostic::new(
-                    Severity::Error,
-                    "unknown-connector",
+                let known = order.iter().map(String::as_str).collect();
+                diagnostics.push(unknown_section(
                     &config_file,
-                    format!("/connector/{name}"),
-                    format!(
-                        "[connector.{name}] configures a connector that does not exist (loaded: {})",
-                        if known.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            known.join(", ")
-                        }
-                    ),
-                );
-                if let Some(line) = section.line {
-                    diagnostic = diagnostic.at(line, 1);
-                }
-                diagnostics.push(diagnostic);
+                    "connector",
+                    name,
+                    known,
+                    section.line,
+                ));
             }
         }
 
+        let view_policies = view_cache_policies(config, &traffic, &mut diagnostics);
         let views = crate::view::Views::compile(
             &config.views,
             connectors,
@@ -193,6 +182,7 @@ impl Gateway {
                     .get(connector)
                     .is_some_and(|plan| plan.operations.iter().any(|op| op.id == operation))
             },
+            &|view| view_policies.get(view).cloned(),
             config.upstream.timeout,
             &mut diagnostics,
         );
@@ -256,16 +246,17 @@ impl Gateway {
         self.traffic.status()
     }
 
-    /// Purges the cache entries of `connector`, of its `operation`, or whose key starts with
-    /// `prefix` (after the connector's or operation's prefix when those are given). Returns
-    /// the key prefix purged and how many entries went.
+    /// Purges the cache entries of `connector`, of its `operation`, of a `view`, or whose
+    /// key starts with `prefix` (after the connector's, operation's or view's prefix when
+    /// those are given). Returns the key prefix purged and how many entries went.
     pub async fn purge_cache(
         &self,
         connector: Option<&str>,
         operation: Option<&str>,
+        view: Option<&str>,
         prefix: Option<&str>,
     ) -> Result<(String, u64), crate::Error> {
-        use crate::cache::key::{connector_prefix, operation_prefix};
+        use crate::cache::key::{connector_prefix, operation_prefix, view_prefix};
         use crate::error::{Error, ErrorKind};
         let Some(cache) = &self.traffic.cache else {
             return Err(Error::new(
@@ -273,21 +264,36 @@ impl Gateway {
                 "no response cache is configured (no `cache` section in junction.toml)",
             ));
         };
-        let base = match (connector, operation) {
-            (None, Some(_)) => {
+        let base = match (connector, operation, view) {
+            (None, Some(_), _) => {
                 return Err(Error::new(
                     ErrorKind::InvalidRequest,
                     "`operation` needs `connector`: operation ids are per connector",
                 ));
             }
-            (None, None) if prefix.is_none() => {
+            (Some(_), _, Some(_)) => {
                 return Err(Error::new(
                     ErrorKind::InvalidRequest,
-                    "name a `connector`, an `operation` of it, or a key `prefix` to purge",
+                    "name a `connector` or a `view`, not both: their entries never share a key",
                 ));
             }
-            (None, None) => String::new(),
-            (Some(name), operation) => {
+            (None, None, None) if prefix.is_none() => {
+                return Err(Error::new(
+                    ErrorKind::InvalidRequest,
+                    "name a `connector`, an `operation` of it, a `view`, or a key `prefix` to purge",
+                ));
+            }
+            (None, None, None) => String::new(),
+            (None, None, Some(name)) => {
+                if self.views.get(name).is_none() {
+                    return Err(Error::new(
+                        ErrorKind::NotFound,
+                        format!("there is no view named '{name}'"),
+                    ));
+                }
+                view_prefix(name)
+            }
+            (Some(name), operation, None) => {
                 let Some(plan) = self.connectors.get(name) else {
                     return Err(Error::new(
                         ErrorKind::NotFound,
@@ -617,12 +623,7 @@ fn cache_policy(
                     "[connector.{}.operation.{}.cache] caches {} requests, but the operation is {}; add it to `methods` (POST only for read-only queries)",
                     connector.name,
                     op.id,
-                    policy
-                        .methods
-                        .iter()
-                        .map(http::Method::as_str)
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    policy.method_list(),
                     op.method
                 ),
             ));
@@ -630,6 +631,91 @@ fn cache_policy(
         return None;
     }
     Some(Box::new(policy))
+}
+
+/// The cache policies of the views, from their `[view.NAME.cache]` sections (when the
+/// gateway has a cache); a warning when one can never apply. Sections for views that do not
+/// exist are errors.
+fn view_cache_policies(
+    config: &Config,
+    traffic: &Traffic,
+    diagnostics: &mut Diagnostics,
+) -> HashMap<String, crate::cache::CachePolicy> {
+    let file = config.file.display().to_string();
+    let declared: Vec<String> = config
+        .views
+        .iter()
+        .map(|source| crate::view::view_name(&source.file))
+        .collect();
+    let mut policies = HashMap::new();
+    for (name, section) in &config.view_sections {
+        if !declared.contains(name) {
+            let known = declared.iter().map(String::as_str).collect();
+            diagnostics.push(unknown_section(&file, "view", name, known, section.line));
+            continue;
+        }
+        let Some(policy) = CacheOverrides::resolve(None, section.cache.as_ref()) else {
+            continue;
+        };
+        if traffic.cache.is_none() {
+            continue;
+        }
+        // Views answer GET and POST.
+        if !policy.applies_to(&http::Method::GET) && !policy.applies_to(&http::Method::POST) {
+            let mut diagnostic = Diagnostic::new(
+                Severity::Warning,
+                "cache-never-applies",
+                &file,
+                format!("/view/{name}/cache"),
+                format!(
+                    "[view.{name}.cache] caches {} requests, but views answer GET and POST; add one to `methods`",
+                    policy.method_list(),
+                ),
+            );
+            if let Some(line) = section.line {
+                diagnostic = diagnostic.at(line, 1);
+            }
+            diagnostics.push(diagnostic);
+            continue;
+        }
+        policies.insert(name.clone(), policy);
+    }
+    policies
+}
+
+/// The error for a `[KIND.NAME]` section of `file` (`kind` is `connector` or `view`) when
+/// nothing of that name is loaded; `known` lists what is.
+fn unknown_section(
+    file: &str,
+    kind: &'static str,
+    name: &str,
+    mut known: Vec<&str>,
+    line: Option<u32>,
+) -> Diagnostic {
+    known.sort_unstable();
+    let code = if kind == "view" {
+        "unknown-view"
+    } else {
+        "unknown-connector"
+    };
+    let diagnostic = Diagnostic::new(
+        Severity::Error,
+        code,
+        file,
+        format!("/{kind}/{name}"),
+        format!(
+            "[{kind}.{name}] configures a {kind} that does not exist (loaded: {})",
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
+        ),
+    );
+    match line {
+        Some(line) => diagnostic.at(line, 1),
+        None => diagnostic,
+    }
 }
 
 /// Whether the package has a host policy, which supplies the backend address itself.

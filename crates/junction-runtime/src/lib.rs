@@ -13,7 +13,8 @@
 //! ```
 //!
 //! [`Gateway::handle_view`] serves `/views/{name}`: it binds the view's inputs and runs its
-//! steps ([`view`]), each call going through [`Gateway::handle`] like a client's.
+//! steps ([`view`]), each call going through [`Gateway::handle`] like a client's; a view
+//! with a cache policy is answered through the same cache stage as an operation.
 //!
 //! Modules follow that order. Every failure is an [`Error`] that knows its HTTP status and
 //! whose fault it is; `junction-server` turns it into problem+json.
@@ -46,7 +47,7 @@ mod traffic;
 pub use body::{BodyTooLarge, DeadlinePassed, RequestBody, UpstreamBody};
 pub use config::{
     Config, ConfigError, ConnectorConfig, Limits, NamedTransform, OperationConfig, Paging,
-    Transforms, UpstreamDefaults,
+    Transforms, UpstreamDefaults, ViewConfig,
 };
 pub use connection::{Admission, Admitted, BoxFuture, ResolvedConnection, UnauthorizedHook};
 pub use error::{BoxError, Error, ErrorKind, InputLocation, Source, Violation};

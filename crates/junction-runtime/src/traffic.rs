@@ -38,7 +38,7 @@ use crate::secret::Secret;
 #[derive(Debug, Default)]
 pub(crate) struct Traffic {
     pub redis: Option<RedisLink>,
-    /// `None` when no connector or operation has a cache section.
+    /// `None` when no connector, operation or view has a cache section.
     pub cache: Option<ResponseCache>,
     /// `[rate_limit] per_client`.
     pub per_client: Option<Limit>,
@@ -126,10 +126,10 @@ impl Traffic {
                     None
                 }
             });
-        let caches = config
-            .connectors
-            .values()
-            .any(|c| c.traffic.cache.is_some() || c.operations.values().any(|o| o.cache.is_some()));
+        let caches =
+            config.connectors.values().any(|c| {
+                c.traffic.cache.is_some() || c.operations.values().any(|o| o.cache.is_some())
+            }) || config.view_sections.values().any(|v| v.cache.is_some());
         let cache = caches
             .then(|| {
                 let store: Arc<dyn CacheStore> = match (settings.cache.backend, &redis) {

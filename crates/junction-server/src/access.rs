@@ -219,11 +219,11 @@ impl Admission for AccessAdmission {
         &'a self,
         parts: &'a Parts,
         view: &'a str,
-    ) -> BoxFuture<'a, Result<(), Error>> {
+    ) -> BoxFuture<'a, Result<String, Error>> {
         Box::pin(async move {
             let client = self.0.authenticate(parts).await?;
             if grants::allows_view(&client.grants, view) {
-                Ok(())
+                Ok(client.id)
             } else {
                 Err(Error::new(
                     ErrorKind::Forbidden,

@@ -5,10 +5,11 @@
 //! - `GET /api/v1/views` — every view with its inputs and steps.
 //! - `GET /api/v1/traffic` — cache, rate limit, breaker, concurrency and retry counters,
 //!   and the Redis link's health.
-//! - `DELETE /api/v1/cache?connector=NAME&operation=ID&prefix=TEXT` — purges cache entries:
-//!   of a connector, of one of its operations, or whose key starts with a prefix (after
-//!   the connector's or operation's own prefix when they are given too). Answers
-//!   `{"purged": N, "prefix": "…"}`.
+//! - `DELETE /api/v1/cache?connector=NAME&operation=ID&view=NAME&prefix=TEXT` — purges
+//!   cache entries: of a connector, of one of its operations, of a view (not with
+//!   `connector`: a view's entries are its own, and purging a connector leaves them), or
+//!   whose key starts with a prefix (after the connector's, operation's or view's own
+//!   prefix when they are given too). Answers `{"purged": N, "prefix": "…"}`.
 //!
 //! With `[store]` configured (see [`crate::access`]):
 //! - `GET|POST /api/v1/connections`, `GET|DELETE /api/v1/connections/{id}`,
@@ -184,6 +185,7 @@ async fn traffic(State(gateway): State<SharedGateway>) -> Response {
 struct PurgeQuery {
     connector: Option<String>,
     operation: Option<String>,
+    view: Option<String>,
     prefix: Option<String>,
 }
 
@@ -199,7 +201,7 @@ async fn purge(
             let error = Error::new(
                 ErrorKind::InvalidRequest,
                 format!(
-                    "{}; the parameters are `connector`, `operation` and `prefix`",
+                    "{}; the parameters are `connector`, `operation`, `view` and `prefix`",
                     rejection.body_text()
                 ),
             );
@@ -211,6 +213,7 @@ async fn purge(
         .purge_cache(
             query.connector.as_deref(),
             query.operation.as_deref(),
+            query.view.as_deref(),
             query.prefix.as_deref(),
         )
         .await;

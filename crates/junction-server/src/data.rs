@@ -130,7 +130,7 @@ where
     let request_id = request.headers().get(problem::REQUEST_ID).cloned();
     let table = gateway.load();
     let result = if uri.path().starts_with(junction_runtime::VIEWS_PREFIX) {
-        table.handle_view(request).await
+        table.serve_view(request).await
     } else {
         table.serve(request, client).await
     };

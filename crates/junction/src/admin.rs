@@ -29,7 +29,8 @@ pub struct Target {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum CacheCommand {
-    /// Remove cache entries: of a connector, of one of its operations, or by key prefix.
+    /// Remove cache entries: of a connector, of one of its operations, of a view, or by key
+    /// prefix.
     Purge(PurgeArgs),
 }
 
@@ -41,8 +42,12 @@ pub struct PurgeArgs {
     /// Purge only this operation's entries (by operationId; needs --connector).
     #[arg(long, requires = "connector")]
     operation: Option<String>,
-    /// Purge entries whose key starts with this text (after the connector's or
-    /// operation's part when those are given), e.g. `path.petId=42`.
+    /// Purge this view's entries (whole answers of `/views/NAME`; a connector's purge
+    /// leaves them).
+    #[arg(long, value_name = "NAME", conflicts_with = "connector")]
+    view: Option<String>,
+    /// Purge entries whose key starts with this text (after the connector's, operation's
+    /// or view's part when those are given), e.g. `path.petId=42` or `input.employee=e1`.
     #[arg(long)]
     prefix: Option<String>,
     #[command(flatten)]
@@ -52,13 +57,16 @@ pub struct PurgeArgs {
 pub fn cache(command: CacheCommand) -> anyhow::Result<ExitCode> {
     match command {
         CacheCommand::Purge(args) => {
-            if args.connector.is_none() && args.prefix.is_none() {
-                bail!("name what to purge: --connector NAME [--operation ID] and/or --prefix TEXT");
+            if args.connector.is_none() && args.view.is_none() && args.prefix.is_none() {
+                bail!(
+                    "name what to purge: --connector NAME [--operation ID], --view NAME, and/or --prefix TEXT"
+                );
             }
             let mut query = Vec::new();
             for (name, value) in [
                 ("connector", &args.connector),
                 ("operation", &args.operation),
+                ("view", &args.view),
                 ("prefix", &args.prefix),
             ] {
                 if let Some(value) = value {
@@ -222,6 +230,25 @@ mod tests {
         assert_eq!(x_cache(profile), "HIT");
         let unknown = ["cache", "purge", "--connector", "nope"];
         assert_eq!(run(&unknown), ExitCode::FAILURE);
+        // A view's entries are purged by view; never together with a connector.
+        assert_eq!(
+            run(&["cache", "purge", "--view", "home"]),
+            ExitCode::SUCCESS
+        );
+        assert_eq!(
+            run(&["cache", "purge", "--view", "nope"]),
+            ExitCode::FAILURE
+        );
+        let both = [
+            "junction",
+            "cache",
+            "purge",
+            "--view",
+            "home",
+            "--connector",
+            "x",
+        ];
+        assert!(crate::Cli::try_parse_from(both).is_err());
         assert_eq!(run(&["traffic"]), ExitCode::SUCCESS);
         drop(demo);
     }

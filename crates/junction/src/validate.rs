@@ -162,6 +162,7 @@ fn check_views(paths: &[PathBuf]) -> ViewCheck {
             &sources,
             &connectors,
             &|_, _| true,
+            &|_| None,
             DEFAULT_TIMEOUT,
             &mut diagnostics,
         );

@@ -1,11 +1,14 @@
 //! Cache keys: connector, operation, the bound arguments in a canonical order, and the
-//! vary dimensions (connection identity, chosen request headers, the body's hash).
+//! vary dimensions (connection identity, chosen request headers, the body's hash). A view's
+//! keys put [`VIEWS`] and the view's name in place of connector and operation, and its
+//! bound inputs in place of the arguments.
 //!
 //! A key reads like a path, so purging by prefix is meaningful:
 //!
 //! ```text
 //! pets/GetPet/path.petId=42&query.fields=name|conn=default|h.accept=application%2Fjson
 //! pets/Search/query.q=cats|conn=default|body=3f5a…   (a POST query, keyed by its body)
+//! @views/home/input.employee=e1&input.news=3|conn=shared
 //! ```
 //!
 //! Arguments are sorted by place and name, so the order of query parameters in the URL
@@ -16,8 +19,11 @@
 
 use std::fmt::Write as _;
 
+use http::{HeaderMap, HeaderValue};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+use super::CachePolicy;
 
 /// Longest argument text kept readable in a key; longer ones are hashed.
 pub const MAX_ARGS_TEXT: usize = 512;
@@ -36,6 +42,15 @@ pub fn operation_prefix(connector: &str, operation: &str) -> String {
     push_encoded(&mut out, operation);
     out.push('/');
     out
+}
+
+/// What stands for the connector in the keys of views. Connector names never hold `@`, so
+/// purging a connector never touches a view's entries.
+pub const VIEWS: &str = "@views";
+
+/// The prefix of every key of view `name`.
+pub fn view_prefix(name: &str) -> String {
+    operation_prefix(VIEWS, name)
 }
 
 /// Builds one key. Feed it the arguments (any order), then the vary dimensions.
@@ -88,6 +103,23 @@ impl KeyBuilder {
             self.vary.push_str(name);
             self.vary.push('=');
             push_encoded(&mut self.vary, &String::from_utf8_lossy(value));
+        }
+        self
+    }
+
+    /// The vary dimensions of `policy`: `connection` (when the policy varies on it) and
+    /// its `vary_headers`, read from `headers`.
+    pub fn vary(
+        &mut self,
+        policy: &CachePolicy,
+        connection: &str,
+        headers: &HeaderMap,
+    ) -> &mut Self {
+        if policy.vary_connection {
+            self.connection(connection);
+        }
+        for name in &policy.vary_headers {
+            self.header(name.as_str(), headers.get(name).map(HeaderValue::as_bytes));
         }
         self
     }
@@ -261,6 +293,21 @@ mod tests {
         let key = key.finish();
         assert!(key.starts_with("c/o/~"), "{key}");
         assert_eq!(key.len(), "c/o/~".len() + 64);
+    }
+
+    #[test]
+    fn view_keys_never_share_a_prefix_with_a_connector() {
+        let mut key = KeyBuilder::new(VIEWS, "home");
+        key.arg("input", "employee", &json!("e1"))
+            .arg("input", "news", &json!(3))
+            .connection("shared");
+        let key = key.finish();
+        assert_eq!(
+            key,
+            "@views/home/input.employee=e1&input.news=3|conn=shared"
+        );
+        assert!(key.starts_with(&view_prefix("home")));
+        assert!(!key.starts_with(&connector_prefix("views")));
     }
 
     #[test]

@@ -16,6 +16,9 @@
 //!    [`control::storable`] whether to keep it, and stores it;
 //! 5. when the backend fails and an entry within stale-if-error exists, that entry is served
 //!    (`STALE`) instead of the error.
+//!
+//! A view with a policy goes through the same steps with its bound inputs as arguments
+//! (key prefix [`key::VIEWS`]), its steps standing in for the backend.
 
 pub mod control;
 pub mod entry;
@@ -162,6 +165,12 @@ impl CachePolicy {
         self.methods.contains(method)
     }
 
+    /// The cached methods, for messages: `GET, HEAD`.
+    pub fn method_list(&self) -> String {
+        let names: Vec<&str> = self.methods.iter().map(http::Method::as_str).collect();
+        names.join(", ")
+    }
+
     /// Whether the key includes a hash of the request body.
     pub fn keys_body(method: &http::Method) -> bool {
         !matches!(*method, http::Method::GET | http::Method::HEAD)
@@ -226,6 +235,12 @@ impl CacheStatus {
 
 /// The `X-Cache` header name.
 pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
+/// A response extension that keeps a response out of the cache whatever its status and
+/// headers say (and whatever `honour_cache_control` is): a view's partial answer, whose
+/// fallbacks must not be served for a whole `ttl`. The text says why, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DoNotStore(pub &'static str);
 
 /// What a lookup found.
 #[derive(Debug)]

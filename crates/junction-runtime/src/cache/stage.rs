@@ -1,6 +1,9 @@
 //! The cache stage of the pipeline: for an operation with a [`CachePolicy`], the key from
 //! the bound request, the lookup, coalescing of concurrent misses, the stale windows, and
 //! storing what the backend answered. Only operations with a policy ever come here.
+//!
+//! The flow itself ([`through`]) serves any [`Origin`]: cached views go through it too,
+//! with their steps in place of the backend.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -13,7 +16,7 @@ use http_body_util::BodyExt;
 
 use super::key::KeyBuilder;
 use super::{
-    Buffered, CachePolicy, CacheStatus, CachedResponse, Flight, Landed, Leader, Lookup,
+    Buffered, CachePolicy, CacheStatus, CachedResponse, DoNotStore, Flight, Landed, Leader, Lookup,
     ResponseCache, X_CACHE, buffer, now_ms, served_headers,
 };
 use crate::bind::{Bound, OutBody};
@@ -32,6 +35,23 @@ pub(crate) struct OpRef<'a> {
     pub policy: &'a CachePolicy,
 }
 
+/// What a cached response comes from: an operation's backend, or the steps of a view.
+pub(crate) trait Origin: Sized {
+    /// How long a request waits for the leader of its key, at most (a margin is added).
+    fn wait(&self) -> Duration;
+    /// The shared table a background refresh runs from; without one, an entry within
+    /// stale-while-revalidate is refreshed before answering.
+    fn shared(&self) -> Option<&Arc<Gateway>>;
+    /// The background refresh, run from `gateway`, which lands in `leader`.
+    fn refresh(
+        self,
+        gateway: Arc<Gateway>,
+        leader: Leader,
+    ) -> impl Future<Output = ()> + Send + 'static;
+    /// Produces the response: calls the backend, or runs the view.
+    fn fetch(self) -> impl Future<Output = Result<http::Response<UpstreamBody>, Error>> + Send;
+}
+
 /// Serves a request of a cached operation: from the cache, from another request's flight,
 /// or from the backend (storing the answer).
 pub(crate) async fn serve(
@@ -47,21 +67,30 @@ pub(crate) async fn serve(
         None
     };
     let key = key(at, &parts, &bound, body.as_deref());
-    let stale = match cache.lookup(&key).await {
+    let origin = Operation {
+        shared,
+        at,
+        parts,
+        bound,
+    };
+    through(cache, at.policy, &key, origin).await
+}
+
+/// Serves `key` from the cache, from another request's flight, or from `origin` (storing
+/// what it produces when `policy` allows).
+pub(crate) async fn through<O: Origin>(
+    cache: &ResponseCache,
+    policy: &CachePolicy,
+    key: &str,
+    origin: O,
+) -> Result<http::Response<UpstreamBody>, Error> {
+    let stale = match cache.lookup(key).await {
         Lookup::Fresh(entry) => return Ok(from_cache(cache, &entry, CacheStatus::Hit)),
-        Lookup::Revalidate(entry) => match shared {
+        Lookup::Revalidate(entry) => match origin.shared().cloned() {
             Some(shared) => {
-                if let Flight::Lead(leader) = cache.join(&key) {
+                if let Flight::Lead(leader) = cache.join(key) {
                     cache.stats().revalidations.fetch_add(1, Ordering::Relaxed);
-                    let task = refresh(
-                        shared.clone(),
-                        at.connector.name.clone(),
-                        at.index,
-                        parts,
-                        bound,
-                        leader,
-                    );
-                    tokio::spawn(task);
+                    tokio::spawn(origin.refresh(shared, leader));
                 }
                 return Ok(from_cache(cache, &entry, CacheStatus::Stale));
             }
@@ -70,33 +99,74 @@ pub(crate) async fn serve(
         },
         Lookup::Miss { stale } => stale,
         Lookup::Bypass => {
-            let mut response = upstream::call(at.connector, at.op, &parts, bound).await?;
+            let mut response = origin.fetch().await?;
             mark(cache, &mut response, CacheStatus::Bypass);
             return Ok(response);
         }
     };
-    let leader = match cache.join(&key) {
+    let leader = match cache.join(key) {
         Flight::Lead(leader) => leader,
         Flight::Follow(follower) => {
             // Wait as long as the leader may take, and a little more.
-            let landed = follower.wait(at.connector.timeout + WAIT_MARGIN).await;
+            let landed = follower.wait(origin.wait() + WAIT_MARGIN).await;
             if let Landed::Response(entry, status) = landed {
                 cache.stats().coalesced.fetch_add(1, Ordering::Relaxed);
                 return Ok(from_cache(cache, &entry, status));
             }
             // The leader had nothing to share (its answer was not storable, or it failed):
-            // call the backend alone.
-            let mut response = upstream::call(at.connector, at.op, &parts, bound).await?;
+            // fetch alone.
+            let mut response = origin.fetch().await?;
             mark(cache, &mut response, CacheStatus::Miss);
             return Ok(response);
         }
     };
-    let result = upstream::call(at.connector, at.op, &parts, bound).await;
-    land(cache, at.policy, leader, result, stale).await
+    let result = origin.fetch().await;
+    land(cache, policy, leader, result, stale).await
 }
 
-/// How much longer than the connector's timeout a follower waits for its leader.
+/// How much longer than its origin may take a follower waits for its leader.
 const WAIT_MARGIN: Duration = Duration::from_secs(1);
+
+/// A request of a cached operation, on its way to the backend.
+struct Operation<'a> {
+    shared: Option<&'a Arc<Gateway>>,
+    at: OpRef<'a>,
+    parts: Parts,
+    bound: Bound,
+}
+
+impl Origin for Operation<'_> {
+    fn wait(&self) -> Duration {
+        self.at.connector.timeout
+    }
+
+    fn shared(&self) -> Option<&Arc<Gateway>> {
+        self.shared
+    }
+
+    fn refresh(
+        self,
+        gateway: Arc<Gateway>,
+        leader: Leader,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let connector = self.at.connector.name.clone();
+        refresh(
+            gateway,
+            connector,
+            self.at.index,
+            self.parts,
+            self.bound,
+            leader,
+        )
+    }
+
+    fn fetch(self) -> impl Future<Output = Result<http::Response<UpstreamBody>, Error>> + Send {
+        let Operation {
+            at, parts, bound, ..
+        } = self;
+        async move { upstream::call(at.connector, at.op, &parts, bound).await }
+    }
+}
 
 /// The background refresh of an entry within stale-while-revalidate.
 async fn refresh(
@@ -122,10 +192,10 @@ async fn refresh(
     }
 }
 
-/// Turns the leader's backend answer into the response: stores it when it may be stored,
-/// hands it to the followers, and serves `stale` instead of a backend failure while
-/// stale-if-error allows.
-async fn land(
+/// Turns the leader's answer into the response: stores it when it may be stored (not when
+/// it carries [`DoNotStore`]), hands it to the followers, and serves `stale` instead of a
+/// failure while stale-if-error allows.
+pub(crate) async fn land(
     cache: &ResponseCache,
     policy: &CachePolicy,
     leader: Leader,
@@ -152,7 +222,11 @@ async fn land(
     let (head, body) = response.into_parts();
     match buffer(body, cache.settings().max_entry_size).await {
         Buffered::Whole(bytes) => {
-            match policy.entry(head.status, &head.headers, bytes.clone(), now) {
+            let entry = match head.extensions.get::<DoNotStore>() {
+                Some(DoNotStore(why)) => Err(*why),
+                None => policy.entry(head.status, &head.headers, bytes.clone(), now),
+            };
+            match entry {
                 Ok(entry) => {
                     let entry = Arc::new(entry);
                     cache.store(leader.key(), entry.clone()).await;
@@ -191,7 +265,8 @@ async fn land(
 }
 
 /// Whether a failure may be answered with a stale entry (stale-if-error): the backend
-/// could not be reached, was too slow, or is held off by its breaker or concurrency limit.
+/// could not be reached, was too slow, or is held off by its breaker or concurrency limit;
+/// or a required step of a view failed.
 fn stands_in_for(error: &Error) -> bool {
     matches!(
         error.kind(),
@@ -200,6 +275,7 @@ fn stands_in_for(error: &Error) -> bool {
             | ErrorKind::UpstreamInvalid
             | ErrorKind::CircuitOpen
             | ErrorKind::BackendBusy
+            | ErrorKind::ViewStepFailed
     )
 }
 

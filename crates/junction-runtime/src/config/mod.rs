@@ -73,6 +73,8 @@ pub struct Config {
     pub clients: access::ClientsConfig,
     /// `[admin]`.
     pub admin: access::AdminConfig,
+    /// `[view.NAME]` sections, in file order.
+    pub view_sections: IndexMap<String, ViewConfig>,
 }
 
 /// `[limits]`.
@@ -129,6 +131,15 @@ pub struct OperationConfig {
     pub line: Option<u32>,
 }
 
+/// `[view.NAME]`: settings of one view.
+#[derive(Debug, Clone, Default)]
+pub struct ViewConfig {
+    /// `[view.NAME.cache]`: caches the view's whole answer.
+    pub cache: Option<CacheOverrides>,
+    /// Line of the section header, for messages.
+    pub line: Option<u32>,
+}
+
 /// jq transforms of the request and the response body.
 #[derive(Debug, Clone, Default)]
 pub struct Transforms {
@@ -170,6 +181,7 @@ impl Default for Config {
             store: None,
             clients: access::ClientsConfig::default(),
             admin: access::AdminConfig::default(),
+            view_sections: IndexMap::new(),
         }
     }
 }
@@ -328,6 +340,14 @@ struct RawConfig {
     store: Option<access::RawStore>,
     clients: Option<access::RawClients>,
     admin: Option<access::RawAdmin>,
+    #[serde(default)]
+    view: IndexMap<String, Spanned<RawViewSection>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawViewSection {
+    cache: Option<RawCachePolicy>,
 }
 
 #[derive(Deserialize)]
@@ -539,6 +559,15 @@ impl Builder<'_> {
         let store = self.store(raw.store, dir);
         let clients = self.clients(raw.clients);
         let admin = self.admin(raw.admin);
+        let mut view_sections = IndexMap::new();
+        for (name, section) in raw.view {
+            let (line, _) = position(self.text, section.span().start);
+            let cache = section
+                .into_inner()
+                .cache
+                .map(|c| Values(self).cache_policy(&c, &format!("view.{name}.cache")));
+            view_sections.insert(name, ViewConfig { cache, line });
+        }
         Config {
             file: file.to_path_buf(),
             listen,
@@ -557,6 +586,7 @@ impl Builder<'_> {
             store,
             clients,
             admin,
+            view_sections,
         }
     }
 

@@ -31,6 +31,7 @@ use super::syntax::{
     self, ArgText, PathStep, RawReference, RawRoot, RawStep, RawView, is_identifier, toml_to_json,
 };
 use super::{ViewSource, view_name};
+use crate::cache::CachePolicy;
 use crate::config::units;
 use crate::plan::{Scalar, Shape};
 use crate::route::{self, Piece};
@@ -87,6 +88,16 @@ pub(crate) struct ViewPlan {
     pub steps: Vec<StepPlan>,
     pub shape: Transform,
     pub output: Option<Value>,
+    /// `[view.NAME.cache]` of `junction.toml`, resolved; `None` when the view is not cached.
+    pub cache: Option<Box<CachePolicy>>,
+}
+
+impl ViewPlan {
+    /// The longest the view may take: every step's timeout, one after the other (a step's
+    /// timeout covers all its calls, a called view's included).
+    pub fn longest(&self) -> Duration {
+        self.steps.iter().map(|step| step.timeout).sum()
+    }
 }
 
 /// One input, compiled.
@@ -202,12 +213,14 @@ pub(crate) enum Root {
 
 impl Views {
     /// Compiles `sources` against `connectors`. `served(connector, operation_id)` tells
-    /// whether the gateway serves an operation. Problems go to `diagnostics` (errors make
-    /// the views unusable; the caller refuses the table).
+    /// whether the gateway serves an operation, `cache(view)` gives a view's cache policy.
+    /// Problems go to `diagnostics` (errors make the views unusable; the caller refuses the
+    /// table).
     pub fn compile(
         sources: &[ViewSource],
         connectors: &[Connector],
         served: &dyn Fn(&str, &str) -> bool,
+        cache: &dyn Fn(&str) -> Option<CachePolicy>,
         default_timeout: Duration,
         diagnostics: &mut Diagnostics,
     ) -> Views {
@@ -291,9 +304,10 @@ impl Views {
                 }
             }
             calls.push((name.clone(), edges));
-            if let Some(plan) = plan
+            if let Some(mut plan) = plan
                 && report.errors == 0
             {
+                plan.cache = cache(name).map(Box::new);
                 views.order.push(name.clone());
                 views.views.insert(name.clone(), Arc::new(plan));
             }
@@ -734,6 +748,7 @@ fn compile_view(
         steps,
         shape: shape?,
         output,
+        cache: None,
     })
 }
 

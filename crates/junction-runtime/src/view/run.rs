@@ -10,7 +10,12 @@
 //! The step's timeout covers all its calls. A required step that fails ends the view at
 //! once (the other calls are dropped, which cancels them); an optional one takes its
 //! fallback and is named in the answer.
+//!
+//! A view with a cache policy (`[view.NAME.cache]`) goes through the cache stage of
+//! operations ([`stage::through`]) keyed by its bound inputs, with the view's run in place
+//! of the backend call; a partial answer is never stored.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,6 +31,9 @@ use super::compile::{Arg, OperationCall, Reference, Root, Slot, StepPlan, Target
 use super::syntax::follow;
 use super::{PARTIAL_HEADER, VIEWS_PREFIX, inputs};
 use crate::body::{self, UpstreamBody};
+use crate::cache::key::{self, KeyBuilder};
+use crate::cache::stage::{self, Origin};
+use crate::cache::{CachePolicy, DoNotStore, Leader};
 use crate::encode;
 use crate::error::{BoxError, Error, ErrorKind, InputLocation};
 use crate::gateway::Gateway;
@@ -58,10 +66,38 @@ type StepResult = Result<(Value, Vec<String>), StepFailure>;
 
 impl Gateway {
     /// Serves one request under `/views/`: binds the inputs (GET query or POST JSON body),
-    /// runs the view, and answers its JSON with `X-Junction-Partial` naming any optional
-    /// step that failed.
+    /// runs the view — or answers from the cache when the view has a cache policy — and
+    /// answers its JSON with `X-Junction-Partial` naming any optional step that failed.
+    ///
+    /// A cache entry within stale-while-revalidate is refreshed before answering (use
+    /// [`Gateway::serve_view`] to refresh in the background).
     pub async fn handle_view<B>(
         &self,
+        request: http::Request<B>,
+    ) -> Result<http::Response<UpstreamBody>, Error>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        self.view_request(None, request).await
+    }
+
+    /// Serves one request under `/views/` as [`Gateway::handle_view`] does; the background
+    /// refresh of a stale cache entry keeps this table alive until it is done.
+    pub async fn serve_view<B>(
+        self: &Arc<Self>,
+        request: http::Request<B>,
+    ) -> Result<http::Response<UpstreamBody>, Error>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        self.view_request(Some(self), request).await
+    }
+
+    async fn view_request<B>(
+        &self,
+        shared: Option<&Arc<Gateway>>,
         request: http::Request<B>,
     ) -> Result<http::Response<UpstreamBody>, Error>
     where
@@ -114,30 +150,57 @@ impl Gateway {
                 forwarded.insert(header, value.clone());
             }
         }
+        let mut client = None;
         // Admit (with a store): the view's grant here, each step's as it is called, as the
         // same client.
         if let Some(admission) = &self.admission {
-            admission.admit_view(&parts, name).await?;
+            client = Some(admission.admit_view(&parts, name).await?);
             for header in [header::AUTHORIZATION.as_str(), "x-api-key"] {
                 if let Some(value) = parts.headers.get(header) {
                     forwarded.insert(header, value.clone());
                 }
             }
         }
-        let outcome = self.run_view(view, values, &forwarded).await?;
+        match (&view.cache, &self.traffic.cache) {
+            (Some(policy), Some(cache)) if policy.applies_to(&parts.method) => {
+                let key = cache_key(view, policy, &parts.headers, &values, client.as_deref());
+                let origin = CachedView {
+                    gateway: self,
+                    shared,
+                    view,
+                    inputs: values,
+                    forwarded,
+                };
+                stage::through(cache, policy, &key, origin).await
+            }
+            _ => self.answer_view(view, values, &forwarded).await,
+        }
+    }
+
+    /// Runs `view` and writes its answer: the JSON, and `X-Junction-Partial` naming the
+    /// optional steps that failed (such an answer is never stored in the cache).
+    async fn answer_view(
+        &self,
+        view: &ViewPlan,
+        inputs: Map<String, Value>,
+        forwarded: &http::HeaderMap,
+    ) -> Result<http::Response<UpstreamBody>, Error> {
+        let outcome = self.run_view(view, inputs, forwarded).await?;
         let bytes = serde_json::to_vec(&outcome.value).map_err(|e| {
             Error::new(ErrorKind::Internal, "the view's result cannot be written").with_cause(e)
         })?;
         let mut response = http::Response::new(UpstreamBody::full(Bytes::from(bytes)));
-        let headers = response.headers_mut();
-        headers.insert(
+        response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        if !outcome.partial.is_empty()
-            && let Ok(value) = HeaderValue::from_str(&outcome.partial.join(", "))
-        {
-            headers.insert(PARTIAL_HEADER, value);
+        if !outcome.partial.is_empty() {
+            if let Ok(value) = HeaderValue::from_str(&outcome.partial.join(", ")) {
+                response.headers_mut().insert(PARTIAL_HEADER, value);
+            }
+            response
+                .extensions_mut()
+                .insert(DoNotStore("partial: an optional step failed"));
         }
         Ok(response)
     }
@@ -396,6 +459,105 @@ impl Gateway {
                 Ok((outcome.value, outcome.partial))
             }
         }
+    }
+}
+
+/// The connection identity in the keys of views called without a client (no store): every
+/// step runs on the connections of the configuration file, which every caller shares.
+const SHARED_CONNECTION: &str = "shared";
+
+/// The cache key of a view's request: the view, its bound inputs (defaults included, so
+/// leaving an input out and giving its default share an entry) and the vary dimensions.
+/// With a client (a store is configured) the client always keys the entry, whatever
+/// `vary_connection` says: its steps may run on the client's own connections, and one
+/// client's answers must never reach another.
+fn cache_key(
+    view: &ViewPlan,
+    policy: &CachePolicy,
+    headers: &http::HeaderMap,
+    inputs: &Map<String, Value>,
+    client: Option<&str>,
+) -> String {
+    let mut key = KeyBuilder::new(key::VIEWS, &view.name);
+    for (name, value) in inputs {
+        key.arg("input", name, value);
+    }
+    match client {
+        Some(id) => {
+            key.connection(&format!("client:{id}"));
+            key.vary(
+                &CachePolicy {
+                    vary_connection: false,
+                    ..policy.clone()
+                },
+                "",
+                headers,
+            );
+        }
+        None => {
+            key.vary(policy, SHARED_CONNECTION, headers);
+        }
+    }
+    key.finish()
+}
+
+/// A request of a cached view, on its way to the steps.
+struct CachedView<'a> {
+    gateway: &'a Gateway,
+    shared: Option<&'a Arc<Gateway>>,
+    view: &'a ViewPlan,
+    inputs: Map<String, Value>,
+    forwarded: http::HeaderMap,
+}
+
+impl Origin for CachedView<'_> {
+    fn wait(&self) -> Duration {
+        self.view.longest()
+    }
+
+    fn shared(&self) -> Option<&Arc<Gateway>> {
+        self.shared
+    }
+
+    fn refresh(
+        self,
+        gateway: Arc<Gateway>,
+        leader: Leader,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        refresh(
+            gateway,
+            self.view.name.clone(),
+            self.inputs,
+            self.forwarded,
+            leader,
+        )
+    }
+
+    async fn fetch(self) -> Result<http::Response<UpstreamBody>, Error> {
+        self.gateway
+            .answer_view(self.view, self.inputs, &self.forwarded)
+            .await
+    }
+}
+
+/// The background refresh of a view's entry within stale-while-revalidate: the view runs
+/// again.
+async fn refresh(
+    gateway: Arc<Gateway>,
+    name: String,
+    inputs: Map<String, Value>,
+    forwarded: http::HeaderMap,
+    leader: Leader,
+) {
+    let (Some(view), Some(cache)) = (gateway.views.get(&name), &gateway.traffic.cache) else {
+        return;
+    };
+    let Some(policy) = view.cache.as_deref() else {
+        return;
+    };
+    let result = gateway.answer_view(view, inputs, &forwarded).await;
+    if let Err(error) = stage::land(cache, policy, leader, result, None).await {
+        tracing::debug!(view = %name, error = %error, "background refresh failed; the stale entry stays");
     }
 }
 
