@@ -19,19 +19,19 @@ fn junction_binary() -> PathBuf {
     let target_dir = profile_dir.parent().unwrap();
     let profile = profile_dir.file_name().unwrap().to_str().unwrap();
     let mut build = Command::new(env!("CARGO"));
-    // The test runner's own CARGO_* variables would make cargo rebuild the binary.
+    // The test runner's own CARGO_* variables would make cargo rebuild the binary. The
+    // RUSTUP_* ones stay: they pin the toolchain this test was built with.
     for (name, _) in std::env::vars() {
-        if (name.starts_with("CARGO_") || name.starts_with("NEXTEST") || name.starts_with("RUST"))
-            && !matches!(
-                name.as_str(),
-                "CARGO_HOME" | "CARGO_BUILD_JOBS" | "RUSTUP_HOME"
-            )
+        if (name.starts_with("CARGO_") || name.starts_with("NEXTEST"))
+            && !matches!(name.as_str(), "CARGO_HOME" | "CARGO_BUILD_JOBS")
         {
             build.env_remove(name);
         }
     }
+    // The same package selection as `scripts/test`'s build step (so the same features and
+    // artifacts): a no-op there.
     build
-        .args(["build", "--quiet", "-p", "junction", "--bin", "junction"])
+        .args(["build", "--quiet", "--locked", "--workspace", "--bins"])
         .arg("--target-dir")
         .arg(target_dir)
         .current_dir(crate::harness::workspace_root());
