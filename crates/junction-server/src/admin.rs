@@ -1,5 +1,6 @@
 //! The admin plane, on its own listener: a small management API under `/api/v1`.
 //!
+//! - `GET /api/v1/openapi.json` — this API's OpenAPI 3.1 document.
 //! - `GET /api/v1/connectors` — every connector with its operations.
 //! - `GET /api/v1/connectors/{name}` — one connector.
 //! - `GET /api/v1/views` — every view with its inputs and steps.
@@ -69,6 +70,7 @@ pub fn admin_router_with(
     token: Option<Secret>,
 ) -> Router {
     let router = Router::new()
+        .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/connectors", get(list))
         .route("/api/v1/connectors/{name}", get(one))
         .route("/api/v1/views", get(views))
@@ -223,6 +225,14 @@ async fn purge(
         }
         Err(error) => failed(&error, &uri, &headers),
     }
+}
+
+/// This API's OpenAPI 3.1 document (`admin-openapi.json`; the `admin` integration test
+/// checks that it names every route above and passes a validator).
+pub const OPENAPI: &str = include_str!("admin-openapi.json");
+
+async fn openapi() -> Response {
+    ([(http::header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 async fn not_found(request: Request) -> Response {
