@@ -19,5 +19,6 @@ mod prism;
 mod redis_support;
 mod store;
 mod support;
+mod telemetry;
 mod traffic;
 mod views;

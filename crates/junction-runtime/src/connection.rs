@@ -91,6 +91,8 @@ pub struct Admitted {
     pub operations: Option<Vec<String>>,
     /// The client, for messages.
     pub client: String,
+    /// The client's id, for the access log.
+    pub id: String,
 }
 
 impl Admitted {

@@ -84,6 +84,31 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, in declaration order (for counters indexed by kind).
+    pub const ALL: [ErrorKind; 21] = [
+        ErrorKind::NotFound,
+        ErrorKind::MethodNotAllowed,
+        ErrorKind::InvalidRequest,
+        ErrorKind::PayloadTooLarge,
+        ErrorKind::UnsupportedMediaType,
+        ErrorKind::UpstreamUnreachable,
+        ErrorKind::UpstreamTimeout,
+        ErrorKind::UpstreamInvalid,
+        ErrorKind::ConnectionUnauthenticated,
+        ErrorKind::TransformFailed,
+        ErrorKind::ViewStepFailed,
+        ErrorKind::NotImplemented,
+        ErrorKind::RateLimited,
+        ErrorKind::CircuitOpen,
+        ErrorKind::BackendBusy,
+        ErrorKind::StoreUnavailable,
+        ErrorKind::Misconfigured,
+        ErrorKind::Internal,
+        ErrorKind::Unauthenticated,
+        ErrorKind::Forbidden,
+        ErrorKind::Conflict,
+    ];
+
     pub fn status(self) -> StatusCode {
         match self {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,

@@ -22,6 +22,7 @@ use crate::plan::{self, OperationPlan};
 use crate::policy;
 use crate::route::{self, RouteTable};
 use crate::schema::SchemaCompiler;
+use crate::telemetry::{Metrics, RouteMetrics, RouteName, UpstreamMetrics};
 use crate::traffic::{ConnectorTrafficPlan, Traffic, TrafficStatus};
 use crate::upstream;
 
@@ -55,6 +56,10 @@ pub(crate) struct ConnectorPlan {
     pub traffic: ConnectorTrafficPlan,
     /// What building a stored connection's credentials needs.
     pub auth_model: crate::connection::AuthModel,
+    /// The request counters of each operation, indexed like `operations`.
+    pub op_metrics: Vec<Arc<RouteMetrics>>,
+    /// The latency of the connector's upstream calls.
+    pub upstream_metrics: Arc<UpstreamMetrics>,
 }
 
 /// The compiled route table of every connector. Immutable once built.
@@ -70,6 +75,8 @@ pub struct Gateway {
     pub(crate) traffic: Traffic,
     /// Client authentication and connection resolution, when a store is configured.
     pub(crate) admission: Option<Arc<dyn crate::connection::Admission>>,
+    /// Request counters and the access log; handed on to the table that replaces this one.
+    metrics: Arc<Metrics>,
 }
 
 /// A gateway and the warnings found while building it.
@@ -107,6 +114,16 @@ impl Gateway {
     /// Compiles `connectors` with `config`. Fails with every diagnostic (errors and
     /// warnings) when any error was found.
     pub fn compile(config: &Config, connectors: &[Connector]) -> Result<Compiled, Diagnostics> {
+        Gateway::compile_with_metrics(config, connectors, Metrics::new())
+    }
+
+    /// [`Gateway::compile`], counting into `metrics`: a reload passes the metrics of the
+    /// table it replaces ([`Gateway::metrics`]), so counters go on across the swap.
+    pub fn compile_with_metrics(
+        config: &Config,
+        connectors: &[Connector],
+        metrics: Arc<Metrics>,
+    ) -> Result<Compiled, Diagnostics> {
         let config_file = config.file.display().to_string();
         let mut diagnostics = Diagnostics::default();
         let mut plans: HashMap<String, ConnectorPlan> = HashMap::new();
@@ -147,7 +164,7 @@ impl Gateway {
                     }
                 },
             };
-            let plan = compile_connector(
+            let mut plan = compile_connector(
                 connector,
                 section,
                 config,
@@ -156,6 +173,7 @@ impl Gateway {
                 &mut traffic,
                 &mut diagnostics,
             );
+            attach_metrics(&mut plan, &metrics);
             order.push(connector.name.clone());
             plans.insert(connector.name.clone(), plan);
         }
@@ -187,6 +205,8 @@ impl Gateway {
             &mut diagnostics,
         );
 
+        views.attach_metrics(&metrics);
+
         if diagnostics.has_errors() {
             return Err(diagnostics);
         }
@@ -198,9 +218,15 @@ impl Gateway {
                 views,
                 traffic,
                 admission: None,
+                metrics,
             },
             diagnostics,
         })
+    }
+
+    /// The request counters and the access log.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The step that admits data-plane requests, when a store is configured.
@@ -518,7 +544,24 @@ fn compile_connector(
             },
             operations: operation_security,
         },
+        op_metrics: Vec::new(),
+        upstream_metrics: Arc::default(),
     }
+}
+
+/// Gives `plan` its series in `metrics`: one per operation, and its upstream histogram.
+fn attach_metrics(plan: &mut ConnectorPlan, metrics: &Metrics) {
+    plan.op_metrics = plan
+        .operations
+        .iter()
+        .map(|op| {
+            metrics.route(RouteName::Operation {
+                connector: plan.name.clone(),
+                operation: op.id.clone(),
+            })
+        })
+        .collect();
+    plan.upstream_metrics = metrics.upstream(&plan.name);
 }
 
 fn auth_for<'c>(

@@ -44,10 +44,13 @@ pub mod redis_link;
 pub mod resilience;
 mod traffic;
 
+// Telemetry: request counters, latency histograms and the access log.
+pub mod telemetry;
+
 pub use body::{BodyTooLarge, DeadlinePassed, RequestBody, UpstreamBody};
 pub use config::{
-    Config, ConfigError, ConnectorConfig, Limits, NamedTransform, OperationConfig, Paging,
-    Transforms, UpstreamDefaults, ViewConfig,
+    Config, ConfigError, ConnectorConfig, Limits, LogConfig, NamedTransform, OperationConfig,
+    Paging, Transforms, UpstreamDefaults, ViewConfig,
 };
 pub use connection::{Admission, Admitted, BoxFuture, ResolvedConnection, UnauthorizedHook};
 pub use error::{BoxError, Error, ErrorKind, InputLocation, Source, Violation};

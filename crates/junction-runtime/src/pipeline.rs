@@ -19,6 +19,7 @@ use crate::error::{BoxError, Error, ErrorKind, Violation};
 use crate::gateway::{ConnectorPlan, Gateway};
 use crate::ratelimit::{self, Decision};
 use crate::route::{self, Lookup};
+use crate::telemetry::Observed;
 use crate::traffic;
 use crate::upstream;
 
@@ -40,7 +41,8 @@ impl Gateway {
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError>,
     {
-        self.run(None, request, None).await
+        self.run(None, request, None, &mut Observed::default())
+            .await
     }
 
     /// Serves one request from `client` (the peer address, which per-client rate limits
@@ -55,14 +57,31 @@ impl Gateway {
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError>,
     {
-        self.run(Some(self), request, client).await
+        self.run(Some(self), request, client, &mut Observed::default())
+            .await
     }
 
-    async fn run<B>(
-        &self,
+    /// [`Gateway::serve`], telling `observed` which operation answered and which client
+    /// (with a store) asked, for the counters and the access log.
+    pub async fn serve_observed<'g, B>(
+        self: &'g Arc<Self>,
+        request: http::Request<B>,
+        client: Option<IpAddr>,
+        observed: &mut Observed<'g>,
+    ) -> Result<http::Response<UpstreamBody>, Error>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        self.run(Some(self), request, client, observed).await
+    }
+
+    async fn run<'g, B>(
+        &'g self,
         shared: Option<&Arc<Gateway>>,
         request: http::Request<B>,
         client: Option<IpAddr>,
+        observed: &mut Observed<'g>,
     ) -> Result<http::Response<UpstreamBody>, Error>
     where
         B: Body<Data = Bytes> + Send + Unpin + 'static,
@@ -86,6 +105,9 @@ impl Gateway {
             }
             None => None,
         };
+        if let Some(admitted) = &admitted {
+            observed.client_id = Some(admitted.id.clone());
+        }
         let path = parts.uri.path();
         let rest = path.strip_prefix(CONNECTORS_PREFIX).unwrap_or_default();
         let (name, operation_path) = match rest.find('/') {
@@ -125,6 +147,7 @@ impl Gateway {
             .operations
             .get(index)
             .ok_or_else(|| Error::new(ErrorKind::Internal, "the route table is inconsistent"))?;
+        observed.route = connector.op_metrics.get(index).map(Arc::as_ref);
 
         if let Some(admitted) = &admitted {
             admitted.check(name, &op.id)?;

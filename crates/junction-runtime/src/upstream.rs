@@ -371,6 +371,7 @@ pub(crate) async fn exchange(
     };
 
     let timeout = connector.timeout;
+    let started = std::time::Instant::now();
     let mut deadline = Box::pin(tokio::time::sleep(timeout));
     let mut next = {
         let mut request = http::Request::new(body);
@@ -397,6 +398,7 @@ pub(crate) async fn exchange(
         let response = tokio::select! {
             response = exchange => response,
             () = &mut deadline => {
+                connector.upstream_metrics.latency.record(started.elapsed());
                 if let (Some(breaker), Some(ticket)) = (breaker, ticket) {
                     breaker.record(ticket, false);
                 }
@@ -429,8 +431,13 @@ pub(crate) async fn exchange(
         next = again(replay);
     };
 
+    let elapsed = started.elapsed();
+    connector.upstream_metrics.latency.record(elapsed);
     match outcome {
-        Ok(response) => {
+        Ok(mut response) => {
+            response
+                .extensions_mut()
+                .insert(crate::telemetry::UpstreamTime(elapsed));
             let status = response.status();
             if let (Some(breaker), Some(ticket)) = (breaker, ticket) {
                 breaker.record(ticket, !breaker.is_failure(status));

@@ -302,6 +302,7 @@ impl Admission for AccessAdmission {
             Ok(Admitted {
                 operations,
                 client: client.name,
+                id: client.id,
             })
         })
     }

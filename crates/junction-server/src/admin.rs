@@ -4,6 +4,8 @@
 //! - `GET /api/v1/connectors` — every connector with its operations.
 //! - `GET /api/v1/connectors/{name}` — one connector.
 //! - `GET /api/v1/views` — every view with its inputs and steps.
+//! - `GET /metrics` — Prometheus text: request counters and latency histograms, and the
+//!   traffic counters below (docs/telemetry.md).
 //! - `GET /api/v1/traffic` — cache, rate limit, breaker, concurrency and retry counters,
 //!   and the Redis link's health.
 //! - `DELETE /api/v1/cache?connector=NAME&operation=ID&view=NAME&prefix=TEXT` — purges
@@ -75,6 +77,7 @@ pub fn admin_router_with(
         .route("/api/v1/connectors/{name}", get(one))
         .route("/api/v1/views", get(views))
         .route("/api/v1/traffic", get(traffic))
+        .route("/metrics", get(metrics))
         .route("/api/v1/cache", delete(purge))
         .route(
             "/api/v1/connections",
@@ -179,6 +182,20 @@ async fn one(
 
 async fn traffic(State(gateway): State<SharedGateway>) -> Response {
     axum::Json(gateway.load().traffic_status()).into_response()
+}
+
+/// `GET /metrics`: the Prometheus text exposition.
+async fn metrics(State(gateway): State<SharedGateway>) -> Response {
+    let table = gateway.load();
+    let text = junction_runtime::telemetry::render(table.metrics(), &table.traffic_status());
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 /// The query of `DELETE /api/v1/cache`.

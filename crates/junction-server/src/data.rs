@@ -12,6 +12,7 @@
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime};
 
 use axum::Router;
 use axum::body::Body;
@@ -19,6 +20,7 @@ use axum::extract::{Request, State};
 use axum::response::IntoResponse;
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
+use junction_runtime::telemetry::{self, AccessLine, Observed, RouteName, UpstreamTime};
 use junction_runtime::{BoxError, SharedGateway, UpstreamBody};
 use serde_json::json;
 
@@ -126,22 +128,75 @@ where
         }
         _ => {}
     }
+    let started = Instant::now();
     let uri = request.uri().clone();
     let request_id = request.headers().get(problem::REQUEST_ID).cloned();
     let table = gateway.load();
+    let metrics = table.metrics();
+    // What the access log needs from the request, read before the gateway consumes it.
+    let logged = metrics.access_log().map(|log| {
+        let trace = telemetry::trace_id(request.headers()).map(str::to_owned);
+        (log, request.method().clone(), trace)
+    });
+    let mut observed = Observed::default();
     let result = if uri.path().starts_with(junction_runtime::VIEWS_PREFIX) {
-        table.serve_view(request).await
+        table.serve_view_observed(request, &mut observed).await
     } else {
-        table.serve(request, client).await
+        table.serve_observed(request, client, &mut observed).await
     };
-    match result {
+    let mut failed = None;
+    let response = match result {
         Ok(response) => response.map(DataBody::Upstream),
-        Err(error) => local(problem::response(
-            &error,
-            uri.path(),
-            &problem::request_id(request_id.as_ref()),
-        )),
+        Err(error) => {
+            metrics.error(error.kind());
+            failed = Some(error.kind().slug());
+            local(problem::response(
+                &error,
+                uri.path(),
+                &problem::request_id(request_id.as_ref()),
+            ))
+        }
+    };
+    let elapsed = started.elapsed();
+    let cache = telemetry::cache_outcome(response.headers());
+    let route = observed.route.unwrap_or(metrics.unrouted());
+    route.record(response.status(), cache, elapsed);
+    if let Some((log, method, trace)) = logged {
+        let (connector, operation, view) = match &route.name {
+            RouteName::Operation {
+                connector,
+                operation,
+            } => (Some(connector.as_str()), Some(operation.as_str()), None),
+            RouteName::View(view) => (None, None, Some(view.as_str())),
+            RouteName::Unrouted => (None, None, None),
+        };
+        log.write(&AccessLine {
+            time: telemetry::rfc3339(SystemTime::now()),
+            // The client's, else the one a problem answer was given.
+            request_id: request_id
+                .as_ref()
+                .or_else(|| response.headers().get(problem::REQUEST_ID))
+                .and_then(|id| id.to_str().ok()),
+            trace_id: trace.as_deref(),
+            client: client.map(|ip| ip.to_canonical().to_string()),
+            client_id: observed.client_id.as_deref(),
+            method: method.as_str(),
+            path: uri.path(),
+            connector,
+            operation,
+            view,
+            status: response.status().as_u16(),
+            error: failed,
+            duration_ms: telemetry::millis(elapsed),
+            upstream_ms: response
+                .extensions()
+                .get::<UpstreamTime>()
+                .map(|t| telemetry::millis(t.0)),
+            cache: cache.unwrap_or("none"),
+            bytes: response.body().size_hint().exact(),
+        });
     }
+    response
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::serve::ListenerExt;
 use junction_model::{Connector, Diagnostics};
+use junction_runtime::telemetry::AccessLog;
 use junction_runtime::{Config, Gateway, SharedGateway};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{oneshot, watch};
@@ -53,6 +54,9 @@ pub enum StartError {
     /// The store (`[store]`) or the client settings could not be opened.
     #[error("{0}")]
     Access(#[from] AccessError),
+    /// `[log] file` cannot be opened for appending.
+    #[error("cannot open the access log: {0}")]
+    AccessLog(#[source] std::io::Error),
     /// A serving thread or its runtime could not be started.
     #[error("cannot start a serving thread: {0}")]
     Thread(#[source] std::io::Error),
@@ -97,6 +101,7 @@ impl Server {
         gateway: SharedGateway,
         access: Option<Arc<Access>>,
     ) -> Result<RunningServer, StartError> {
+        open_access_log(config, &gateway)?;
         let data = bind(config.listen, "data").await?;
         let admin = bind(config.admin_listen, "admin").await?;
         let data_addr = local_addr(&data, config.listen, "data")?;
@@ -147,6 +152,7 @@ impl Server {
         threads: NonZeroUsize,
         access: Option<Arc<Access>>,
     ) -> Result<RunningServer, StartError> {
+        open_access_log(config, &gateway)?;
         let mut listeners = bind_shared(config.listen, threads.get())?.into_iter();
         let first = listeners
             .next()
@@ -217,6 +223,19 @@ impl Server {
             threads,
         })
     }
+}
+
+/// Opens `[log] access` into the gateway's metrics, unless a log is already there (a
+/// gateway served again keeps its log).
+fn open_access_log(config: &Config, gateway: &SharedGateway) -> Result<(), StartError> {
+    let table = gateway.load();
+    let metrics = table.metrics();
+    if metrics.access_log().is_none()
+        && let Some(log) = AccessLog::open(&config.log.access).map_err(StartError::AccessLog)?
+    {
+        metrics.set_access_log(log);
+    }
+    Ok(())
 }
 
 /// Binds `count` listeners to `addr`, all with `SO_REUSEPORT` when there are several. Port 0

@@ -3,6 +3,7 @@
 //! it any more.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
@@ -16,6 +17,8 @@ use super::{CacheStore, StoreError, StoreUsage};
 #[derive(Debug, Clone)]
 pub struct MemoryStore {
     entries: Cache<String, Arc<CachedResponse>>,
+    /// Entries removed to make room (not those that expired or were purged).
+    evictions: Arc<AtomicU64>,
 }
 
 struct KeepFor;
@@ -44,14 +47,21 @@ impl Expiry<String, Arc<CachedResponse>> for KeepFor {
 impl MemoryStore {
     /// A store holding at most `max_bytes` of entries (keys included).
     pub fn new(max_bytes: u64) -> MemoryStore {
+        let evictions = Arc::new(AtomicU64::new(0));
+        let evicted = evictions.clone();
         let entries = Cache::builder()
             .max_capacity(max_bytes)
+            .eviction_listener(move |_key, _value, cause| {
+                if cause == moka::notification::RemovalCause::Size {
+                    evicted.fetch_add(1, Ordering::Relaxed);
+                }
+            })
             .weigher(|key: &String, value: &Arc<CachedResponse>| {
                 u32::try_from(key.len() as u64 + value.weight()).unwrap_or(u32::MAX)
             })
             .expire_after(KeepFor)
             .build();
-        MemoryStore { entries }
+        MemoryStore { entries, evictions }
     }
 }
 
@@ -94,6 +104,10 @@ impl CacheStore for MemoryStore {
             }
             Ok(purged)
         })
+    }
+
+    fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
     }
 
     fn usage(&self) -> Option<StoreUsage> {

@@ -91,6 +91,11 @@ pub trait CacheStore: Send + Sync + fmt::Debug {
     fn usage(&self) -> Option<StoreUsage> {
         None
     }
+
+    /// Entries removed to make room, when the store evicts by itself.
+    fn evictions(&self) -> u64 {
+        0
+    }
 }
 
 /// Which store `[cache] backend` selects.
@@ -289,6 +294,8 @@ pub struct CacheSnapshot {
     pub not_stored: u64,
     pub store_errors: u64,
     pub purged: u64,
+    /// Entries the store removed to make room (the memory store; Redis evicts on its own).
+    pub evictions: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<StoreUsage>,
 }
@@ -363,6 +370,7 @@ impl ResponseCache {
             not_stored: get(&s.not_stored),
             store_errors: get(&s.store_errors),
             purged: get(&s.purged),
+            evictions: self.0.store.evictions(),
             usage: self.0.store.usage(),
         }
     }

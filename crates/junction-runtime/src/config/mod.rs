@@ -75,6 +75,15 @@ pub struct Config {
     pub admin: access::AdminConfig,
     /// `[view.NAME]` sections, in file order.
     pub view_sections: IndexMap<String, ViewConfig>,
+    /// `[log]`.
+    pub log: LogConfig,
+}
+
+/// `[log]`: the access log (docs/telemetry.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `access` and `file`: off (the default), standard output, or a file.
+    pub access: crate::telemetry::AccessTarget,
 }
 
 /// `[limits]`.
@@ -182,6 +191,7 @@ impl Default for Config {
             clients: access::ClientsConfig::default(),
             admin: access::AdminConfig::default(),
             view_sections: IndexMap::new(),
+            log: LogConfig::default(),
         }
     }
 }
@@ -342,6 +352,15 @@ struct RawConfig {
     admin: Option<access::RawAdmin>,
     #[serde(default)]
     view: IndexMap<String, Spanned<RawViewSection>>,
+    log: Option<RawLog>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    access: Option<bool>,
+    file: Option<Spanned<String>>,
+    format: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -559,6 +578,7 @@ impl Builder<'_> {
         let store = self.store(raw.store, dir);
         let clients = self.clients(raw.clients);
         let admin = self.admin(raw.admin);
+        let log = self.log(raw.log, dir);
         let mut view_sections = IndexMap::new();
         for (name, section) in raw.view {
             let (line, _) = position(self.text, section.span().start);
@@ -587,7 +607,35 @@ impl Builder<'_> {
             clients,
             admin,
             view_sections,
+            log,
         }
+    }
+
+    /// `[log]`: `access = true` writes access log lines to standard output, or to `file`.
+    fn log(&mut self, raw: Option<RawLog>, dir: &Path) -> LogConfig {
+        let Some(raw) = raw else {
+            return LogConfig::default();
+        };
+        if let Some(format) = &raw.format
+            && let Some(text) = self.string(format, "log.format")
+            && text != "json"
+        {
+            self.push(
+                format,
+                "log.format",
+                format!("`{text}` is not a log format; the one there is is \"json\""),
+            );
+        }
+        let file = raw
+            .file
+            .and_then(|value| self.string(&value, "log.file"))
+            .map(|path| dir.join(path));
+        let access = match (raw.access.unwrap_or(false), file) {
+            (false, _) => crate::telemetry::AccessTarget::Off,
+            (true, Some(path)) => crate::telemetry::AccessTarget::File(path),
+            (true, None) => crate::telemetry::AccessTarget::Stdout,
+        };
+        LogConfig { access }
     }
 
     /// `[redis]`, `[cache]` and `[rate_limit]`. Redis is set up when a backend asks for it,
@@ -849,6 +897,10 @@ mod tests {
         .unwrap_or_else(|e| panic!("docs/config.md's example: {e}"));
         assert!(config.connectors.contains_key("petstore"));
         assert!(config.connectors.contains_key("planner"));
+        assert_eq!(
+            config.log.access,
+            crate::telemetry::AccessTarget::File(Path::new(".").join("access.log"))
+        );
         assert!(
             !config.connectors["petstore"]
                 .connection

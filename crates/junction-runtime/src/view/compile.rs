@@ -90,6 +90,8 @@ pub(crate) struct ViewPlan {
     pub output: Option<Value>,
     /// `[view.NAME.cache]` of `junction.toml`, resolved; `None` when the view is not cached.
     pub cache: Option<Box<CachePolicy>>,
+    /// The view's request counters, attached by the gateway once compiled.
+    pub metrics: std::sync::OnceLock<Arc<crate::telemetry::RouteMetrics>>,
 }
 
 impl ViewPlan {
@@ -359,6 +361,15 @@ impl Views {
             }
         }
         views
+    }
+
+    /// Gives every view its series in `metrics`.
+    pub(crate) fn attach_metrics(&self, metrics: &crate::telemetry::Metrics) {
+        for (name, plan) in &self.views {
+            let _ = plan
+                .metrics
+                .set(metrics.route(crate::telemetry::RouteName::View(name.clone())));
+        }
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&ViewPlan> {
@@ -749,6 +760,7 @@ fn compile_view(
         shape: shape?,
         output,
         cache: None,
+        metrics: std::sync::OnceLock::new(),
     })
 }
 

@@ -39,6 +39,7 @@ use crate::error::{BoxError, Error, ErrorKind, InputLocation};
 use crate::gateway::Gateway;
 use crate::pipeline::CONNECTORS_PREFIX;
 use crate::route::Piece;
+use crate::telemetry::Observed;
 
 /// Request headers a step's calls carry over from the view's request.
 const FORWARDED: [&str; 2] = ["x-request-id", "accept-language"];
@@ -79,7 +80,8 @@ impl Gateway {
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError>,
     {
-        self.view_request(None, request).await
+        self.view_request(None, request, &mut Observed::default())
+            .await
     }
 
     /// Serves one request under `/views/` as [`Gateway::handle_view`] does; the background
@@ -92,13 +94,29 @@ impl Gateway {
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError>,
     {
-        self.view_request(Some(self), request).await
+        self.view_request(Some(self), request, &mut Observed::default())
+            .await
     }
 
-    async fn view_request<B>(
-        &self,
+    /// [`Gateway::serve_view`], telling `observed` which view answered and which client
+    /// (with a store) asked.
+    pub async fn serve_view_observed<'g, B>(
+        self: &'g Arc<Self>,
+        request: http::Request<B>,
+        observed: &mut Observed<'g>,
+    ) -> Result<http::Response<UpstreamBody>, Error>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        self.view_request(Some(self), request, observed).await
+    }
+
+    async fn view_request<'g, B>(
+        &'g self,
         shared: Option<&Arc<Gateway>>,
         request: http::Request<B>,
+        observed: &mut Observed<'g>,
     ) -> Result<http::Response<UpstreamBody>, Error>
     where
         B: Body<Data = Bytes> + Send + Unpin + 'static,
@@ -113,6 +131,7 @@ impl Gateway {
                 format!("there is no view named '{name}'"),
             ));
         };
+        observed.route = view.metrics.get().map(Arc::as_ref);
         let values = match parts.method {
             http::Method::GET => inputs::from_query(view, parts.uri.query())?,
             http::Method::POST => {
@@ -155,6 +174,7 @@ impl Gateway {
         // same client.
         if let Some(admission) = &self.admission {
             client = Some(admission.admit_view(&parts, name).await?);
+            observed.client_id.clone_from(&client);
             for header in [header::AUTHORIZATION.as_str(), "x-api-key"] {
                 if let Some(value) = parts.headers.get(header) {
                     forwarded.insert(header, value.clone());
