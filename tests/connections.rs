@@ -2,7 +2,7 @@
 //! connections and clients, the data plane authenticates clients, checks grants and
 //! resolves each request's connection, `test` calls the connector's testConnection
 //! operation, and the audit log records it all. No secret value ever appears in an
-//! answer, the logs, the audit log or the database file.
+//! answer, the metrics, the logs, the audit log or the database file.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -289,6 +289,12 @@ async fn end_to_end(test: TestStore) {
         .problem(404, "not-found");
 
     assert_no_secret("an admin answer", &answers);
+    // The metrics, after all of the above went through the gateway.
+    let metrics = fetch(format!("{}/metrics", server.admin_url())).await;
+    assert_eq!(metrics.status, 200);
+    let metrics = String::from_utf8_lossy(&metrics.body).into_owned();
+    assert!(metrics.contains("connector=\"pets\""), "{metrics}");
+    assert_no_secret("the metrics", &metrics);
     let logged = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
     assert!(logged.contains("listening"), "logs were not captured");
     assert_no_secret("the log", &logged);
