@@ -118,7 +118,12 @@ impl KeyBuilder {
         if policy.vary_connection {
             self.connection(connection);
         }
-        for name in &policy.vary_headers {
+        self.headers(&policy.vary_headers, headers)
+    }
+
+    /// The request headers `names`, read from `headers`.
+    pub fn headers(&mut self, names: &[http::HeaderName], headers: &HeaderMap) -> &mut Self {
+        for name in names {
             self.header(name.as_str(), headers.get(name).map(HeaderValue::as_bytes));
         }
         self

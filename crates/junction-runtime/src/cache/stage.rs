@@ -320,12 +320,7 @@ fn key(at: OpRef<'_>, parts: &Parts, bound: &Bound, body: Option<&[u8]>) -> Stri
         }
         None => {}
     }
-    for name in &at.policy.vary_headers {
-        key.header(
-            name.as_str(),
-            parts.headers.get(name).map(HeaderValue::as_bytes),
-        );
-    }
+    key.headers(&at.policy.vary_headers, &parts.headers);
     if let Some(body) = body {
         key.body(body);
     }

@@ -505,14 +505,7 @@ fn cache_key(
     match client {
         Some(id) => {
             key.connection(&format!("client:{id}"));
-            key.vary(
-                &CachePolicy {
-                    vary_connection: false,
-                    ..policy.clone()
-                },
-                "",
-                headers,
-            );
+            key.headers(&policy.vary_headers, headers);
         }
         None => {
             key.vary(policy, SHARED_CONNECTION, headers);
