@@ -95,9 +95,13 @@ try {
   check(!(await page.content()).includes(ADMIN_TOKEN), 'the token is in the page');
   await shot('signed-in');
 
-  step('skip link is the first thing Tab reaches');
+  step('skip link is the first thing Tab reaches, and it skips');
+  await page.reload();
+  await page.locator('a[data-operation="pets.ListPets"]').waitFor();
   await page.keyboard.press('Tab');
   check(await page.evaluate(() => document.activeElement?.classList.contains('skip-link')), 'Tab does not reach the skip link first');
+  await page.keyboard.press('Enter');
+  check(await page.evaluate(() => document.activeElement?.id === 'main'), 'the skip link does not move focus to the content');
 
   step('an operation: description and the generated form');
   await page.locator('a[data-operation="pets.ListPets"]').click();
