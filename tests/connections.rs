@@ -294,6 +294,12 @@ async fn end_to_end(test: TestStore) {
     assert_eq!(metrics.status, 200);
     let metrics = String::from_utf8_lossy(&metrics.body).into_owned();
     assert!(metrics.contains("connector=\"pets\""), "{metrics}");
+    // The store's health, read at scrape time.
+    assert!(metrics.contains("\njunction_store_up 1\n"), "{metrics}");
+    assert!(
+        metrics.contains("\njunction_store_ping_seconds "),
+        "{metrics}"
+    );
     assert_no_secret("the metrics", &metrics);
     let logged = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
     assert!(logged.contains("listening"), "logs were not captured");

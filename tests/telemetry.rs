@@ -1,6 +1,7 @@
 //! Telemetry end to end: `/metrics` on the admin listener after known traffic (counts by
 //! operation, status class and cache outcome; histograms; valid Prometheus text), and the
-//! JSON-lines access log (its fields, and no secret in it).
+//! JSON-lines access log (its fields, and no secret in it), and the last hour's statistics
+//! at `/api/v1/stats`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -262,6 +263,14 @@ async fn metrics_count_requests_by_operation_status_and_cache_outcome() {
         ),
         2.0
     );
+    // The pool: the two calls went one after the other, on one or two connections.
+    let opened = value(&samples, "junction_upstream_pool_connections_opened_total");
+    let reused = value(&samples, "junction_upstream_pool_reused_total");
+    assert!(opened >= 1.0 && opened + reused == 2.0, "{opened} {reused}");
+    let open = value(&samples, "junction_upstream_pool_connections");
+    assert!(value(&samples, "junction_upstream_pool_idle_connections") <= open);
+    assert!(open <= opened);
+    assert_eq!(value(&samples, "junction_upstream_tls_requests_total"), 0.0);
     // The cache's own counters, read at scrape time.
     assert_eq!(value(&samples, "junction_cache_hits_total"), 2.0);
     assert_eq!(value(&samples, "junction_cache_misses_total"), 1.0);
@@ -508,6 +517,15 @@ async fn views_are_counted_as_views_and_their_steps_as_upstream_calls() {
         ),
         1.0
     );
+    // The console's statistics list the view, and not its step's operation.
+    let stats = admin(&server, reqwest::Method::GET, "/api/v1/stats")
+        .await
+        .json();
+    let routes = stats["routes"].as_array().unwrap();
+    assert_eq!(routes.len(), 1, "{stats:#}");
+    assert_eq!(routes[0]["kind"], "view");
+    assert_eq!(routes[0]["view"], "one");
+    assert_eq!(routes[0]["requests"], 1);
     // The step is not a client's request of the operation, but it called the backend.
     assert_eq!(
         value(
@@ -522,5 +540,105 @@ async fn views_are_counted_as_views_and_their_steps_as_upstream_calls() {
             "junction_upstream_duration_seconds_count{connector=\"svc\"}"
         ),
         1.0
+    );
+}
+
+#[tokio::test]
+async fn stats_of_the_last_hour_count_rates_errors_hits_and_percentiles() {
+    let server = svc_gateway("[connector.svc.operation.GetItem.cache]\nttl = \"60s\"\n").await;
+    let data = server.data_url();
+    let empty = admin(&server, reqwest::Method::GET, "/api/v1/stats").await;
+    assert_eq!(empty.status, 200);
+    let empty = empty.json();
+    assert_eq!(empty["window_seconds"], 3600);
+    assert_eq!(empty["slot_seconds"], 60);
+    assert_eq!(
+        empty["routes"],
+        json!([]),
+        "routes without requests are not listed"
+    );
+
+    for _ in 0..4 {
+        assert_eq!(
+            fetch(format!("{data}/connectors/svc/items/1")).await.status,
+            200
+        );
+    }
+    for _ in 0..2 {
+        assert_eq!(
+            fetch(format!("{data}/connectors/svc/fail")).await.status,
+            500
+        );
+    }
+    fetch(format!("{data}/connectors/svc/nothing"))
+        .await
+        .problem(404, "not-found");
+
+    let stats = admin(&server, reqwest::Method::GET, "/api/v1/stats")
+        .await
+        .json();
+    let routes = stats["routes"].as_array().unwrap();
+    assert_eq!(
+        routes.len(),
+        2,
+        "unrouted requests are not a route: {stats:#}"
+    );
+    let route = |operation: &str| {
+        routes
+            .iter()
+            .find(|r| {
+                r["kind"] == "operation" && r["connector"] == "svc" && r["operation"] == operation
+            })
+            .unwrap_or_else(|| panic!("no {operation} in {stats:#}"))
+            .clone()
+    };
+    let item = route("GetItem");
+    assert_eq!(item["requests"], 4);
+    assert_eq!(item["errors"], 0);
+    assert_eq!(item["error_rate"], 0.0);
+    assert_eq!(
+        (item["cache_hits"].clone(), item["cache_lookups"].clone()),
+        (json!(3), json!(4))
+    );
+    assert_eq!(item["cache_hit_ratio"], 0.75);
+    assert!(item["rate_per_second"].as_f64().unwrap() > 0.0);
+    let latency = &item["latency_ms"];
+    let (p50, p95, p99) = (
+        latency["p50"].as_f64().unwrap(),
+        latency["p95"].as_f64().unwrap(),
+        latency["p99"].as_f64().unwrap(),
+    );
+    assert!(
+        0.0 < p50 && p50 <= p95 && p95 <= p99 && p99 < 5_000.0,
+        "{latency}"
+    );
+    let series = item["series"].as_array().unwrap();
+    assert_eq!(series.len(), 60);
+    let t: Vec<u64> = series.iter().map(|p| p["t"].as_u64().unwrap()).collect();
+    assert!(
+        t.windows(2).all(|w| w[1] == w[0] + 60),
+        "one point a minute, oldest first"
+    );
+    assert!(t[59] <= stats["now"].as_u64().unwrap() && stats["now"].as_u64().unwrap() < t[59] + 60);
+    // The requests fall in the last minute, or the two last when a minute turned meanwhile.
+    let recent: u64 = series[58..]
+        .iter()
+        .map(|p| p["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(recent, 4);
+    let hits: u64 = series
+        .iter()
+        .map(|p| p["cache_hits"].as_u64().unwrap())
+        .sum();
+    assert_eq!(hits, 3);
+
+    let fail = route("Fail");
+    assert_eq!(fail["requests"], 2);
+    assert_eq!(fail["errors"], 2);
+    assert_eq!(fail["error_rate"], 1.0);
+    assert_eq!(
+        fail["cache_hit_ratio"],
+        Value::Null,
+        "an operation without a cache"
     );
 }

@@ -77,6 +77,8 @@ pub struct Gateway {
     pub(crate) admission: Option<Arc<dyn crate::connection::Admission>>,
     /// Request counters and the access log; handed on to the table that replaces this one.
     metrics: Arc<Metrics>,
+    /// The upstream clients (one per connect timeout), for their pools' figures.
+    clients: Vec<upstream::HttpClient>,
 }
 
 /// A gateway and the warnings found while building it.
@@ -219,6 +221,7 @@ impl Gateway {
                 traffic,
                 admission: None,
                 metrics,
+                clients: clients.into_values().collect(),
             },
             diagnostics,
         })
@@ -269,7 +272,11 @@ impl Gateway {
 
     /// Cache, rate limit, breaker and retry counters.
     pub fn traffic_status(&self) -> TrafficStatus {
-        self.traffic.status()
+        let mut status = self.traffic.status();
+        for client in &self.clients {
+            status.pool.add(client.snapshot());
+        }
+        status
     }
 
     /// Purges the cache entries of `connector`, of its `operation`, of a `view`, or whose

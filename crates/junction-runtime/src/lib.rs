@@ -44,7 +44,9 @@ pub mod redis_link;
 pub mod resilience;
 mod traffic;
 
-// Telemetry: request counters, latency histograms and the access log.
+// Telemetry: request counters, latency histograms, the last hour's statistics and the
+// access log.
+pub mod stats;
 pub mod telemetry;
 
 pub use body::{BodyTooLarge, DeadlinePassed, RequestBody, UpstreamBody};

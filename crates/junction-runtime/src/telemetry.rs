@@ -106,12 +106,39 @@ pub enum RouteName {
     Unrouted,
 }
 
+/// `{"kind": "operation", "connector": …, "operation": …}`, `{"kind": "view", "view": …}`
+/// or `{"kind": "unrouted"}`.
+impl Serialize for RouteName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        match self {
+            RouteName::Operation {
+                connector,
+                operation,
+            } => {
+                map.serialize_entry("kind", "operation")?;
+                map.serialize_entry("connector", connector)?;
+                map.serialize_entry("operation", operation)?;
+            }
+            RouteName::View(view) => {
+                map.serialize_entry("kind", "view")?;
+                map.serialize_entry("view", view)?;
+            }
+            RouteName::Unrouted => map.serialize_entry("kind", "unrouted")?,
+        }
+        map.end()
+    }
+}
+
 /// The counters of one operation or view.
 #[derive(Debug, Default)]
 pub struct RouteMetrics {
     pub name: RouteName,
     requests: [[AtomicU64; CACHE_OUTCOMES.len()]; STATUS_CLASSES.len()],
     pub latency: Histogram,
+    /// The last hour, by minute, for the console.
+    pub window: crate::stats::Window,
 }
 
 impl RouteMetrics {
@@ -134,6 +161,13 @@ impl RouteMetrics {
             counter.fetch_add(1, Ordering::Relaxed);
         }
         self.latency.record(elapsed);
+        if !matches!(self.name, RouteName::Unrouted) {
+            self.window.record(crate::stats::Sample {
+                status: status.as_u16(),
+                cache,
+                elapsed,
+            });
+        }
     }
 
     /// The count of requests with `status` class (`"2xx"`) and `cache` outcome (`"HIT"`,
@@ -179,11 +213,41 @@ pub struct Metrics {
     errors: [AtomicU64; ErrorKind::ALL.len()],
     /// `[log] access`, opened by the server that serves the first table.
     access: OnceLock<AccessLog>,
+    /// When counting began (Unix seconds), for the rates of a process younger than the
+    /// statistics' window.
+    started: u64,
 }
 
 impl Metrics {
     pub fn new() -> Arc<Metrics> {
-        Arc::new(Metrics::default())
+        Arc::new(Metrics {
+            started: crate::stats::unix_now(),
+            ..Metrics::default()
+        })
+    }
+
+    /// The statistics of the last hour of every operation and view that had requests in
+    /// it, as `GET /api/v1/stats` answers them.
+    pub fn stats(&self) -> StatsReport {
+        let now = crate::stats::unix_now();
+        let routes: Vec<Arc<RouteMetrics>> =
+            self.routes.lock().map(|r| r.clone()).unwrap_or_default();
+        let routes = routes
+            .iter()
+            .filter_map(|route| {
+                let summary = route.window.snapshot(now, self.started)?;
+                Some(RouteStats {
+                    name: route.name.clone(),
+                    summary,
+                })
+            })
+            .collect();
+        StatsReport {
+            window_seconds: crate::stats::SLOTS as u64 * crate::stats::SLOT_SECONDS,
+            slot_seconds: crate::stats::SLOT_SECONDS,
+            now,
+            routes,
+        }
     }
 
     /// The series of `name`, created on first use (a reload finds the old one again).
@@ -249,6 +313,25 @@ impl Metrics {
     }
 }
 
+/// The statistics of the last hour (`GET /api/v1/stats`).
+#[derive(Debug, Clone, Serialize)]
+pub struct StatsReport {
+    pub window_seconds: u64,
+    pub slot_seconds: u64,
+    /// Unix seconds.
+    pub now: u64,
+    pub routes: Vec<RouteStats>,
+}
+
+/// One operation's or view's last hour.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteStats {
+    #[serde(flatten)]
+    pub name: RouteName,
+    #[serde(flatten)]
+    pub summary: crate::stats::Summary,
+}
+
 /// Writes `key="value"` with the value escaped as the text format asks.
 fn label(out: &mut String, key: &str, value: &str) {
     out.push_str(key);
@@ -262,6 +345,19 @@ fn label(out: &mut String, key: &str, value: &str) {
         }
     }
     out.push_str("\",");
+}
+
+/// Writes a series without labels: its `# HELP` and `# TYPE` lines and its sample. For the
+/// figures of other parts (the store's, read by the server at scrape time).
+pub fn write_series(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    value: impl std::fmt::Display,
+) {
+    header(out, name, kind, help);
+    sample(out, name, "", value);
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -678,9 +774,44 @@ fn render_traffic(out: &mut String, traffic: &TrafficStatus) {
                 redis.outages,
             ),
         ] {
-            header(out, name, kind, help);
-            sample(out, name, "", value);
+            write_series(out, name, kind, help, value);
         }
+    }
+
+    let pool = &traffic.pool;
+    for (name, kind, help, value) in [
+        (
+            "junction_upstream_pool_connections",
+            "gauge",
+            "Plain-HTTP upstream connections open (idle or carrying a request).",
+            pool.open,
+        ),
+        (
+            "junction_upstream_pool_idle_connections",
+            "gauge",
+            "Plain-HTTP upstream connections waiting in a pool.",
+            pool.idle,
+        ),
+        (
+            "junction_upstream_pool_connections_opened_total",
+            "counter",
+            "Plain-HTTP upstream connections opened.",
+            pool.opened,
+        ),
+        (
+            "junction_upstream_pool_reused_total",
+            "counter",
+            "Upstream requests sent on a pooled connection.",
+            pool.reused,
+        ),
+        (
+            "junction_upstream_tls_requests_total",
+            "counter",
+            "Upstream requests to HTTPS backends (their pool is not itemised).",
+            pool.tls_requests,
+        ),
+    ] {
+        write_series(out, name, kind, help, value);
     }
 }
 
@@ -889,6 +1020,7 @@ mod tests {
             breakers: Vec::new(),
             concurrency: Vec::new(),
             retries: Vec::new(),
+            pool: crate::upstream::PoolSnapshot::default(),
         }
     }
 

@@ -92,6 +92,8 @@ pub struct TrafficStatus {
     pub breakers: Vec<BreakerSnapshot>,
     pub concurrency: Vec<ConcurrencySnapshot>,
     pub retries: Vec<RetryCounts>,
+    /// The upstream connection pools (filled in by the gateway, which owns the clients).
+    pub pool: crate::upstream::PoolSnapshot,
 }
 
 /// A connector's retry counters.
@@ -251,6 +253,7 @@ impl Traffic {
                 .iter()
                 .filter_map(|g| g.concurrency.as_ref().map(ConcurrencyLimit::snapshot))
                 .collect(),
+            pool: crate::upstream::PoolSnapshot::default(),
             retries: self
                 .retries
                 .iter()

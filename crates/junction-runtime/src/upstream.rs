@@ -33,6 +33,7 @@ use crate::resilience::concurrency::Slot;
 use crate::resilience::retry::{Attempt, is_idempotent, retry_after};
 
 mod pool;
+pub use pool::PoolSnapshot;
 pub(crate) use pool::{ClientError, HttpClient};
 
 /// The `User-Agent` of upstream requests.

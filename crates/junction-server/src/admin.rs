@@ -114,6 +114,7 @@ pub fn admin_router_with(
         .route("/api/v1/views", get(views))
         .route("/api/v1/diagnostics", get(diagnostics))
         .route("/api/v1/traffic", get(traffic))
+        .route("/api/v1/stats", get(stats))
         .route("/metrics", get(metrics))
         .route("/api/v1/cache", delete(purge))
         .route(
@@ -305,10 +306,69 @@ async fn traffic(State(gateway): State<SharedGateway>) -> Response {
     axum::Json(gateway.load().traffic_status()).into_response()
 }
 
-/// `GET /metrics`: the Prometheus text exposition.
-async fn metrics(State(gateway): State<SharedGateway>) -> Response {
-    let table = gateway.load();
-    let text = junction_runtime::telemetry::render(table.metrics(), &table.traffic_status());
+/// How long a scrape waits for the store's answer before calling it down.
+const STORE_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Appends the store's series: up, the time of a `SELECT 1`, and its connection pool.
+async fn store_health(out: &mut String, access: &Access) {
+    use junction_runtime::telemetry::write_series;
+    let store = access.vault.store();
+    let started = std::time::Instant::now();
+    let up = matches!(
+        tokio::time::timeout(STORE_PING_TIMEOUT, store.ping()).await,
+        Ok(Ok(()))
+    );
+    if !up {
+        tracing::warn!(
+            backend = store.backend(),
+            "the store did not answer a health check"
+        );
+    }
+    let (size, idle) = store.pool_size();
+    let series: [(&str, &str, &str, f64); 4] = [
+        (
+            "junction_store_up",
+            "gauge",
+            "1 when the store answered a query during this scrape.",
+            f64::from(u8::from(up)),
+        ),
+        (
+            "junction_store_ping_seconds",
+            "gauge",
+            "Time the store took to answer that query (or the time waited).",
+            started.elapsed().as_secs_f64(),
+        ),
+        (
+            "junction_store_pool_connections",
+            "gauge",
+            "Database connections the store holds open.",
+            f64::from(size),
+        ),
+        (
+            "junction_store_pool_idle_connections",
+            "gauge",
+            "Of those, the idle ones.",
+            idle as f64,
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        write_series(out, name, kind, help, value);
+    }
+}
+
+/// `GET /api/v1/stats`: every operation's and view's last hour, by minute.
+async fn stats(State(gateway): State<SharedGateway>) -> Response {
+    axum::Json(gateway.load().metrics().stats()).into_response()
+}
+
+/// `GET /metrics`: the Prometheus text exposition, with the store's health when there is
+/// one.
+async fn metrics(State(state): State<AdminState>) -> Response {
+    let table = state.gateway.load();
+    let mut text = junction_runtime::telemetry::render(table.metrics(), &table.traffic_status());
+    if let Some(access) = &state.access {
+        store_health(&mut text, access).await;
+    }
     (
         [(
             http::header::CONTENT_TYPE,

@@ -85,6 +85,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 
+    /// One round trip to the database (`SELECT 1`), for health checks.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// The database connections open now, and how many of them are idle.
+    fn pool_size(&self) -> (u32, usize);
+
     async fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
     async fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
 

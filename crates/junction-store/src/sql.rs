@@ -253,6 +253,15 @@ macro_rules! impl_store {
                 $name
             }
 
+            async fn ping(&self) -> Result<(), StoreError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            fn pool_size(&self) -> (u32, usize) {
+                (self.pool.size(), self.pool.num_idle())
+            }
+
             async fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
                 let row = sqlx::query("SELECT value FROM junction_meta WHERE key = $1")
                     .bind(key)

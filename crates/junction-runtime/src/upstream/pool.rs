@@ -22,7 +22,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::hash::BuildHasherDefault;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -61,6 +61,37 @@ struct Shared {
     shards: Box<[Mutex<Shard>]>,
     /// Whether the task that closes expired idle connections has been started.
     sweeping: AtomicBool,
+    /// Plain-HTTP connections opened, and those of them that have ended.
+    opened: AtomicU64,
+    closed: AtomicU64,
+    /// Requests sent through hyper-util's client (HTTPS).
+    tls_requests: AtomicU64,
+}
+
+/// How the pools of a client are used, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PoolSnapshot {
+    /// Plain-HTTP connections open now (idle or carrying a request).
+    pub open: u64,
+    /// Of those, the ones waiting in a pool.
+    pub idle: u64,
+    /// Plain-HTTP connections opened since the client was made.
+    pub opened: u64,
+    /// Requests sent on a connection taken from a pool.
+    pub reused: u64,
+    /// Requests to HTTPS backends (hyper-util's pool, not itemised).
+    pub tls_requests: u64,
+}
+
+impl PoolSnapshot {
+    /// Adds `other`'s figures to these.
+    pub fn add(&mut self, other: PoolSnapshot) {
+        self.open += other.open;
+        self.idle += other.idle;
+        self.opened += other.opened;
+        self.reused += other.reused;
+        self.tls_requests += other.tls_requests;
+    }
 }
 
 /// The idle connections of one thread (or a few, when there are more threads than shards),
@@ -69,6 +100,9 @@ struct Shared {
 #[derive(Default)]
 struct Shard {
     backends: HashMap<Box<str>, Backend, BuildHasherDefault<FastHasher>>,
+    /// Requests this shard sent on a pooled connection (counted under its lock, which the
+    /// checkout takes anyway).
+    reused: u64,
 }
 
 struct Backend {
@@ -163,7 +197,29 @@ impl HttpClient {
             tls,
             shards: (0..count).map(|_| Mutex::default()).collect(),
             sweeping: AtomicBool::new(false),
+            opened: AtomicU64::new(0),
+            closed: AtomicU64::new(0),
+            tls_requests: AtomicU64::new(0),
         }))
+    }
+
+    /// The pools' figures now.
+    pub(crate) fn snapshot(&self) -> PoolSnapshot {
+        let mut snapshot = PoolSnapshot {
+            opened: self.0.opened.load(Ordering::Relaxed),
+            tls_requests: self.0.tls_requests.load(Ordering::Relaxed),
+            ..PoolSnapshot::default()
+        };
+        let closed = self.0.closed.load(Ordering::Relaxed);
+        snapshot.open = snapshot.opened.saturating_sub(closed);
+        for shard in &self.0.shards {
+            let shard = lock(shard);
+            snapshot.reused += shard.reused;
+            let idle: usize = shard.backends.values().map(|b| b.idle.len()).sum();
+            snapshot.idle += idle as u64;
+        }
+        snapshot.idle = snapshot.idle.min(snapshot.open);
+        snapshot
     }
 
     /// Sends `request` (absolute URI) and returns the response head with its streamed body.
@@ -177,7 +233,10 @@ impl HttpClient {
             {
                 authority.clone()
             }
-            _ => return self.0.tls.request(request).await.map_err(ClientError::Tls),
+            _ => {
+                self.0.tls_requests.fetch_add(1, Ordering::Relaxed);
+                return self.0.tls.request(request).await.map_err(ClientError::Tls);
+            }
         };
         let shard = self.shard();
         let (pooled, host) = self.checkout(shard, &authority);
@@ -218,6 +277,7 @@ impl HttpClient {
         // `new` makes at least one shard; an empty slice would only mean no pooling.
         static NONE: Mutex<Shard> = Mutex::new(Shard {
             backends: HashMap::with_hasher(BuildHasherDefault::new()),
+            reused: 0,
         });
         self.0.shards.get(index).unwrap_or(&NONE)
     }
@@ -264,6 +324,7 @@ impl HttpClient {
                 break;
             };
             if !expired {
+                shard.reused += 1;
                 return (Some(pooled.sender), host);
             }
         }
@@ -318,9 +379,14 @@ impl HttpClient {
         let (sender, connection) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(ClientError::Handshake)?;
+        self.0.opened.fetch_add(1, Ordering::Relaxed);
+        let shared = Arc::downgrade(&self.0);
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "upstream connection ended with an error");
+            }
+            if let Some(shared) = shared.upgrade() {
+                shared.closed.fetch_add(1, Ordering::Relaxed);
             }
         });
         Ok(sender)
