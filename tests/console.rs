@@ -422,16 +422,20 @@ async fn console_admin_endpoints_describe_operations_try_them_and_redact_secrets
     )
     .await
     .problem(404, "not-found");
-    let empty = support::client()
-        .post(format!(
-            "{}/api/v1/connectors/pets/operations/ListPets/try",
-            server.admin_url()
-        ))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(empty.status(), 200, "no body: no parameters");
+    // JSON only, so that no page of another site can make the gateway call a backend.
+    let plain = collect(
+        support::client()
+            .post(format!(
+                "{}/api/v1/connectors/pets/operations/ListPets/try",
+                server.admin_url()
+            ))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    plain.problem(415, "unsupported-media-type");
 
     // A stored connection: the backend echoes its key, which never comes back.
     let without = post(
@@ -541,6 +545,7 @@ async fn console_in_a_real_browser() {
     let client_key = client.json()["api_key"].as_str().unwrap().to_owned();
 
     let artifacts = workspace_root().join("tests/artifacts/console");
+    let _ = std::fs::remove_dir_all(&artifacts);
     std::fs::create_dir_all(&artifacts).unwrap();
     let run = tokio::process::Command::new("node")
         .arg("console.mjs")

@@ -271,15 +271,28 @@ async fn try_operation(
     let who = actor(&request);
     let (head, body) = request.into_parts();
     let head_request = Request::from_parts(head.clone(), Body::empty());
-    // No body at all: no parameters, the configured connection.
-    let input = if head.headers.contains_key(http::header::CONTENT_TYPE) {
-        attempt!(
+    // JSON only: a page of another site cannot send that without the browser asking this
+    // API first (CORS), so it cannot make the gateway call a backend.
+    let is_json = head
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .is_some_and(|v| v == "application/json" || v.ends_with("+json"));
+    if !is_json {
+        return fail(
             &head_request,
-            json_body::<TryInput>(Request::from_parts(head, body)).await
-        )
-    } else {
-        TryInput::default()
-    };
+            Error::new(
+                ErrorKind::UnsupportedMediaType,
+                "send the input as `Content-Type: application/json` (`{}` for none)",
+            ),
+        );
+    }
+    let input = attempt!(
+        &head_request,
+        json_body::<TryInput>(Request::from_parts(head, body)).await
+    );
     let place = try_call::Place {
         gateway: &state.gateway,
         catalog: &state.catalog,

@@ -86,7 +86,7 @@ fn asset_named(name: &str) -> Response {
     let mut response = (secured(), *body).into_response();
     response
         .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(*media_type));
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type));
     response
 }
 

@@ -120,9 +120,18 @@ export function latencyChart(series) {
   };
   const paths = [];
   for (const key of ['p50_ms', 'p95_ms']) {
+    const klass = key.replace('_ms', '');
     const d = line(key);
-    // A lone point makes a zero-length path; a short stub keeps it visible.
-    if (d) paths.push(s('path', { class: `line ${key.replace('_ms', '')}`, d: d.includes('L') ? d : `${d} l2,0` }));
+    if (d) paths.push(s('path', { class: `line ${klass}`, d }));
+    // A dot on every point: a minute with traffic between two without is still seen.
+    series.forEach((point, i) => {
+      if (typeof point[key] !== 'number') return;
+      paths.push(s('circle', {
+        class: `dot ${klass}`, r: 2.5,
+        cx: (PAD.left + (i + 0.5) * slot).toFixed(1),
+        cy: (PAD.top + height - (point[key] / top) * height).toFixed(1),
+      }, s('title', {}, `${new Date(point.t * 1000).toLocaleTimeString()}: ${klass} ${ms(point[key])}`)));
+    });
   }
   const last = [...series].reverse().find((p) => typeof p.p95_ms === 'number');
   return s('svg', {
