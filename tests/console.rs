@@ -16,7 +16,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing;
 use junction_model::{
-    ApiKeyLocation, Connector, Method, ParamLocation, SecurityScheme, Visibility,
+    ApiKeyLocation, ApiProperties, ConnectionParameter, Connector, Method, ParamLocation,
+    SecurityScheme, Visibility,
 };
 use junction_runtime::ViewSource;
 use junction_server::{RunningServer, Server};
@@ -52,9 +53,17 @@ fn pets_backend() -> Router {
         )
             .into_response()
     }
+    async fn authorize() -> Response {
+        (
+            [("content-type", "text/html; charset=utf-8")],
+            "<!doctype html><title>Mock identity provider</title><p>Sign in here.</p>",
+        )
+            .into_response()
+    }
     Router::new()
         .route("/api/pets", routing::get(list).post(create))
         .route("/api/pets/{id}", routing::get(one))
+        .route("/authorize", routing::get(authorize))
 }
 
 /// The vault backend: 401 without `X-Key: VAULT_KEY`; with it, an answer that echoes the
@@ -157,6 +166,52 @@ fn vault(addr: SocketAddr) -> Connector {
     vault
 }
 
+/// `files`: OAuth (authorization code) whose identity provider's login page is the pets
+/// backend's `/authorize`.
+fn files(idp: SocketAddr) -> Connector {
+    let mut files = support::with_security(
+        support::connector(
+            "files",
+            idp,
+            vec![support::op(Method::Get, "/files", "ListFiles")],
+        ),
+        vec![(
+            "oauth",
+            SecurityScheme::OAuth2 {
+                flow: Some("accessCode".into()),
+                authorization_url: None,
+                token_url: None,
+                refresh_url: None,
+                scopes: Vec::new(),
+            },
+        )],
+    );
+    let token = ConnectionParameter {
+        name: "token".into(),
+        kind: "oauthSetting".into(),
+        display_name: Some("Sign in".into()),
+        description: None,
+        required: true,
+        allowed_values: Vec::new(),
+        oauth_settings: Some(json!({
+            "identityProvider": "oauth2generic",
+            "clientId": "console",
+            "scopes": ["files.read"],
+            "customParameters": {
+                "authorizationUrl": {"value": format!("http://{idp}/authorize")},
+                "tokenUrl": {"value": format!("http://{idp}/token")},
+                "refreshUrl": {"value": format!("http://{idp}/token")}
+            }
+        })),
+        raw: Value::Null,
+    };
+    files.properties = Some(ApiProperties {
+        connection_parameters: [("token".to_owned(), token)].into_iter().collect(),
+        ..ApiProperties::default()
+    });
+    files
+}
+
 /// `home`: `profile` and `news` at once, `detail` after `profile`.
 const HOME_VIEW: &str = r#"
 summary = "Pet home"
@@ -175,6 +230,8 @@ args = { limit = 1 }
 /// A gateway with both connectors, the view, a SQLite store and the admin token.
 struct Setup {
     server: RunningServer,
+    /// The login page of the `files` connector's identity provider.
+    idp: String,
     _dir: tempfile::TempDir,
 }
 
@@ -195,7 +252,8 @@ async fn setup() -> Setup {
     );
     let mut config = support::config(&toml);
     config.views = vec![ViewSource::new("views/home.toml", HOME_VIEW)];
-    let server = match Server::start(&config, &[pets(pets_addr), vault(vault_addr)]).await {
+    let connectors = [pets(pets_addr), vault(vault_addr), files(pets_addr)];
+    let server = match Server::start(&config, &connectors).await {
         Ok(server) => server,
         Err(junction_server::StartError::Compile(diagnostics)) => {
             let text: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
@@ -203,7 +261,11 @@ async fn setup() -> Setup {
         }
         Err(error) => panic!("{error}"),
     };
-    Setup { server, _dir: dir }
+    Setup {
+        server,
+        idp: format!("http://{pets_addr}/authorize"),
+        _dir: dir,
+    }
 }
 
 async fn admin(
@@ -555,6 +617,7 @@ async fn console_in_a_real_browser() {
         .env("ADMIN_TOKEN", ADMIN_TOKEN)
         .env("CLIENT_KEY", &client_key)
         .env("VAULT_KEY", VAULT_KEY)
+        .env("IDP_URL", &setup.idp)
         .env("ARTIFACTS", &artifacts)
         .env("JUNCTION_CHROMIUM", &browser)
         .stdin(Stdio::null())

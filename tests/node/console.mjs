@@ -2,7 +2,8 @@
 //
 // Environment: CONSOLE_URL (the admin listener's /console/), DATA_URL, ADMIN_TOKEN,
 // CLIENT_KEY (a data-plane client granted `pets`), VAULT_KEY (the secret of the vault
-// connection created here), ARTIFACTS (where screenshots go), JUNCTION_CHROMIUM.
+// connection created here), IDP_URL (the login page of the `files` connector's OAuth
+// identity provider), ARTIFACTS (where screenshots go), JUNCTION_CHROMIUM.
 //
 // Every wait is one of playwright's, bounded; a failure takes a last screenshot and exits 1
 // with the reason.
@@ -19,6 +20,8 @@ const DATA_URL = env('DATA_URL');
 const ADMIN_TOKEN = env('ADMIN_TOKEN');
 const CLIENT_KEY = env('CLIENT_KEY');
 const VAULT_KEY = env('VAULT_KEY');
+const IDP_URL = env('IDP_URL');
+const OAUTH_SECRET = 'oauth-client-secret-0d9e51';
 const ARTIFACTS = env('ARTIFACTS');
 const CHROMIUM = process.env.JUNCTION_CHROMIUM || '/usr/bin/chromium';
 
@@ -184,6 +187,40 @@ try {
   await page.locator('#connections tr', { hasText: 'browser' }).getByRole('button', { name: 'Test' }).click();
   await page.locator('.notice', { hasText: 'works' }).waitFor();
   await shot('connection-tested');
+
+  step('an OAuth connection: create it, then log in at the identity provider');
+  await page.getByLabel('Connector').selectOption('files');
+  const clientSecret = page.locator('[data-value="token:clientSecret"]');
+  await clientSecret.waitFor();
+  check(await clientSecret.getAttribute('type') === 'password', 'the OAuth client secret is not a password field');
+  await page.getByLabel('Name').fill('files-login');
+  await clientSecret.fill(OAUTH_SECRET);
+  await page.getByRole('button', { name: 'Create connection' }).click();
+  const filesRow = page.locator('#connections tr', { hasText: 'files-login' });
+  await filesRow.waitFor();
+  const popup = context.waitForEvent('page', { timeout: 10_000 });
+  await filesRow.getByRole('button', { name: 'Log in' }).click();
+  const login = await popup;
+  await login.waitForLoadState();
+  const opened = new URL(login.url());
+  check(login.url().startsWith(`${IDP_URL}?`), `the login opened ${login.url()}`);
+  check(opened.searchParams.get('state') && opened.searchParams.get('code_challenge_method') === 'S256', `not a PKCE login: ${login.url()}`);
+  check(await login.title() === 'Mock identity provider', 'the identity provider page did not load');
+  await login.close();
+  const link = page.getByRole('link', { name: 'open the login page' });
+  await link.waitFor();
+  check((await link.getAttribute('href')).startsWith(IDP_URL), 'the login link is not the API\'s URL');
+  const html = await everything();
+  check(!html.includes(OAUTH_SECRET) && !html.includes(VAULT_KEY), 'a secret is in the page');
+  await shot('oauth-login');
+  check(await page.locator('#connections tr', { hasText: 'browser' }).getByRole('button', { name: 'Log in' }).count() === 0,
+    'an API-key connection offers an OAuth login');
+
+  step('delete a connection (after confirming)');
+  page.once('dialog', (dialog) => dialog.accept());
+  await filesRow.getByRole('button', { name: 'Delete' }).click();
+  await page.locator('.notice', { hasText: 'files-login deleted' }).waitFor();
+  check(await page.locator('#connections tr', { hasText: 'files-login' }).count() === 0, 'the deleted connection is still listed');
 
   step('use the connection');
   await page.goto(`${CONSOLE_URL}#/connectors/vault/GetSecret`);

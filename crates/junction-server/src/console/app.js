@@ -205,8 +205,12 @@ async function connections() {
     return;
   }
   const { connections: list } = await api('/connections');
+  // Which of the listed connections' connectors log in with OAuth (they get a Log in button).
+  const names = [...new Set(list.map((c) => c.connector))];
+  const described = await Promise.all(names.map((name) => api(`/connectors/${seg(name)}/connection-parameters`).catch(() => null)));
+  const oauth = new Set(names.filter((name, i) => described[i]?.sets.some((set) => set.parameters.some((p) => p.oauth))));
   const status = h('div', { id: 'connection-status', role: 'status' });
-  const rows = list.map((c) => connectionRow(c, status));
+  const rows = list.map((c) => connectionRow(c, status, oauth.has(c.connector)));
   const form = connectionForm(gateway.connectors, {
     loadParameters: (name) => api(`/connectors/${seg(name)}/connection-parameters`),
     onCreate: async (body) => {
@@ -227,14 +231,15 @@ async function connections() {
     form);
 }
 
-function connectionRow(c, status) {
+function connectionRow(c, status, logsIn) {
   const connector = gateway.connectors.find((x) => x.name === c.connector);
   const operationId = `test-op-${c.id}`;
   const testOp = h('select', { id: operationId, 'aria-label': `Operation to test ${c.name} with` },
     h('option', { value: '' }, 'testConnection (default)'),
     (connector?.operations ?? []).filter((op) => op.method === 'GET').map((op) => h('option', { value: op.id }, op.id)));
+  // The page may have been drawn anew since (after a delete): report in the current one.
   const report = (text, kind) => {
-    fill(status, notice(text, kind));
+    fill(document.getElementById('connection-status') ?? status, notice(text, kind));
     announce(text);
   };
   const test = h('button', { type: 'button', class: 'quiet' }, 'Test');
@@ -284,7 +289,7 @@ function connectionRow(c, status) {
     h('td', {}, c.owner || h('span', { class: 'muted' }, 'shared')),
     h('td', { class: 'mono' }, values || '—'),
     h('td', {}, (c.secrets || []).join(', ') || '—'),
-    h('td', {}, h('div', { class: 'actions' }, testOp, test, login, remove)));
+    h('td', {}, h('div', { class: 'actions' }, testOp, test, logsIn ? login : null, remove)));
 }
 
 // ------------------------------------------------------------------ statistics
