@@ -6,6 +6,7 @@
 mod cache;
 mod cli;
 mod connections;
+mod console;
 mod corpus;
 mod example;
 mod export;

@@ -244,11 +244,13 @@ impl Admission for AccessAdmission {
         connector: &'a str,
     ) -> BoxFuture<'a, Result<Admitted, Error>> {
         Box::pin(async move {
-            // The admin API's `test` attaches the connection itself.
+            // The admin API's `test` and `try` attach the connection themselves, or call
+            // with the configured one (see `crate::call`).
             if parts
                 .extensions
                 .get::<Arc<junction_runtime::ResolvedConnection>>()
                 .is_some()
+                || parts.extensions.get::<crate::call::AdminCall>().is_some()
             {
                 return Ok(Admitted::default());
             }

@@ -3,7 +3,14 @@
 //! - `GET /api/v1/openapi.json` — this API's OpenAPI 3.1 document.
 //! - `GET /api/v1/connectors` — every connector with its operations.
 //! - `GET /api/v1/connectors/{name}` — one connector.
-//! - `GET /api/v1/views` — every view with its inputs and steps.
+//! - `GET /api/v1/connectors/{name}/operations/{id}` — one operation with its parameters
+//!   (types, formats, enums, defaults, `x-ms-summary`, `x-ms-visibility`) and body schema.
+//! - `POST /api/v1/connectors/{name}/operations/{id}/try` — calls it through the gateway
+//!   in-process ([`crate::try_call`]): status, headers, body (secrets redacted), timing.
+//! - `GET /api/v1/connectors/{name}/connection-parameters` — what a connection takes.
+//! - `GET /api/v1/views` — every view with its inputs, steps and the steps' dependencies.
+//! - `GET /api/v1/diagnostics` — the warnings the configuration was loaded with.
+//! - `GET /console/` — the web console ([`crate::console`]), served without the token.
 //! - `GET /metrics` — Prometheus text: request counters and latency histograms, and the
 //!   traffic counters below (docs/telemetry.md).
 //! - `GET /api/v1/traffic` — cache, rate limit, breaker, concurrency and retry counters,
@@ -43,14 +50,27 @@ use junction_store::{AuditQuery, ExposeSecret, Grant, NewClient, NewConnection};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::access::{Access, runtime_values, store_error};
-use crate::problem;
+use crate::access::{Access, store_error};
+use crate::catalog::{self, Catalog};
+use crate::try_call::{self, TryInput};
+use crate::{console, problem};
+
+/// The value of a `Result`, or an early problem response for `$request`.
+macro_rules! attempt {
+    ($request:expr, $body:expr) => {
+        match $body {
+            Ok(response) => response,
+            Err(error) => return fail($request, error),
+        }
+    };
+}
 
 /// What the admin handlers share.
 #[derive(Debug, Clone)]
 struct AdminState {
     gateway: SharedGateway,
     access: Option<Arc<Access>>,
+    catalog: Arc<Catalog>,
 }
 
 impl FromRef<AdminState> for SharedGateway {
@@ -59,23 +79,40 @@ impl FromRef<AdminState> for SharedGateway {
     }
 }
 
-/// The admin-plane router over `gateway`, without a store.
+/// The admin-plane router over `gateway`, without a store (and with an empty catalog: no
+/// operation details, no diagnostics).
 pub fn admin_router(gateway: SharedGateway) -> Router {
-    admin_router_with(gateway, None, None)
+    admin_router_with(gateway, None, None, Arc::default())
 }
 
-/// The admin-plane router over `gateway` and, when configured, the store; `token`
-/// protects it.
+/// The admin-plane router over `gateway`, what was loaded (`catalog`) and, when
+/// configured, the store; `token` protects the API. The console's static shell is served
+/// without the token: it asks for it, and every call it makes needs it.
 pub fn admin_router_with(
     gateway: SharedGateway,
     access: Option<Arc<Access>>,
     token: Option<Secret>,
+    catalog: Arc<Catalog>,
 ) -> Router {
+    let console = Router::new()
+        .route("/console", get(console::redirect))
+        .route("/console/", get(console::index))
+        .route("/console/{asset}", get(console::asset));
     let router = Router::new()
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/connectors", get(list))
         .route("/api/v1/connectors/{name}", get(one))
+        .route(
+            "/api/v1/connectors/{name}/connection-parameters",
+            get(connection_parameters),
+        )
+        .route("/api/v1/connectors/{name}/operations/{id}", get(operation))
+        .route(
+            "/api/v1/connectors/{name}/operations/{id}/try",
+            post(try_operation),
+        )
         .route("/api/v1/views", get(views))
+        .route("/api/v1/diagnostics", get(diagnostics))
         .route("/api/v1/traffic", get(traffic))
         .route("/api/v1/stats", get(stats))
         .route("/metrics", get(metrics))
@@ -95,14 +132,19 @@ pub fn admin_router_with(
         .route("/api/v1/clients/{id}/grants", put(set_grants))
         .route("/api/v1/audit", get(audit))
         .fallback(not_found)
-        .with_state(AdminState { gateway, access });
-    match token {
+        .with_state(AdminState {
+            gateway,
+            access,
+            catalog,
+        });
+    let router = match token {
         Some(token) => router.layer(middleware::from_fn(move |request: Request, next: Next| {
             let token = token.clone();
             async move { require_token(&token, request, next).await }
         })),
         None => router,
-    }
+    };
+    console.merge(router)
 }
 
 async fn require_token(token: &Secret, request: Request, next: Next) -> Response {
@@ -179,6 +221,98 @@ async fn one(
             ),
         ),
     }
+}
+
+/// `GET /api/v1/connectors/{name}/operations/{id}`: one operation with its parameters.
+async fn operation(
+    State(state): State<AdminState>,
+    Path((name, id)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    let connector = attempt!(&request, model(&state, &name));
+    match connector.operation(&id) {
+        Some(op) => axum::Json(catalog::operation_detail(connector, op)).into_response(),
+        None => fail(
+            &request,
+            Error::new(
+                ErrorKind::NotFound,
+                format!("connector '{name}' has no operation '{id}'"),
+            ),
+        ),
+    }
+}
+
+/// `GET /api/v1/connectors/{name}/connection-parameters`.
+async fn connection_parameters(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    request: Request,
+) -> Response {
+    let connector = attempt!(&request, model(&state, &name));
+    axum::Json(catalog::connection_parameters(connector)).into_response()
+}
+
+/// The loaded model of connector `name`, or a 404.
+fn model<'s>(state: &'s AdminState, name: &str) -> Result<&'s junction_model::Connector, Error> {
+    state.catalog.connector(name).ok_or_else(|| {
+        Error::new(
+            ErrorKind::NotFound,
+            format!("there is no connector named '{name}'"),
+        )
+    })
+}
+
+/// `POST /api/v1/connectors/{name}/operations/{id}/try`: one call through the gateway.
+async fn try_operation(
+    State(state): State<AdminState>,
+    Path((name, id)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    let who = actor(&request);
+    let (head, body) = request.into_parts();
+    let head_request = Request::from_parts(head.clone(), Body::empty());
+    // JSON only: a page of another site cannot send that without the browser asking this
+    // API first (CORS), so it cannot make the gateway call a backend.
+    let is_json = head
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .is_some_and(|v| v == "application/json" || v.ends_with("+json"));
+    if !is_json {
+        return fail(
+            &head_request,
+            Error::new(
+                ErrorKind::UnsupportedMediaType,
+                "send the input as `Content-Type: application/json` (`{}` for none)",
+            ),
+        );
+    }
+    let input = attempt!(
+        &head_request,
+        json_body::<TryInput>(Request::from_parts(head, body)).await
+    );
+    let place = try_call::Place {
+        gateway: &state.gateway,
+        catalog: &state.catalog,
+        access: state.access.as_ref(),
+    };
+    let answer = attempt!(
+        &head_request,
+        try_call::run(place, &name, &id, input, &who).await
+    );
+    let mut response = axum::Json(answer).into_response();
+    response.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+/// `GET /api/v1/diagnostics`: the warnings the configuration was compiled with.
+async fn diagnostics(State(state): State<AdminState>) -> Response {
+    axum::Json(state.catalog.diagnostics()).into_response()
 }
 
 async fn traffic(State(gateway): State<SharedGateway>) -> Response {
@@ -365,15 +499,6 @@ async fn split<T: serde::de::DeserializeOwned>(request: Request) -> (Request, Re
         head_request,
         json_body(Request::from_parts(head, body)).await,
     )
-}
-
-macro_rules! attempt {
-    ($request:expr, $body:expr) => {
-        match $body {
-            Ok(response) => response,
-            Err(error) => return fail($request, error),
-        }
-    };
 }
 
 #[derive(Deserialize)]
@@ -691,14 +816,4 @@ async fn audit(
             .map_err(store_error)
     );
     axum::Json(json!({"events": events})).into_response()
-}
-
-/// Plain values of a stored connection as runtime secrets (for `test`).
-pub(crate) fn values_for_test(
-    access: &Access,
-    row: &junction_store::ConnectionRow,
-) -> Result<indexmap::IndexMap<String, Secret>, Error> {
-    Ok(runtime_values(
-        &access.vault.values(row).map_err(store_error)?,
-    ))
 }

@@ -7,15 +7,20 @@
 
 pub mod access;
 mod admin;
+mod call;
+pub mod catalog;
+pub mod console;
 mod data;
 mod jwt;
 pub mod oauth;
 pub mod problem;
 mod server;
 mod test_call;
+pub mod try_call;
 
 pub use access::{Access, AccessAdmission, AccessError};
 pub use admin::{admin_router, admin_router_with};
+pub use catalog::Catalog;
 pub use data::{data_router, serve_request, serve_request_from};
 pub use server::{RunningServer, SHUTDOWN_GRACE, Server, StartError, shutdown_signal};
 pub use test_call::run as test_connection;

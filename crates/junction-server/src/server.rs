@@ -33,6 +33,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 
 use crate::access::{Access, AccessAdmission, AccessError};
 use crate::admin_router_with;
+use crate::catalog::Catalog;
 use crate::data::serve_request_from;
 
 /// How long requests in flight may take to finish after shutdown is asked for.
@@ -80,8 +81,18 @@ impl Server {
                 .gateway
                 .set_admission(Arc::new(AccessAdmission(access.clone())));
         }
-        let mut running =
-            Server::start_with_access(config, SharedGateway::new(compiled.gateway), access).await?;
+        let catalog = Arc::new(Catalog::new(
+            config,
+            connectors.to_vec(),
+            compiled.diagnostics.clone(),
+        ));
+        let mut running = Server::start_with_access(
+            config,
+            SharedGateway::new(compiled.gateway),
+            access,
+            catalog,
+        )
+        .await?;
         running.diagnostics = compiled.diagnostics;
         Ok(running)
     }
@@ -91,15 +102,17 @@ impl Server {
         config: &Config,
         gateway: SharedGateway,
     ) -> Result<RunningServer, StartError> {
-        Server::start_with_access(config, gateway, None).await
+        Server::start_with_access(config, gateway, None, Arc::default()).await
     }
 
     /// Serves an already compiled gateway whose admission (if any) is `access`, which the
-    /// admin API also serves.
+    /// admin API also serves, with what was loaded (`catalog`) for the admin API and the
+    /// console.
     pub async fn start_with_access(
         config: &Config,
         gateway: SharedGateway,
         access: Option<Arc<Access>>,
+        catalog: Arc<Catalog>,
     ) -> Result<RunningServer, StartError> {
         open_access_log(config, &gateway)?;
         let data = bind(config.listen, "data").await?;
@@ -114,7 +127,7 @@ impl Server {
             spawn_data(data, gateway.clone(), stopped.clone()),
             spawn(
                 admin,
-                admin_router_with(gateway.clone(), access, config.admin.token.clone()),
+                admin_router_with(gateway.clone(), access, config.admin.token.clone(), catalog),
                 stopped,
             ),
         ];
@@ -142,15 +155,17 @@ impl Server {
         gateway: SharedGateway,
         threads: NonZeroUsize,
     ) -> Result<RunningServer, StartError> {
-        Server::start_per_core_with_access(config, gateway, threads, None).await
+        Server::start_per_core_with_access(config, gateway, threads, None, Arc::default()).await
     }
 
-    /// [`Server::start_per_core`] with the store's `access` (see [`Server::start_with_access`]).
+    /// [`Server::start_per_core`] with the store's `access` and the `catalog` (see
+    /// [`Server::start_with_access`]).
     pub async fn start_per_core_with_access(
         config: &Config,
         gateway: SharedGateway,
         threads: NonZeroUsize,
         access: Option<Arc<Access>>,
+        catalog: Arc<Catalog>,
     ) -> Result<RunningServer, StartError> {
         open_access_log(config, &gateway)?;
         let mut listeners = bind_shared(config.listen, threads.get())?.into_iter();
@@ -208,7 +223,7 @@ impl Server {
             tokio::spawn(serve_data(first, gateway.clone(), stopped.clone())),
             spawn(
                 admin,
-                admin_router_with(gateway.clone(), access, config.admin.token.clone()),
+                admin_router_with(gateway.clone(), access, config.admin.token.clone(), catalog),
                 stopped,
             ),
         ];

@@ -39,6 +39,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "  admin plane  {}/api/v1/connectors",
             demo.server.admin_url()
         );
+        println!("  console      {}/console/", demo.server.admin_url());
         println!("\nTry:");
         for (what, url) in junction_demo::urls_to_try(&data) {
             println!("  # {what}\n  curl -s '{url}'\n");

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use junction_model::{Connector, Diagnostics};
 use junction_runtime::{Config, Gateway, SharedGateway, config};
-use junction_server::{Access, AccessAdmission, RunningServer, Server};
+use junction_server::{Access, AccessAdmission, Catalog, RunningServer, Server};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -77,7 +77,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .context("--admin-listen")?;
     }
 
-    let Some(connectors) = load_connectors(&config.connectors_dir) else {
+    let Some((connectors, mut diagnostics)) = load_connectors_with_warnings(&config.connectors_dir)
+    else {
         return Ok(ExitCode::FAILURE);
     };
     let compiled = match Gateway::compile(&config, &connectors) {
@@ -93,6 +94,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for warning in compiled.diagnostics.warnings() {
         eprintln!("{warning}");
     }
+    // The console lists both kinds (`GET /api/v1/diagnostics`).
+    diagnostics.extend(compiled.diagnostics.warnings().cloned());
     let operations: usize = compiled
         .gateway
         .connectors()
@@ -120,7 +123,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .context("cannot start the async runtime")?;
         runtime.block_on(async move {
             let (gateway, access) = with_store(&config, &connectors, table).await?;
-            let running = Server::start_with_access(&config, gateway, access).await?;
+            let catalog = Arc::new(Catalog::new(&config, connectors, diagnostics));
+            let running = Server::start_with_access(&config, gateway, access, catalog).await?;
             print_addresses(&running);
             running.run_until_signal().await;
             anyhow::Ok(())
@@ -133,8 +137,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .context("cannot start the async runtime")?;
         runtime.block_on(async move {
             let (gateway, access) = with_store(&config, &connectors, table).await?;
+            let catalog = Arc::new(Catalog::new(&config, connectors, diagnostics));
             let running =
-                Server::start_per_core_with_access(&config, gateway, threads, access).await?;
+                Server::start_per_core_with_access(&config, gateway, threads, access, catalog)
+                    .await?;
             print_addresses(&running);
             running.run_until_signal().await;
             anyhow::Ok(())
@@ -165,11 +171,17 @@ fn print_addresses(running: &RunningServer) {
     println!("data plane:  {}/connectors/{{name}}/…", running.data_url());
     println!("             {}/views/{{name}}", running.data_url());
     println!("admin plane: {}/api/v1/connectors", running.admin_url());
+    println!("console:     {}/console/", running.admin_url());
 }
 
 /// Loads every connector under `dir`, printing errors in full and warnings as a count.
 /// `None` when any connector failed.
 pub(crate) fn load_connectors(dir: &Path) -> Option<Vec<Connector>> {
+    load_connectors_with_warnings(dir).map(|(connectors, _)| connectors)
+}
+
+/// [`load_connectors`], with the warnings found.
+fn load_connectors_with_warnings(dir: &Path) -> Option<(Vec<Connector>, Diagnostics)> {
     if !dir.is_dir() {
         eprintln!(
             "junction: the connectors folder {} does not exist (set `connectors_dir` in junction.toml)",
@@ -190,7 +202,7 @@ pub(crate) fn load_connectors(dir: &Path) -> Option<Vec<Connector>> {
     }
     report_warnings("connector definitions", &warnings);
     if failed.is_empty() {
-        return Some(connectors);
+        return Some((connectors, warnings));
     }
     eprintln!(
         "junction: {} of {} connectors failed to load:",

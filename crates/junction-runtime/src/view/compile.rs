@@ -62,6 +62,9 @@ pub struct ViewSummary {
     pub output: Option<Value>,
     /// The steps, by name, with what each calls (`CONNECTOR.OPERATION_ID` or `view NAME`).
     pub steps: Vec<(String, String)>,
+    /// The edges between steps: `(step, a step it reads or waits for)`. Steps with none
+    /// run at once, in parallel.
+    pub dependencies: Vec<(String, String)>,
 }
 
 /// One input of a view.
@@ -406,6 +409,16 @@ impl Views {
                     .steps
                     .iter()
                     .map(|s| (s.name.clone(), s.label()))
+                    .collect(),
+                dependencies: plan
+                    .steps
+                    .iter()
+                    .flat_map(|s| {
+                        s.deps.iter().filter_map(|&d| {
+                            let on = plan.steps.get(d)?;
+                            Some((s.name.clone(), on.name.clone()))
+                        })
+                    })
                     .collect(),
             })
             .collect()
