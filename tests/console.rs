@@ -641,3 +641,67 @@ async fn console_in_a_real_browser() {
     );
     setup.server.shutdown().await;
 }
+
+/// A web page of another site cannot change anything through a browser: a change with a
+/// foreign `Origin` is refused, and without an admin token a request addressed by a host
+/// name (DNS rebinding) is refused too. The command line and curl send no `Origin`.
+#[tokio::test]
+async fn the_admin_listener_refuses_other_sites_pages() {
+    let backend = support::start_echo().await;
+    let server = support::gateway(vec![pets(backend)], "").await;
+    let addr: SocketAddr = server
+        .admin_url()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let send = |head: String| async move {
+        let answer = support::raw_bytes(addr, head.as_bytes()).await;
+        let status: u16 = answer
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{answer}"));
+        (status, answer)
+    };
+    let purge = |host: &str, origin: Option<&str>| {
+        let origin = origin
+            .map(|o| format!("Origin: {o}\r\n"))
+            .unwrap_or_default();
+        format!(
+            "DELETE /api/v1/cache HTTP/1.1\r\nHost: {host}\r\n{origin}Connection: close\r\n\r\n"
+        )
+    };
+    let here = addr.to_string();
+
+    // Another site's page: refused, whatever the method's body.
+    let (status, answer) = send(purge(&here, Some("http://evil.example"))).await;
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer.contains("another origin"), "{answer}");
+    let (status, _) = send(format!(
+        "POST /api/v1/connectors/pets/operations/ListPets/try HTTP/1.1\r\nHost: {here}\r\n\
+         Origin: null\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    ))
+    .await;
+    assert_eq!(status, 403);
+    // The console's own page, and a client without `Origin`, are let through (no cache is
+    // configured, which the purge then says).
+    for origin in [Some(format!("http://{here}")), None] {
+        let (status, answer) = send(purge(&here, origin.as_deref())).await;
+        assert_ne!(status, 403, "{answer}");
+    }
+    // DNS rebinding: a name pointed at the loopback address.
+    let (status, answer) = send(format!(
+        "GET /api/v1/connectors HTTP/1.1\r\nHost: evil.example:{}\r\nConnection: close\r\n\r\n",
+        addr.port()
+    ))
+    .await;
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer.contains("DNS rebinding"), "{answer}");
+    for host in [format!("localhost:{}", addr.port()), here.clone()] {
+        let (status, answer) = send(format!(
+            "GET /api/v1/connectors HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        ))
+        .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+}

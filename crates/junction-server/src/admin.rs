@@ -137,6 +137,7 @@ pub fn admin_router_with(
             access,
             catalog,
         });
+    let tokenless = token.is_none();
     let router = match token {
         Some(token) => router.layer(middleware::from_fn(move |request: Request, next: Next| {
             let token = token.clone();
@@ -144,7 +145,61 @@ pub fn admin_router_with(
         })),
         None => router,
     };
-    console.merge(router)
+    console
+        .merge(router)
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            same_site(tokenless, request, next)
+        }))
+}
+
+/// Refuses what a web page of another site could make a browser send to the admin
+/// listener: a change (any method but GET/HEAD/OPTIONS) whose `Origin` is not the listener
+/// itself, and, without `[admin] token`, any request addressed by a host name other than
+/// `localhost` (DNS rebinding points a site's name at 127.0.0.1, making it "same origin").
+async fn same_site(tokenless: bool, request: Request, next: Next) -> Response {
+    let host = request
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok());
+    if tokenless && let Some(host) = host {
+        let name = match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host,
+        };
+        let name = name.trim_start_matches('[').trim_end_matches(']');
+        let local = name.parse::<std::net::IpAddr>().is_ok()
+            || name.eq_ignore_ascii_case("localhost")
+            || name.to_ascii_lowercase().ends_with(".localhost");
+        if !local {
+            let error = Error::new(
+                ErrorKind::Forbidden,
+                format!(
+                    "without an `[admin] token` the admin listener answers only requests addressed to an IP address or localhost, not '{name}' (a guard against DNS rebinding); set a token to reach it by name"
+                ),
+            );
+            return fail(&request, error);
+        }
+    }
+    let safe = matches!(
+        *request.method(),
+        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+    );
+    if !safe && let Some(origin) = request.headers().get(http::header::ORIGIN) {
+        let origin_host = origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.split_once("://"))
+            .map(|(_, authority)| authority);
+        let same = matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h));
+        if !same {
+            let error = Error::new(
+                ErrorKind::Forbidden,
+                "the admin API refuses changes sent by a page of another origin",
+            );
+            return fail(&request, error);
+        }
+    }
+    next.run(request).await
 }
 
 async fn require_token(token: &Secret, request: Request, next: Next) -> Response {
