@@ -20,5 +20,6 @@ mod redis_support;
 mod store;
 mod support;
 mod telemetry;
+mod tracing;
 mod traffic;
 mod views;

@@ -77,6 +77,8 @@ pub struct Gateway {
     pub(crate) admission: Option<Arc<dyn crate::connection::Admission>>,
     /// Request counters and the access log; handed on to the table that replaces this one.
     metrics: Arc<Metrics>,
+    /// `[telemetry] server_timing`.
+    server_timing: bool,
 }
 
 /// A gateway and the warnings found while building it.
@@ -219,6 +221,7 @@ impl Gateway {
                 traffic,
                 admission: None,
                 metrics,
+                server_timing: config.telemetry.server_timing,
             },
             diagnostics,
         })
@@ -227,6 +230,11 @@ impl Gateway {
     /// The request counters and the access log.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// Whether data-plane responses carry a `Server-Timing` header.
+    pub fn server_timing(&self) -> bool {
+        self.server_timing
     }
 
     /// The step that admits data-plane requests, when a store is configured.

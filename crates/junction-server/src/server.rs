@@ -19,6 +19,7 @@ use axum::Router;
 use axum::serve::ListenerExt;
 use junction_model::{Connector, Diagnostics};
 use junction_runtime::telemetry::AccessLog;
+use junction_runtime::telemetry::otlp::Exporter;
 use junction_runtime::{Config, Gateway, SharedGateway};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{oneshot, watch};
@@ -57,6 +58,9 @@ pub enum StartError {
     /// `[log] file` cannot be opened for appending.
     #[error("cannot open the access log: {0}")]
     AccessLog(#[source] std::io::Error),
+    /// `[telemetry] otlp_endpoint` is set but the exporter cannot be set up.
+    #[error("cannot start the trace exporter: {0}")]
+    Tracer(String),
     /// A serving thread or its runtime could not be started.
     #[error("cannot start a serving thread: {0}")]
     Thread(#[source] std::io::Error),
@@ -102,6 +106,7 @@ impl Server {
         access: Option<Arc<Access>>,
     ) -> Result<RunningServer, StartError> {
         open_access_log(config, &gateway)?;
+        let exporter = open_tracer(config, &gateway)?;
         let data = bind(config.listen, "data").await?;
         let admin = bind(config.admin_listen, "admin").await?;
         let data_addr = local_addr(&data, config.listen, "data")?;
@@ -127,6 +132,7 @@ impl Server {
             stop,
             tasks,
             threads: Vec::new(),
+            exporter,
         })
     }
 
@@ -153,6 +159,7 @@ impl Server {
         access: Option<Arc<Access>>,
     ) -> Result<RunningServer, StartError> {
         open_access_log(config, &gateway)?;
+        let exporter = open_tracer(config, &gateway)?;
         let mut listeners = bind_shared(config.listen, threads.get())?.into_iter();
         let first = listeners
             .next()
@@ -221,6 +228,7 @@ impl Server {
             stop,
             tasks,
             threads,
+            exporter,
         })
     }
 }
@@ -236,6 +244,23 @@ fn open_access_log(config: &Config, gateway: &SharedGateway) -> Result<(), Start
         metrics.set_access_log(log);
     }
     Ok(())
+}
+
+/// Starts the span exporter of `[telemetry] otlp_endpoint` on this runtime and hands its
+/// queue to the gateway's metrics, unless the gateway exports already (a gateway served
+/// again keeps its exporter).
+fn open_tracer(config: &Config, gateway: &SharedGateway) -> Result<Option<Exporter>, StartError> {
+    let table = gateway.load();
+    let metrics = table.metrics();
+    let Some(settings) = config.telemetry.exporter() else {
+        return Ok(None);
+    };
+    if metrics.tracer().is_some() {
+        return Ok(None);
+    }
+    let (tracer, exporter) = Exporter::start(settings).map_err(StartError::Tracer)?;
+    metrics.set_tracer(tracer);
+    Ok(Some(exporter))
 }
 
 /// Binds `count` listeners to `addr`, all with `SO_REUSEPORT` when there are several. Port 0
@@ -397,6 +422,8 @@ pub struct RunningServer {
     tasks: Vec<JoinHandle<()>>,
     /// Data-plane threads of [`Server::start_per_core`]; each says when it has finished.
     threads: Vec<oneshot::Receiver<()>>,
+    /// The span exporter, flushed once the requests have finished.
+    exporter: Option<Exporter>,
 }
 
 impl RunningServer {
@@ -429,6 +456,10 @@ impl RunningServer {
             for task in &tasks {
                 task.abort();
             }
+        }
+        // The spans of the last requests go out before the process ends.
+        if let Some(exporter) = self.exporter {
+            exporter.shutdown().await;
         }
     }
 
