@@ -246,6 +246,15 @@ pub struct Span {
 impl Span {
     /// Starts a span at `start` under the current span, when spans are recorded here.
     pub fn start(name: impl Into<Cow<'static, str>>, kind: Kind, start: Instant) -> Option<Span> {
+        Span::start_with(|| name.into(), kind, start)
+    }
+
+    /// [`Span::start`] with a name made only when the span is recorded.
+    pub fn start_with<N: Into<Cow<'static, str>>>(
+        name: impl FnOnce() -> N,
+        kind: Kind,
+        start: Instant,
+    ) -> Option<Span> {
         CURRENT
             .try_with(|context| {
                 let tracer = context.tracer.clone()?;
@@ -255,7 +264,7 @@ impl Span {
                         span_id: new_span_id(),
                         parent_id: Some(context.span_id),
                         state: context.state.clone(),
-                        name: name.into(),
+                        name: name().into(),
                         kind,
                         start,
                         end: start,

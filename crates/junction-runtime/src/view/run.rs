@@ -256,8 +256,8 @@ impl Gateway {
                     let prepared = self.prepare(view, step, &inputs, &results, forwarded);
                     running.push(async move {
                         // A span per step (when traced): its calls hang under it.
-                        let mut span = Span::start(
-                            format!("step {}", step.name),
+                        let mut span = Span::start_with(
+                            || format!("step {}", step.name),
                             Kind::Internal,
                             Instant::now(),
                         );
