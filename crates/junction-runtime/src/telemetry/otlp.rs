@@ -452,10 +452,9 @@ mod tests {
     use super::*;
     use crate::telemetry::trace::Kind;
 
-    #[test]
-    fn encodes_spans_that_decode_again() {
+    fn record() -> SpanRecord {
         let start = Instant::now();
-        let span = SpanRecord {
+        SpanRecord {
             trace_id: [1; 16],
             span_id: [2; 8],
             parent_id: Some([3; 8]),
@@ -466,8 +465,27 @@ mod tests {
             end: start + Duration::from_millis(3),
             attributes: vec![("http.response.status_code", Value::Int(200))],
             error: Some(Cow::Borrowed("upstream-timeout")),
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_without_waiting() {
+        let (queue, _spans) = mpsc::channel(1);
+        let tracer = Tracer {
+            queue,
+            dropped_full: AtomicU64::new(0),
+            dropped_failed: AtomicU64::new(0),
+            exported: AtomicU64::new(0),
         };
-        let bytes = encode(std::iter::once(span), &resource("svc"));
+        tracer.record(record());
+        tracer.record(record());
+        tracer.record(record());
+        assert_eq!(tracer.dropped_full(), 2);
+    }
+
+    #[test]
+    fn encodes_spans_that_decode_again() {
+        let bytes = encode(std::iter::once(record()), &resource("svc"));
         let decoded = proto::ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap();
         let resource_spans = &decoded.resource_spans[0];
         assert_eq!(
