@@ -21,5 +21,6 @@ mod redis_support;
 mod store;
 mod support;
 mod telemetry;
+mod tracing;
 mod traffic;
 mod views;

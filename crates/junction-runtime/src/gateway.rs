@@ -79,6 +79,8 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
     /// The upstream clients (one per connect timeout), for their pools' figures.
     clients: Vec<upstream::HttpClient>,
+    /// `[telemetry] server_timing`.
+    server_timing: bool,
 }
 
 /// A gateway and the warnings found while building it.
@@ -222,6 +224,7 @@ impl Gateway {
                 admission: None,
                 metrics,
                 clients: clients.into_values().collect(),
+                server_timing: config.telemetry.server_timing,
             },
             diagnostics,
         })
@@ -230,6 +233,11 @@ impl Gateway {
     /// The request counters and the access log.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// Whether data-plane responses carry a `Server-Timing` header.
+    pub fn server_timing(&self) -> bool {
+        self.server_timing
     }
 
     /// The step that admits data-plane requests, when a store is configured.

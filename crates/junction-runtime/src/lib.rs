@@ -52,7 +52,7 @@ pub mod telemetry;
 pub use body::{BodyTooLarge, DeadlinePassed, RequestBody, UpstreamBody};
 pub use config::{
     Config, ConfigError, ConnectorConfig, Limits, LogConfig, NamedTransform, OperationConfig,
-    Paging, Transforms, UpstreamDefaults, ViewConfig,
+    Paging, TelemetryConfig, Transforms, UpstreamDefaults, ViewConfig,
 };
 pub use connection::{Admission, Admitted, BoxFuture, ResolvedConnection, UnauthorizedHook};
 pub use error::{BoxError, Error, ErrorKind, InputLocation, Source, Violation};

@@ -148,6 +148,7 @@ impl Gateway {
             .get(index)
             .ok_or_else(|| Error::new(ErrorKind::Internal, "the route table is inconsistent"))?;
         observed.route = connector.op_metrics.get(index).map(Arc::as_ref);
+        observed.operation_path = Some(op.path.as_str());
 
         if let Some(admitted) = &admitted {
             admitted.check(name, &op.id)?;

@@ -18,6 +18,7 @@
 //! a template Junction does not know, answer 501.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -40,6 +41,8 @@ use crate::error::{Error, ErrorKind, Violation};
 use crate::gateway::ConnectorPlan;
 use crate::plan::{OperationPlan, Refusal, essence, is_json};
 use crate::secret::Secret;
+use crate::telemetry::StageTimings;
+use crate::telemetry::trace::{self, Kind as SpanKind, Span};
 use crate::upstream::{self, USER_AGENT};
 
 /// The query parameter that carries a backend next link through the gateway.
@@ -638,130 +641,149 @@ pub(crate) async fn call(
     op: &OperationPlan,
     plan: &PolicyPlan,
     parts: &Parts,
-    bound: Bound,
+    mut bound: Bound,
     credentials: &[Credential],
 ) -> Result<http::Response<UpstreamBody>, Error> {
+    let out_body = std::mem::replace(&mut bound.body, OutBody::Empty);
     let env = RequestEnv {
         connection: crate::connection::for_policies(connector, parts),
         op,
         values: &bound.values,
     };
 
-    // Build the request as the plain path does, but keep its pieces apart.
-    let mut violations = Vec::new();
-    let mut path = String::with_capacity(96);
-    upstream::push_path(&mut path, op, &bound, &mut violations);
-    let mut query = String::new();
-    if upstream::push_query(&mut query, op, &bound) {
-        query.remove(0);
-    }
-    let mut headers =
-        upstream::build_headers(op, parts, &bound.values, credentials, &mut violations)?;
-    if !violations.is_empty() {
-        return Err(Error::invalid(violations));
-    }
-    let (json, original, other) = match bound.body {
-        OutBody::Json {
-            value,
-            original,
-            content_type,
-        } => {
-            headers.insert(header::CONTENT_TYPE, content_type);
-            (Some(value), original, OutBody::Empty)
+    // The request policies: their time (and span, which their side calls hang under).
+    let request_started = Instant::now();
+    let span = Span::start("request policies", SpanKind::Internal, request_started);
+    let span_id = span.as_ref().map(Span::id);
+    // Build the request as the plain path does, but keep its pieces apart (no await here:
+    // the bound request, whose body is not `Sync`, is not held across one).
+    let built = (|| {
+        let mut violations = Vec::new();
+        let mut path = String::with_capacity(96);
+        upstream::push_path(&mut path, op, &bound, &mut violations);
+        let mut query = String::new();
+        if upstream::push_query(&mut query, op, &bound) {
+            query.remove(0);
         }
-        other => (None, None, other),
-    };
-    let mut other_body =
-        upstream::request_body(op, parts, other, &bound.values, &bound.files, &mut headers)?;
-    headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+        let mut headers =
+            upstream::build_headers(op, parts, &bound.values, credentials, &mut violations)?;
+        if !violations.is_empty() {
+            return Err(Error::invalid(violations));
+        }
+        let (json, original, other) = match out_body {
+            OutBody::Json {
+                value,
+                original,
+                content_type,
+            } => {
+                headers.insert(header::CONTENT_TYPE, content_type);
+                (Some(value), original, OutBody::Empty)
+            }
+            other => (None, None, other),
+        };
+        let mut other_body =
+            upstream::request_body(op, parts, other, &bound.values, &bound.files, &mut headers)?;
+        headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
 
-    let mut out = Outgoing {
-        method: parts.method.clone(),
-        original_method: parts.method.clone(),
-        base: connector.base_url.clone().unwrap_or_default(),
-        path,
-        query,
-        headers,
-        body: json,
-        body_changed: false,
-        next_link: false,
-    };
+        let mut out = Outgoing {
+            method: parts.method.clone(),
+            original_method: parts.method.clone(),
+            base: connector.base_url.clone().unwrap_or_default(),
+            path,
+            query,
+            headers,
+            body: json,
+            body_changed: false,
+            next_link: false,
+        };
 
-    // A rewritten next link names the backend URL to call.
-    let client_query = parts.uri.query().unwrap_or_default();
-    if plan.next_links
-        && let Some(next) = junction_policy::eval::query_value(client_query, NEXT_LINK_PARAMETER)
-    {
-        let (next_path, next_query) = next_link_target(&next).map_err(|why| {
-            Error::invalid(vec![Violation::parameter(
-                crate::error::InputLocation::Query,
-                NEXT_LINK_PARAMETER,
-                format!("query parameter '{NEXT_LINK_PARAMETER}': {why}"),
-            )])
+        // A rewritten next link names the backend URL to call.
+        let client_query = parts.uri.query().unwrap_or_default();
+        if plan.next_links
+            && let Some(next) =
+                junction_policy::eval::query_value(client_query, NEXT_LINK_PARAMETER)
+        {
+            let (next_path, next_query) = next_link_target(&next).map_err(|why| {
+                Error::invalid(vec![Violation::parameter(
+                    crate::error::InputLocation::Query,
+                    NEXT_LINK_PARAMETER,
+                    format!("query parameter '{NEXT_LINK_PARAMETER}': {why}"),
+                )])
+            })?;
+            out.path = next_path;
+            out.query = next_query;
+            out.method = http::Method::GET;
+            out.body = None;
+            other_body = RequestBody::Empty;
+            out.headers.remove(header::CONTENT_TYPE);
+            out.headers.remove(header::CONTENT_LENGTH);
+            out.next_link = true;
+        }
+
+        let side = Side {
+            connector,
+            op,
+            limit: connector.max_response_bytes,
+        };
+        let hosts = Hosts {
+            apply: !connector.backend_configured,
+            allowed: &connector.allowed_hosts,
+        };
+        Ok::<_, Error>((out, other_body, original, side, hosts))
+    })();
+    let prepared = async {
+        let (mut out, mut other_body, original, side, hosts) = built?;
+        junction_policy::run_request(&plan.request, &mut out, &env, &hosts, &side)
+            .await
+            .map_err(|e| policy_error(connector, op, e))?;
+        if out.base.is_empty() {
+            return Err(upstream::no_target(connector));
+        }
+
+        let mut transformed = None;
+        if let Some(transform) = &plan.request_transform
+            && let Some(body) = out.body.take()
+        {
+            let result = transform
+                .transform
+                .run_to_json(body, &env.params_json(), &env.connection.public)
+                .map_err(|why| transform_error(connector, op, transform, &why))?;
+            transformed = Some(Bytes::from(result));
+        }
+
+        // Assemble and send.
+        let mut url = out.url();
+        let mut first = !url.contains('?');
+        upstream::push_credential_query(&mut url, credentials, &mut first);
+        let uri: Uri = url.parse().map_err(|_| {
+            Error::new(
+                ErrorKind::Misconfigured,
+                format!(
+                    "connector '{}', operation '{}': the policies made a URL that cannot be sent",
+                    connector.name, op.id
+                ),
+            )
         })?;
-        out.path = next_path;
-        out.query = next_query;
-        out.method = http::Method::GET;
-        out.body = None;
-        other_body = RequestBody::Empty;
-        out.headers.remove(header::CONTENT_TYPE);
-        out.headers.remove(header::CONTENT_LENGTH);
-        out.next_link = true;
-    }
-
-    let side = Side {
-        connector,
-        op,
-        limit: connector.max_response_bytes,
+        // No re-serialisation when nothing changed the body.
+        let bytes = match (transformed, &out.body) {
+            (Some(bytes), _) => Some(bytes),
+            (None, Some(_)) if !out.body_changed && original.is_some() => original,
+            (None, Some(body)) => Some(Bytes::from(serde_json::to_vec(body).map_err(|e| {
+                Error::new(ErrorKind::Internal, "could not write the request body").with_cause(e)
+            })?)),
+            (None, None) => None,
+        };
+        if let Some(bytes) = bytes {
+            other_body = RequestBody::full(bytes);
+            out.headers.remove(header::CONTENT_LENGTH);
+        }
+        Ok::<_, Error>((out, uri, url, other_body))
     };
-    let hosts = Hosts {
-        apply: !connector.backend_configured,
-        allowed: &connector.allowed_hosts,
-    };
-    junction_policy::run_request(&plan.request, &mut out, &env, &hosts, &side)
-        .await
-        .map_err(|e| policy_error(connector, op, e))?;
-    if out.base.is_empty() {
-        return Err(upstream::no_target(connector));
-    }
+    let prepared = trace::within(span_id, prepared).await;
+    let request_ended = Instant::now();
+    end_span(span, request_ended, prepared.as_ref().err());
+    let (out, uri, url, other_body) = prepared?;
 
-    let mut transformed = None;
-    if let Some(transform) = &plan.request_transform
-        && let Some(body) = out.body.take()
-    {
-        let result = transform
-            .transform
-            .run_to_json(body, &env.params_json(), &env.connection.public)
-            .map_err(|why| transform_error(connector, op, transform, &why))?;
-        transformed = Some(Bytes::from(result));
-    }
-
-    // Assemble and send.
-    let mut url = out.url();
-    let mut first = !url.contains('?');
-    upstream::push_credential_query(&mut url, credentials, &mut first);
-    let uri: Uri = url.parse().map_err(|_| {
-        Error::new(
-            ErrorKind::Misconfigured,
-            format!(
-                "connector '{}', operation '{}': the policies made a URL that cannot be sent",
-                connector.name, op.id
-            ),
-        )
-    })?;
-    // No re-serialisation when nothing changed the body.
-    let bytes = match (transformed, &out.body) {
-        (Some(bytes), _) => Some(bytes),
-        (None, Some(_)) if !out.body_changed && original.is_some() => original,
-        (None, Some(body)) => Some(Bytes::from(serde_json::to_vec(body).map_err(|e| {
-            Error::new(ErrorKind::Internal, "could not write the request body").with_cause(e)
-        })?)),
-        (None, None) => None,
-    };
-    if let Some(bytes) = bytes {
-        other_body = RequestBody::full(bytes);
-        out.headers.remove(header::CONTENT_LENGTH);
-    }
     let sent_headers = out.headers.clone();
     let retry = out.headers.clone();
     let (response, held) = upstream::exchange(
@@ -775,7 +797,12 @@ pub(crate) async fn call(
     )
     .await?;
 
-    // The response.
+    // The response policies, timed and traced like the request's.
+    let response_started = Instant::now();
+    let span = Span::start("response policies", SpanKind::Internal, response_started);
+    let span_id = span.as_ref().map(Span::id);
+    let client_query = parts.uri.query().unwrap_or_default();
+    let answered = trace::within(span_id, async {
     let status = response.status();
     if plan.unauthenticated == Some(status.as_u16()) {
         return Err(Error::new(
@@ -893,10 +920,30 @@ pub(crate) async fn call(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    Ok(http::Response::from_parts(
+    Ok::<_, Error>(http::Response::from_parts(
         head,
         UpstreamBody::full(Bytes::from(bytes)),
     ))
+    })
+    .await;
+    let response_ended = Instant::now();
+    end_span(span, response_ended, answered.as_ref().err());
+    let policies = request_ended.duration_since(request_started)
+        + response_ended.duration_since(response_started);
+    answered.map(|mut response| {
+        StageTimings::of(response.extensions_mut()).policies = Some(policies);
+        response
+    })
+}
+
+/// Ends a policy stage's span, failed with the problem type when the stage failed.
+fn end_span(span: Option<Span>, end: Instant, error: Option<&Error>) {
+    if let Some(mut span) = span {
+        if let Some(error) = error {
+            span.fail(error.kind().slug());
+        }
+        span.end(end);
+    }
 }
 
 fn transform_error(

@@ -9,6 +9,9 @@
 //! already exist (they feed `GET /api/v1/traffic`); [`render`] reads them at scrape time
 //! instead of counting twice.
 //!
+//! Traces are in [`trace`] (W3C trace context, spans) and [`otlp`] (the exporter); the
+//! stages' times of one response are its [`StageTimings`] extension.
+//!
 //! Why not the `metrics` facade: its recorder is process-global, and one process runs many
 //! gateways (the tests start dozens); each gateway owns its [`Metrics`] here, and a reload
 //! hands them on ([`Gateway::compile_with_metrics`](crate::Gateway::compile_with_metrics)),
@@ -29,6 +32,9 @@ use crate::ratelimit::LimitSnapshot;
 use crate::resilience::breaker::{BreakerSnapshot, BreakerState};
 use crate::resilience::concurrency::ConcurrencySnapshot;
 use crate::traffic::{RetryCounts, TrafficStatus};
+
+pub mod otlp;
+pub mod trace;
 
 /// Upper bounds of the latency histograms' buckets, in seconds (`+Inf` follows).
 pub const BUCKETS: [f64; 14] = [
@@ -216,6 +222,9 @@ pub struct Metrics {
     /// When counting began (Unix seconds), for the rates of a process younger than the
     /// statistics' window.
     started: u64,
+    /// The span exporter's queue, when `[telemetry] otlp_endpoint` is set (set by the
+    /// server that serves the first table).
+    tracer: OnceLock<Arc<otlp::Tracer>>,
 }
 
 impl Metrics {
@@ -290,6 +299,16 @@ impl Metrics {
     /// Sets the access log (once; later calls keep the first).
     pub fn set_access_log(&self, log: AccessLog) {
         let _ = self.access.set(log);
+    }
+
+    /// The span exporter's queue, when traces are exported.
+    pub fn tracer(&self) -> Option<&Arc<otlp::Tracer>> {
+        self.tracer.get()
+    }
+
+    /// Sets the span exporter's queue (once; later calls keep the first).
+    pub fn set_tracer(&self, tracer: Arc<otlp::Tracer>) {
+        let _ = self.tracer.set(tracer);
     }
 
     /// The series of requests no route matched.
@@ -498,8 +517,32 @@ pub fn render(metrics: &Metrics, traffic: &TrafficStatus) -> String {
         sample(&mut out, name, &labels, n);
     }
 
+    if let Some(tracer) = metrics.tracer() {
+        render_tracer(&mut out, tracer);
+    }
     render_traffic(&mut out, traffic);
     out
+}
+
+/// The exporter's counters, when traces are exported.
+fn render_tracer(out: &mut String, tracer: &otlp::Tracer) {
+    let name = "junction_trace_spans_exported_total";
+    header(out, name, "counter", "Spans the OTLP collector accepted.");
+    sample(out, name, "", tracer.exported());
+    let name = "junction_trace_spans_dropped_total";
+    header(
+        out,
+        name,
+        "counter",
+        "Spans dropped: the export queue was full (queue_full) or the collector could not take them (export_failed).",
+    );
+    sample(out, name, "reason=\"queue_full\",", tracer.dropped_full());
+    sample(
+        out,
+        name,
+        "reason=\"export_failed\",",
+        tracer.dropped_failed(),
+    );
 }
 
 /// A `# HELP`, a `# TYPE` and one sample per item, labelled `key` = `name(item)`.
@@ -909,21 +952,6 @@ fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
         .open(path)
 }
 
-/// The trace id of a W3C `traceparent` header (`00-TRACEID-PARENTID-FLAGS`), when it is
-/// well formed.
-pub fn trace_id(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get("traceparent")?.to_str().ok()?;
-    let mut parts = value.split('-');
-    let _version = parts.next().filter(|v| v.len() == 2)?;
-    let id = parts.next()?;
-    let valid = id.len() == 32
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-        && id.bytes().any(|b| b != b'0');
-    valid.then_some(id)
-}
-
 /// `now` as RFC 3339 in UTC with milliseconds (`2026-11-27T15:04:05.123Z`).
 pub fn rfc3339(now: SystemTime) -> String {
     let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -960,11 +988,53 @@ pub fn millis(elapsed: Duration) -> f64 {
 pub struct Observed<'g> {
     pub route: Option<&'g RouteMetrics>,
     pub client_id: Option<String>,
+    /// The operation's path template (relative to its connector), for the server span's
+    /// `http.route`.
+    pub operation_path: Option<&'g str>,
 }
 
-/// The upstream time of a response, put in its extensions by the upstream call.
-#[derive(Debug, Clone, Copy)]
-pub struct UpstreamTime(pub Duration);
+/// How long the stages of one response took, in its extensions: the upstream exchange
+/// (put there by the upstream call, retries included, to the response headers), the
+/// operation's request and response policies (together), the cache lookup, and the whole
+/// request to its response headers (put there by the server). A stage that did not run is
+/// `None`. Spans and the `Server-Timing` header are made from the same instants.
+///
+/// A view's response carries its own cache lookup and total; its steps' stages show as
+/// spans.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StageTimings {
+    pub total: Duration,
+    pub cache: Option<Duration>,
+    pub policies: Option<Duration>,
+    pub upstream: Option<Duration>,
+}
+
+impl StageTimings {
+    /// The timings of `extensions`, added when missing.
+    pub fn of(extensions: &mut http::Extensions) -> &mut StageTimings {
+        extensions.get_or_insert_default::<StageTimings>()
+    }
+
+    /// The `Server-Timing` header value: `cache;dur=0.041, policy;dur=0.210,
+    /// upstream;dur=12.5, total;dur=13.1` (milliseconds; only the stages that ran).
+    pub fn server_timing(&self) -> String {
+        let mut out = String::with_capacity(80);
+        for (name, took) in [
+            ("cache", self.cache),
+            ("policy", self.policies),
+            ("upstream", self.upstream),
+            ("total", Some(self.total)),
+        ] {
+            if let Some(took) = took {
+                if !out.is_empty() {
+                    out.push_str(", ");
+                }
+                let _ = write!(out, "{name};dur={:.3}", millis(took));
+            }
+        }
+        out
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -1025,17 +1095,17 @@ mod tests {
     }
 
     #[test]
-    fn reads_the_trace_id_of_a_traceparent() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "traceparent",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-                .parse()
-                .unwrap(),
+    fn writes_server_timing_for_the_stages_that_ran() {
+        let timings = StageTimings {
+            total: Duration::from_micros(13_100),
+            cache: Some(Duration::from_micros(41)),
+            policies: None,
+            upstream: Some(Duration::from_micros(12_500)),
+        };
+        assert_eq!(
+            timings.server_timing(),
+            "cache;dur=0.041, upstream;dur=12.500, total;dur=13.100"
         );
-        assert_eq!(trace_id(&headers), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
-        headers.insert("traceparent", "00-xyz-00f067aa0ba902b7-01".parse().unwrap());
-        assert_eq!(trace_id(&headers), None);
     }
 
     #[test]

@@ -31,6 +31,8 @@ use crate::gateway::ConnectorPlan;
 use crate::plan::{OperationPlan, ParamPlan, UpstreamPiece, value_text};
 use crate::resilience::concurrency::Slot;
 use crate::resilience::retry::{Attempt, is_idempotent, retry_after};
+use crate::telemetry::StageTimings;
+use crate::telemetry::trace::{Span, UpstreamCall};
 
 mod pool;
 pub use pool::PoolSnapshot;
@@ -290,10 +292,26 @@ pub(crate) async fn exchange(
     op: &OperationPlan,
     method: &http::Method,
     uri: Uri,
-    headers: HeaderMap,
+    mut headers: HeaderMap,
     body: RequestBody,
     retry_headers: impl Fn() -> HeaderMap,
 ) -> Result<(http::Response<hyper::body::Incoming>, Held), Error> {
+    // The trace context travels on every call, each with its own span id.
+    let mut traced = UpstreamCall::start();
+    let mut span = traced.as_mut().and_then(|call| call.span.take());
+    if let Some(call) = &traced {
+        call.apply(&mut headers);
+    }
+    if let Some(span) = &mut span {
+        span.rename(format!("{method} {}/{}", connector.name, op.id));
+    }
+    let retry_headers = || {
+        let mut headers = retry_headers();
+        if let Some(call) = &traced {
+            call.apply(&mut headers);
+        }
+        headers
+    };
     let traffic = &connector.traffic;
     // The guards protect the connector's own backend; a host policy may send elsewhere.
     let guard = traffic
@@ -371,6 +389,8 @@ pub(crate) async fn exchange(
         request
     };
 
+    // Scheme, host and path of the call (never its query), for the client span.
+    let span_uri = span.as_ref().map(|_| uri.clone());
     let timeout = connector.timeout;
     let started = std::time::Instant::now();
     let mut deadline = Box::pin(tokio::time::sleep(timeout));
@@ -399,9 +419,16 @@ pub(crate) async fn exchange(
         let response = tokio::select! {
             response = exchange => response,
             () = &mut deadline => {
-                connector.upstream_metrics.latency.record(started.elapsed());
+                let ended = std::time::Instant::now();
+                connector.upstream_metrics.latency.record(ended.duration_since(started));
                 if let (Some(breaker), Some(ticket)) = (breaker, ticket) {
                     breaker.record(ticket, false);
+                }
+                if let Some(mut span) = span.take() {
+                    span.begin(started);
+                    client_attributes(&mut span, connector, op, method, &span_uri, attempt, None);
+                    span.fail(ErrorKind::UpstreamTimeout.slug());
+                    span.end(ended);
                 }
                 return Err(Error::new(
                     ErrorKind::UpstreamTimeout,
@@ -432,13 +459,25 @@ pub(crate) async fn exchange(
         next = again(replay);
     };
 
-    let elapsed = started.elapsed();
+    let ended = std::time::Instant::now();
+    let elapsed = ended.duration_since(started);
     connector.upstream_metrics.latency.record(elapsed);
+    if let Some(mut span) = span {
+        span.begin(started);
+        let status = outcome.as_ref().ok().map(http::Response::status);
+        client_attributes(&mut span, connector, op, method, &span_uri, attempt, status);
+        match &outcome {
+            Ok(response) if response.status().as_u16() >= 400 => {
+                span.fail(response.status().as_str().to_owned());
+            }
+            Ok(_) => {}
+            Err(error) => span.fail(upstream_error_kind(error).slug()),
+        }
+        span.end(ended);
+    }
     match outcome {
         Ok(mut response) => {
-            response
-                .extensions_mut()
-                .insert(crate::telemetry::UpstreamTime(elapsed));
+            StageTimings::of(response.extensions_mut()).upstream = Some(elapsed);
             let status = response.status();
             if let (Some(breaker), Some(ticket)) = (breaker, ticket) {
                 breaker.record(ticket, !breaker.is_failure(status));
@@ -461,6 +500,52 @@ pub(crate) async fn exchange(
             }
             Err(upstream_error(error, connector, op))
         }
+    }
+}
+
+/// The attributes of an upstream call's client span: method, scheme, host, port and path
+/// (never the query, which may carry a key, nor any header), status and retries.
+fn client_attributes(
+    span: &mut Span,
+    connector: &ConnectorPlan,
+    op: &OperationPlan,
+    method: &http::Method,
+    uri: &Option<Uri>,
+    retries: u32,
+    status: Option<http::StatusCode>,
+) {
+    span.set("http.request.method", method.as_str().to_owned());
+    if let Some(uri) = uri {
+        let scheme = uri.scheme_str().unwrap_or("http");
+        let host = uri.host().unwrap_or_default();
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "https" { 443 } else { 80 });
+        span.set(
+            "url.full",
+            format!("{scheme}://{host}:{port}{}", uri.path()),
+        );
+        span.set("server.address", host.to_owned());
+        span.set("server.port", i64::from(port));
+    }
+    if let Some(status) = status {
+        span.set("http.response.status_code", i64::from(status.as_u16()));
+    }
+    if retries > 0 {
+        span.set("http.request.resend_count", i64::from(retries));
+    }
+    span.set("junction.connector", connector.name.clone());
+    span.set("junction.operation", op.id.clone());
+}
+
+/// The problem type a failed exchange becomes.
+fn upstream_error_kind(error: &ClientError) -> ErrorKind {
+    if body::limit_exceeded(error).is_some() {
+        ErrorKind::PayloadTooLarge
+    } else if error.is_connect() && timed_out(error) {
+        ErrorKind::UpstreamTimeout
+    } else {
+        ErrorKind::UpstreamUnreachable
     }
 }
 

@@ -19,8 +19,10 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::IntoResponse;
 use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use junction_runtime::telemetry::{self, AccessLine, Observed, RouteName, UpstreamTime};
+use junction_runtime::telemetry::trace::{self, RequestTrace};
+use junction_runtime::telemetry::{self, AccessLine, Observed, RouteName, StageTimings};
 use junction_runtime::{BoxError, SharedGateway, UpstreamBody};
 use serde_json::json;
 
@@ -133,19 +135,21 @@ where
     let request_id = request.headers().get(problem::REQUEST_ID).cloned();
     let table = gateway.load();
     let metrics = table.metrics();
-    // What the access log needs from the request, read before the gateway consumes it.
-    let logged = metrics.access_log().map(|log| {
-        let trace = telemetry::trace_id(request.headers()).map(str::to_owned);
-        (log, request.method().clone(), trace)
-    });
+    // The request's trace: the client's, or a new one (spans only with an exporter).
+    let trace = RequestTrace::start(request.headers(), metrics.tracer());
+    let method = request.method().clone();
     let mut observed = Observed::default();
-    let result = if uri.path().starts_with(junction_runtime::VIEWS_PREFIX) {
-        table.serve_view_observed(request, &mut observed).await
-    } else {
-        table.serve_observed(request, client, &mut observed).await
-    };
+    let result = trace
+        .scope(async {
+            if uri.path().starts_with(junction_runtime::VIEWS_PREFIX) {
+                table.serve_view_observed(request, &mut observed).await
+            } else {
+                table.serve_observed(request, client, &mut observed).await
+            }
+        })
+        .await;
     let mut failed = None;
-    let response = match result {
+    let mut response = match result {
         Ok(response) => response.map(DataBody::Upstream),
         Err(error) => {
             metrics.error(error.kind());
@@ -157,19 +161,85 @@ where
             ))
         }
     };
-    let elapsed = started.elapsed();
+    let ended = Instant::now();
+    let elapsed = ended.duration_since(started);
+    let timings = {
+        let timings = StageTimings::of(response.extensions_mut());
+        timings.total = elapsed;
+        *timings
+    };
+    if table.server_timing()
+        && let Ok(value) = HeaderValue::from_str(&timings.server_timing())
+    {
+        response.headers_mut().insert(SERVER_TIMING, value);
+    }
     let cache = telemetry::cache_outcome(response.headers());
     let route = observed.route.unwrap_or(metrics.unrouted());
     route.record(response.status(), cache, elapsed);
-    if let Some((log, method, trace)) = logged {
-        let (connector, operation, view) = match &route.name {
-            RouteName::Operation {
-                connector,
-                operation,
-            } => (Some(connector.as_str()), Some(operation.as_str()), None),
-            RouteName::View(view) => (None, None, Some(view.as_str())),
-            RouteName::Unrouted => (None, None, None),
+    let (connector, operation, view) = match &route.name {
+        RouteName::Operation {
+            connector,
+            operation,
+        } => (Some(connector.as_str()), Some(operation.as_str()), None),
+        RouteName::View(view) => (None, None, Some(view.as_str())),
+        RouteName::Unrouted => (None, None, None),
+    };
+    if trace.recorded() {
+        let route_template = match (connector, view) {
+            (Some(connector), _) => Some(format!(
+                "/connectors/{connector}{}",
+                observed.operation_path.unwrap_or_default()
+            )),
+            (None, Some(view)) => Some(format!("{}{view}", junction_runtime::VIEWS_PREFIX)),
+            (None, None) => None,
         };
+        let name = match &route_template {
+            Some(route) => format!("{method} {route}"),
+            None => method.to_string(),
+        };
+        if let Some(mut span) = trace.server_span(name, started, ended) {
+            span.set("http.request.method", method.as_str().to_owned());
+            span.set("url.path", uri.path().to_owned());
+            if let Some(route) = route_template {
+                span.set("http.route", route);
+            }
+            span.set(
+                "http.response.status_code",
+                i64::from(response.status().as_u16()),
+            );
+            if let Some(connector) = connector {
+                span.set("junction.connector", connector.to_owned());
+            }
+            if let Some(operation) = operation {
+                span.set("junction.operation", operation.to_owned());
+            }
+            if let Some(view) = view {
+                span.set("junction.view", view.to_owned());
+            }
+            if let Some(client_id) = &observed.client_id {
+                span.set("junction.client_id", client_id.clone());
+            }
+            if let Some(ip) = client {
+                span.set("client.address", ip.to_canonical().to_string());
+            }
+            span.set("junction.cache", cache.unwrap_or("none"));
+            match failed {
+                Some(slug) => {
+                    span.set("error.type", slug);
+                    span.fail(slug);
+                }
+                None if response.status().is_server_error() => {
+                    let status = response.status().as_str().to_owned();
+                    span.set("error.type", status.clone());
+                    span.fail(status);
+                }
+                None => {}
+            }
+            span.end(ended);
+        }
+    }
+    if let Some(log) = metrics.access_log() {
+        let trace_id = trace::trace_hex(&trace.trace_id());
         log.write(&AccessLine {
             time: telemetry::rfc3339(SystemTime::now()),
             // The client's, else the one a problem answer was given.
@@ -177,7 +247,7 @@ where
                 .as_ref()
                 .or_else(|| response.headers().get(problem::REQUEST_ID))
                 .and_then(|id| id.to_str().ok()),
-            trace_id: trace.as_deref(),
+            trace_id: Some(trace_id.as_str()),
             client: client.map(|ip| ip.to_canonical().to_string()),
             client_id: observed.client_id.as_deref(),
             method: method.as_str(),
@@ -188,16 +258,16 @@ where
             status: response.status().as_u16(),
             error: failed,
             duration_ms: telemetry::millis(elapsed),
-            upstream_ms: response
-                .extensions()
-                .get::<UpstreamTime>()
-                .map(|t| telemetry::millis(t.0)),
+            upstream_ms: timings.upstream.map(telemetry::millis),
             cache: cache.unwrap_or("none"),
             bytes: response.body().size_hint().exact(),
         });
     }
     response
 }
+
+/// The W3C `Server-Timing` response header.
+const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 
 #[cfg(test)]
 mod tests {

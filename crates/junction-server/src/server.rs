@@ -19,6 +19,7 @@ use axum::Router;
 use axum::serve::ListenerExt;
 use junction_model::{Connector, Diagnostics};
 use junction_runtime::telemetry::AccessLog;
+use junction_runtime::telemetry::otlp::Exporter;
 use junction_runtime::{Config, Gateway, SharedGateway};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{oneshot, watch};
@@ -58,6 +59,9 @@ pub enum StartError {
     /// `[log] file` cannot be opened for appending.
     #[error("cannot open the access log: {0}")]
     AccessLog(#[source] std::io::Error),
+    /// `[telemetry] otlp_endpoint` is set but the exporter cannot be set up.
+    #[error("cannot start the trace exporter: {0}")]
+    Tracer(String),
     /// A serving thread or its runtime could not be started.
     #[error("cannot start a serving thread: {0}")]
     Thread(#[source] std::io::Error),
@@ -115,6 +119,7 @@ impl Server {
         catalog: Arc<Catalog>,
     ) -> Result<RunningServer, StartError> {
         open_access_log(config, &gateway)?;
+        let exporter = open_tracer(config, &gateway)?;
         let data = bind(config.listen, "data").await?;
         let admin = bind(config.admin_listen, "admin").await?;
         let data_addr = local_addr(&data, config.listen, "data")?;
@@ -140,6 +145,7 @@ impl Server {
             stop,
             tasks,
             threads: Vec::new(),
+            exporter,
         })
     }
 
@@ -168,6 +174,7 @@ impl Server {
         catalog: Arc<Catalog>,
     ) -> Result<RunningServer, StartError> {
         open_access_log(config, &gateway)?;
+        let exporter = open_tracer(config, &gateway)?;
         let mut listeners = bind_shared(config.listen, threads.get())?.into_iter();
         let first = listeners
             .next()
@@ -236,6 +243,7 @@ impl Server {
             stop,
             tasks,
             threads,
+            exporter,
         })
     }
 }
@@ -251,6 +259,23 @@ fn open_access_log(config: &Config, gateway: &SharedGateway) -> Result<(), Start
         metrics.set_access_log(log);
     }
     Ok(())
+}
+
+/// Starts the span exporter of `[telemetry] otlp_endpoint` on this runtime and hands its
+/// queue to the gateway's metrics, unless the gateway exports already (a gateway served
+/// again keeps its exporter).
+fn open_tracer(config: &Config, gateway: &SharedGateway) -> Result<Option<Exporter>, StartError> {
+    let table = gateway.load();
+    let metrics = table.metrics();
+    let Some(settings) = config.telemetry.exporter() else {
+        return Ok(None);
+    };
+    if metrics.tracer().is_some() {
+        return Ok(None);
+    }
+    let (tracer, exporter) = Exporter::start(settings).map_err(StartError::Tracer)?;
+    metrics.set_tracer(tracer);
+    Ok(Some(exporter))
 }
 
 /// Binds `count` listeners to `addr`, all with `SO_REUSEPORT` when there are several. Port 0
@@ -412,6 +437,8 @@ pub struct RunningServer {
     tasks: Vec<JoinHandle<()>>,
     /// Data-plane threads of [`Server::start_per_core`]; each says when it has finished.
     threads: Vec<oneshot::Receiver<()>>,
+    /// The span exporter, flushed once the requests have finished.
+    exporter: Option<Exporter>,
 }
 
 impl RunningServer {
@@ -444,6 +471,10 @@ impl RunningServer {
             for task in &tasks {
                 task.abort();
             }
+        }
+        // The spans of the last requests go out before the process ends.
+        if let Some(exporter) = self.exporter {
+            exporter.shutdown().await;
         }
     }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use http_body::Body;
 use http_body_util::BodyExt;
-use junction_runtime::telemetry::{UpstreamTime, millis};
+use junction_runtime::telemetry::{StageTimings, millis};
 use junction_runtime::{Error, ErrorKind, SharedGateway};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -189,12 +189,20 @@ where
 }
 
 /// The timing breakdown of a call: `total_ms` as measured to the response headers, and
-/// the stages the response's extensions tell (`upstream_ms` today; `cache_ms` and
-/// `policies_ms` once the pipeline records them). Stages that did not happen are left out.
+/// the stages the pipeline recorded in the response's [`StageTimings`] (`cache_ms`,
+/// `policies_ms`, `upstream_ms`). Stages that did not happen are left out.
 pub fn timing(extensions: &http::Extensions, total: Duration) -> Value {
     let mut out = json!({"total_ms": millis(total)});
-    if let Some(UpstreamTime(upstream)) = extensions.get::<UpstreamTime>() {
-        out["upstream_ms"] = json!(millis(*upstream));
+    if let Some(stages) = extensions.get::<StageTimings>() {
+        for (name, stage) in [
+            ("cache_ms", stages.cache),
+            ("policies_ms", stages.policies),
+            ("upstream_ms", stages.upstream),
+        ] {
+            if let Some(stage) = stage {
+                out[name] = json!(millis(stage));
+            }
+        }
     }
     out
 }
@@ -284,10 +292,12 @@ mod tests {
             timing(&extensions, Duration::from_micros(2500)),
             json!({"total_ms": 2.5})
         );
-        extensions.insert(UpstreamTime(Duration::from_millis(2)));
+        let stages = StageTimings::of(&mut extensions);
+        stages.upstream = Some(Duration::from_millis(2));
+        stages.cache = Some(Duration::from_micros(100));
         assert_eq!(
             timing(&extensions, Duration::from_millis(3)),
-            json!({"total_ms": 3.0, "upstream_ms": 2.0})
+            json!({"total_ms": 3.0, "upstream_ms": 2.0, "cache_ms": 0.1})
         );
     }
 

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::HeaderValue;
@@ -24,6 +24,8 @@ use crate::body::{self, DeadlinePassed, RequestBody, UpstreamBody};
 use crate::error::{Error, ErrorKind};
 use crate::gateway::{ConnectorPlan, Gateway};
 use crate::plan::OperationPlan;
+use crate::telemetry::StageTimings;
+use crate::telemetry::trace::{Kind, Span};
 use crate::upstream;
 
 /// Where one operation sits in the gateway, to find it again from a background task.
@@ -78,13 +80,47 @@ pub(crate) async fn serve(
 
 /// Serves `key` from the cache, from another request's flight, or from `origin` (storing
 /// what it produces when `policy` allows).
+///
+/// The lookup is timed into the response's [`StageTimings`] and, when the request is
+/// traced, a `cache` span with the response's `X-Cache` outcome.
 pub(crate) async fn through<O: Origin>(
     cache: &ResponseCache,
     policy: &CachePolicy,
     key: &str,
     origin: O,
 ) -> Result<http::Response<UpstreamBody>, Error> {
-    let stale = match cache.lookup(key).await {
+    let started = Instant::now();
+    let span = Span::start("cache", Kind::Internal, started);
+    let looked = cache.lookup(key).await;
+    let ended = Instant::now();
+    let result = answer(cache, policy, key, origin, looked).await;
+    if let Some(mut span) = span {
+        match &result {
+            Ok(response) => {
+                span.set(
+                    "junction.cache",
+                    crate::telemetry::cache_outcome(response.headers()).unwrap_or("none"),
+                );
+            }
+            Err(error) => span.fail(error.kind().slug()),
+        }
+        span.end(ended);
+    }
+    result.map(|mut response| {
+        StageTimings::of(response.extensions_mut()).cache = Some(ended.duration_since(started));
+        response
+    })
+}
+
+/// [`through`] after the lookup.
+async fn answer<O: Origin>(
+    cache: &ResponseCache,
+    policy: &CachePolicy,
+    key: &str,
+    origin: O,
+    looked: Lookup,
+) -> Result<http::Response<UpstreamBody>, Error> {
+    let stale = match looked {
         Lookup::Fresh(entry) => return Ok(from_cache(cache, &entry, CacheStatus::Hit)),
         Lookup::Revalidate(entry) => match origin.shared().cloned() {
             Some(shared) => {
@@ -220,6 +256,14 @@ pub(crate) async fn land(
         }
     };
     let (head, body) = response.into_parts();
+    // The backend's stage times stay with the answer, which is rebuilt from the entry.
+    let timings = head.extensions.get::<StageTimings>().copied();
+    let keep = |mut response: http::Response<UpstreamBody>| {
+        if let Some(timings) = timings {
+            response.extensions_mut().insert(timings);
+        }
+        response
+    };
     match buffer(body, cache.settings().max_entry_size).await {
         Buffered::Whole(bytes) => {
             let entry = match head.extensions.get::<DoNotStore>() {
@@ -231,7 +275,7 @@ pub(crate) async fn land(
                     let entry = Arc::new(entry);
                     cache.store(leader.key(), entry.clone()).await;
                     leader.land(Landed::Response(entry.clone(), CacheStatus::Miss));
-                    Ok(from_cache(cache, &entry, CacheStatus::Miss))
+                    Ok(keep(from_cache(cache, &entry, CacheStatus::Miss)))
                 }
                 Err(why) => {
                     tracing::trace!(reason = why, "response not stored");

@@ -77,6 +77,8 @@ pub struct Config {
     pub view_sections: IndexMap<String, ViewConfig>,
     /// `[log]`.
     pub log: LogConfig,
+    /// `[telemetry]`.
+    pub telemetry: TelemetryConfig,
 }
 
 /// `[log]`: the access log (docs/telemetry.md).
@@ -85,6 +87,41 @@ pub struct LogConfig {
     /// `access` and `file`: off (the default), standard output, or a file.
     pub access: crate::telemetry::AccessTarget,
 }
+
+/// `[telemetry]`: traces and the `Server-Timing` header (docs/telemetry.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelemetryConfig {
+    /// `otlp_endpoint`: where spans are posted (OTLP over HTTP, protobuf). `None`: no
+    /// spans (the trace context is still passed on to backends).
+    pub otlp_endpoint: Option<url::Url>,
+    /// `service_name`: the spans' `service.name`; default `junction`.
+    pub service_name: String,
+    /// `server_timing`: add a `Server-Timing` header to data-plane responses.
+    pub server_timing: bool,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            otlp_endpoint: None,
+            service_name: DEFAULT_SERVICE_NAME.to_owned(),
+            server_timing: false,
+        }
+    }
+}
+
+impl TelemetryConfig {
+    /// The exporter's settings, when spans are exported.
+    pub fn exporter(&self) -> Option<crate::telemetry::otlp::ExporterSettings> {
+        Some(crate::telemetry::otlp::ExporterSettings {
+            endpoint: self.otlp_endpoint.clone()?,
+            service_name: self.service_name.clone(),
+        })
+    }
+}
+
+/// The `service.name` of spans when `[telemetry] service_name` is not set.
+pub const DEFAULT_SERVICE_NAME: &str = "junction";
 
 /// `[limits]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,6 +229,7 @@ impl Default for Config {
             admin: access::AdminConfig::default(),
             view_sections: IndexMap::new(),
             log: LogConfig::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }
@@ -353,6 +391,15 @@ struct RawConfig {
     #[serde(default)]
     view: IndexMap<String, Spanned<RawViewSection>>,
     log: Option<RawLog>,
+    telemetry: Option<RawTelemetry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTelemetry {
+    otlp_endpoint: Option<Spanned<String>>,
+    service_name: Option<Spanned<String>>,
+    server_timing: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -579,6 +626,7 @@ impl Builder<'_> {
         let clients = self.clients(raw.clients);
         let admin = self.admin(raw.admin);
         let log = self.log(raw.log, dir);
+        let telemetry = self.telemetry(raw.telemetry);
         let mut view_sections = IndexMap::new();
         for (name, section) in raw.view {
             let (line, _) = position(self.text, section.span().start);
@@ -608,7 +656,43 @@ impl Builder<'_> {
             admin,
             view_sections,
             log,
+            telemetry,
         }
+    }
+
+    /// `[telemetry]`: `otlp_endpoint` turns span export on; `server_timing` the header.
+    fn telemetry(&mut self, raw: Option<RawTelemetry>) -> TelemetryConfig {
+        let mut config = TelemetryConfig::default();
+        let Some(raw) = raw else {
+            return config;
+        };
+        config.otlp_endpoint = raw.otlp_endpoint.and_then(|value| {
+            let text = self.string(&value, "telemetry.otlp_endpoint")?;
+            let parsed = url::Url::parse(&text)
+                .map_err(|e| format!("`{text}` is not a URL: {e}"))
+                .and_then(|url| match url.scheme() {
+                    "http" | "https" if url.has_host() => Ok(url),
+                    _ => Err(format!(
+                        "`{text}` must be an http:// or https:// URL with a host, such as http://127.0.0.1:4318/v1/traces"
+                    )),
+                });
+            self.check(&value, "telemetry.otlp_endpoint", parsed)
+        });
+        if let Some(value) = raw.service_name
+            && let Some(text) = self.string(&value, "telemetry.service_name")
+        {
+            if text.trim().is_empty() {
+                self.push(
+                    &value,
+                    "telemetry.service_name",
+                    "the service name must not be empty".to_owned(),
+                );
+            } else {
+                config.service_name = text;
+            }
+        }
+        config.server_timing = raw.server_timing.unwrap_or(false);
+        config
     }
 
     /// `[log]`: `access = true` writes access log lines to standard output, or to `file`.

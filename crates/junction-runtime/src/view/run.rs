@@ -16,7 +16,7 @@
 //! of the backend call; a partial answer is never stored.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -40,6 +40,7 @@ use crate::gateway::Gateway;
 use crate::pipeline::CONNECTORS_PREFIX;
 use crate::route::Piece;
 use crate::telemetry::Observed;
+use crate::telemetry::trace::{self, Kind, Span};
 
 /// Request headers a step's calls carry over from the view's request.
 const FORWARDED: [&str; 2] = ["x-request-id", "accept-language"];
@@ -254,10 +255,37 @@ impl Gateway {
                     }
                     let prepared = self.prepare(view, step, &inputs, &results, forwarded);
                     running.push(async move {
+                        // A span per step (when traced): its calls hang under it.
+                        let mut span = Span::start_with(
+                            || format!("step {}", step.name),
+                            Kind::Internal,
+                            Instant::now(),
+                        );
+                        if let Some(span) = &mut span {
+                            span.set("junction.view", view.name.clone());
+                            span.set("junction.step", step.name.clone());
+                            span.set("junction.step.calls", step.label());
+                            if let Ok(calls) = &prepared {
+                                let count = i64::try_from(calls.len()).unwrap_or(i64::MAX);
+                                span.set("junction.step.call_count", count);
+                            }
+                            if step.optional {
+                                span.set("junction.step.optional", true);
+                            }
+                        }
+                        let span_id = span.as_ref().map(Span::id);
                         let result = match prepared {
-                            Ok(calls) => self.run_step(step, calls, forwarded).await,
+                            Ok(calls) => {
+                                trace::within(span_id, self.run_step(step, calls, forwarded)).await
+                            }
                             Err(failure) => Err(failure),
                         };
+                        if let Some(mut span) = span {
+                            if result.is_err() {
+                                span.fail(ErrorKind::ViewStepFailed.slug());
+                            }
+                            span.end(Instant::now());
+                        }
                         (index, result)
                     });
                 }
