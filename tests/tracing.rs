@@ -327,6 +327,22 @@ async fn tracing_propagates_without_an_exporter_and_logs_the_trace_id() {
         trace_hex(&parent.trace_id).as_str(),
         "{line}"
     );
+
+    // A problem answer names the trace, so a client's report leads to the spans and logs.
+    let refused = collect(
+        client()
+            .get(format!(
+                "{}/connectors/keyed/nothing/here",
+                server.data_url()
+            ))
+            .header("traceparent", format!("00-{TRACE_ID}-{CLIENT_PARENT}-00"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    refused.problem(404, "not-found");
+    assert_eq!(refused.json()["trace_id"], TRACE_ID, "{:?}", refused.json());
 }
 
 #[tokio::test]

@@ -148,16 +148,18 @@ where
             }
         })
         .await;
+    let trace_id = trace::trace_hex(&trace.trace_id());
     let mut failed = None;
     let mut response = match result {
         Ok(response) => response.map(DataBody::Upstream),
         Err(error) => {
             metrics.error(error.kind());
             failed = Some(error.kind().slug());
-            local(problem::response(
+            local(problem::traced_response(
                 &error,
                 uri.path(),
                 &problem::request_id(request_id.as_ref()),
+                Some(trace_id.as_str()),
             ))
         }
     };
@@ -239,7 +241,6 @@ where
         }
     }
     if let Some(log) = metrics.access_log() {
-        let trace_id = trace::trace_hex(&trace.trace_id());
         log.write(&AccessLine {
             time: telemetry::rfc3339(SystemTime::now()),
             // The client's, else the one a problem answer was given.

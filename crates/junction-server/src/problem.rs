@@ -32,6 +32,9 @@ struct Problem<'a> {
     detail: &'a str,
     instance: &'a str,
     request_id: &'a str,
+    /// The W3C trace id of a data-plane request, to find its spans and its backends' logs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_id: Option<&'a str>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     errors: &'a [Violation],
 }
@@ -63,7 +66,17 @@ pub fn request_id(client: Option<&HeaderValue>) -> String {
 
 /// Turns `error` into a problem+json response, and logs it.
 pub fn response(error: &Error, instance: &str, request_id: &str) -> Response {
-    log(error, instance, request_id);
+    traced_response(error, instance, request_id, None)
+}
+
+/// [`response`] for a request of trace `trace_id` (hex), which the body names too.
+pub fn traced_response(
+    error: &Error,
+    instance: &str,
+    request_id: &str,
+    trace_id: Option<&str>,
+) -> Response {
+    log(error, instance, request_id, trace_id);
     let status = error.status();
     let problem = Problem {
         kind: format!("{PROBLEM_BASE}{}", error.kind().slug()),
@@ -72,6 +85,7 @@ pub fn response(error: &Error, instance: &str, request_id: &str) -> Response {
         detail: error.detail(),
         instance,
         request_id,
+        trace_id,
         errors: error.violations(),
     };
     let body = serde_json::to_vec(&problem).unwrap_or_else(|_| b"{}".to_vec());
@@ -97,17 +111,43 @@ pub fn response(error: &Error, instance: &str, request_id: &str) -> Response {
     response
 }
 
-fn log(error: &Error, instance: &str, request_id: &str) {
+fn log(error: &Error, instance: &str, request_id: &str, trace_id: Option<&str>) {
     let cause = error.cause().map(|c| chain(c)).unwrap_or_default();
     let kind = error.kind().slug();
     let detail = error.detail();
+    let trace_id = trace_id.unwrap_or_default();
     match error.source() {
-        Source::Client => tracing::debug!(request_id, instance, kind, detail, "request rejected"),
+        Source::Client => {
+            tracing::debug!(
+                request_id,
+                trace_id,
+                instance,
+                kind,
+                detail,
+                "request rejected"
+            )
+        }
         Source::Upstream => {
-            tracing::warn!(request_id, instance, kind, detail, cause, "upstream failed")
+            tracing::warn!(
+                request_id,
+                trace_id,
+                instance,
+                kind,
+                detail,
+                cause,
+                "upstream failed"
+            )
         }
         Source::Internal => {
-            tracing::error!(request_id, instance, kind, detail, cause, "gateway error")
+            tracing::error!(
+                request_id,
+                trace_id,
+                instance,
+                kind,
+                detail,
+                cause,
+                "gateway error"
+            )
         }
     }
 }
