@@ -311,7 +311,14 @@ impl Span {
 
 /// Runs `future` with `span` as the current span (when there is one), so the spans and
 /// upstream calls it starts hang under it.
-pub async fn within<F: Future>(span: Option<SpanId>, future: F) -> F::Output {
+///
+/// Not an `async fn`: that would copy `future` (often kilobytes of state) into its own
+/// state first. Without a span, `future` is handed back as it is; with one, it is boxed
+/// once under the scope.
+pub fn within<F: Future>(
+    span: Option<SpanId>,
+    future: F,
+) -> futures_util::future::Either<impl Future<Output = F::Output>, F> {
     let context = span.and_then(|span_id| {
         CURRENT
             .try_with(|context| Context {
@@ -321,8 +328,10 @@ pub async fn within<F: Future>(span: Option<SpanId>, future: F) -> F::Output {
             .ok()
     });
     match context {
-        Some(context) => CURRENT.scope(context, future).await,
-        None => future.await,
+        Some(context) => {
+            futures_util::future::Either::Left(CURRENT.scope(context, Box::pin(future)))
+        }
+        None => futures_util::future::Either::Right(future),
     }
 }
 
@@ -391,8 +400,12 @@ impl RequestTrace {
     }
 
     /// Runs `future` (the request) in this trace.
-    pub async fn scope<F: Future>(&self, future: F) -> F::Output {
-        CURRENT.scope(self.context.clone(), future).await
+    ///
+    /// The request's future is boxed once: the scope and the caller then move a pointer,
+    /// not the future's kilobytes of state (a copy per layer showed as 10 % of a cache
+    /// hit's CPU time).
+    pub fn scope<F: Future>(&self, future: F) -> impl Future<Output = F::Output> {
+        CURRENT.scope(self.context.clone(), Box::pin(future))
     }
 
     /// The server span of the request, from `start` to `end`, when it is recorded; the
