@@ -8,7 +8,6 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use junction_model::{ApiKeyLocation, Method, SecurityScheme};
-use junction_store::MasterKey;
 use serde_json::{Value, json};
 
 use crate::store::{TestStore, with_parameters};
@@ -100,12 +99,7 @@ async fn end_to_end(test: TestStore) {
         json!({"testConnection": {"operationId": "WhoAmI"}}),
     );
     let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("master.key");
-    std::fs::write(
-        &key_file,
-        MasterKey::generate().unwrap().to_base64().as_bytes(),
-    )
-    .unwrap();
+    let key_file = support::master_key_file(dir.path());
     let toml = format!(
         "{}\n[connector.pets.connection]\napi_key = \"{CONFIG_SECRET}\"\n",
         test.toml(&key_file)
@@ -356,12 +350,7 @@ async fn clients_in_views() {
         )],
     );
     let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("master.key");
-    std::fs::write(
-        &key_file,
-        MasterKey::generate().unwrap().to_base64().as_bytes(),
-    )
-    .unwrap();
+    let key_file = support::master_key_file(dir.path());
     let mut config = support::config(&test.toml(&key_file));
     config.views = vec![junction_runtime::ViewSource::new(
         "views/me.toml",
@@ -444,12 +433,7 @@ async fn cached_views_are_keyed_by_the_client() {
         )],
     );
     let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("master.key");
-    std::fs::write(
-        &key_file,
-        MasterKey::generate().unwrap().to_base64().as_bytes(),
-    )
-    .unwrap();
+    let key_file = support::master_key_file(dir.path());
     let toml = format!(
         "{}[cache]\n[view.me.cache]\nttl = \"5m\"\n",
         test.toml(&key_file)

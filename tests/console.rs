@@ -21,7 +21,6 @@ use junction_model::{
 };
 use junction_runtime::ViewSource;
 use junction_server::{RunningServer, Server};
-use junction_store::MasterKey;
 use serde_json::{Value, json};
 
 use crate::harness::workspace_root;
@@ -239,12 +238,7 @@ async fn setup() -> Setup {
     let pets_addr = support::start_backend(pets_backend()).await;
     let vault_addr = support::start_backend(vault_backend()).await;
     let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("master.key");
-    std::fs::write(
-        &key_file,
-        MasterKey::generate().unwrap().to_base64().as_bytes(),
-    )
-    .unwrap();
+    let key_file = support::master_key_file(dir.path());
     let toml = format!(
         "[store]\npath = \"{}\"\nkey_file = \"{}\"\n\n[admin]\ntoken = \"{ADMIN_TOKEN}\"\n",
         dir.path().join("junction.db").display(),

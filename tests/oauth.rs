@@ -14,7 +14,6 @@ use indexmap::IndexMap;
 use junction_model::{ApiProperties, ConnectionParameter, Method, SecurityScheme};
 use junction_runtime::Config;
 use junction_server::Server;
-use junction_store::MasterKey;
 use serde_json::{Value, json};
 
 use crate::oidc::Oidc;
@@ -184,12 +183,7 @@ async fn login_refresh_and_client_credentials(test: TestStore) {
     let state = Backend::default();
     let backend_addr = support::start_backend(backend(state.clone())).await;
     let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("master.key");
-    std::fs::write(
-        &key_file,
-        MasterKey::generate().unwrap().to_base64().as_bytes(),
-    )
-    .unwrap();
+    let key_file = support::master_key_file(dir.path());
     let text = format!(
         "listen = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:0\"\n{}",
         test.toml(&key_file)

@@ -6,7 +6,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use junction_model::{ApiKeyLocation, Method, SecurityScheme};
-use junction_store::MasterKey;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -126,12 +125,7 @@ async fn clients_jwt_bearer_tokens_against_a_real_issuer() {
         )],
     );
     let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("master.key");
-    std::fs::write(
-        &key_file,
-        MasterKey::generate().unwrap().to_base64().as_bytes(),
-    )
-    .unwrap();
+    let key_file = support::master_key_file(dir.path());
     let test = TestStore::sqlite();
     let toml = format!(
         "{}\n[clients.jwt]\nissuer = \"{issuer}\"\naudience = \"urn:junction\"\njwks_url = \"{issuer}/jwks\"\nalgorithms = [\"RS256\"]\nleeway = \"0s\"\n\n[connector.pets.connection]\napi_key = \"configured\"\n",

@@ -417,3 +417,12 @@ pub async fn raw_bytes(addr: SocketAddr, bytes: &[u8]) -> String {
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
     String::from_utf8_lossy(&answer).into_owned()
 }
+
+/// Writes a new master key into `dir/master.key` (for `[store] key_file`) and returns
+/// its path.
+pub fn master_key_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let key_file = dir.join("master.key");
+    let key = junction_store::MasterKey::generate().unwrap();
+    std::fs::write(&key_file, key.to_base64().as_bytes()).unwrap();
+    key_file
+}
