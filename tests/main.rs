@@ -12,6 +12,7 @@ mod example;
 mod export;
 mod gateway;
 mod harness;
+mod hostile;
 mod limits;
 mod oauth;
 mod oidc;

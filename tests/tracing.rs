@@ -482,17 +482,20 @@ async fn tracing_times_the_cache_and_policy_stages_in_spans_and_server_timing() 
     assert!(request_policies.end_time_unix_nano <= upstream.start_time_unix_nano);
     assert!(upstream.end_time_unix_nano <= response_policies.start_time_unix_nano);
 
-    // A hit: the cache and the total only, and no upstream span.
+    // A hit: the cache keeps what the backend said, and the response side runs again for
+    // this request (its transform, its links); no upstream span.
     let other_trace = "0af7651916cd43dd8448eb211c80319c";
     let hit = send(format!("00-{other_trace}-b7ad6b7169203331-01")).await;
     assert_eq!(x_cache(&hit), "HIT");
+    assert_eq!(hit.json(), json!({"path": "/api/items/5"}));
     let names: Vec<String> = server_timing(&hit).into_iter().map(|(n, _)| n).collect();
-    assert_eq!(names, ["cache", "total"]);
-    let spans = receiver.trace(other_trace, 2).await;
+    assert_eq!(names, ["cache", "policy", "total"]);
+    let spans = receiver.trace(other_trace, 3).await;
     assert_eq!(
         attribute(named(&spans, "cache"), "junction.cache"),
         Some(json!("HIT"))
     );
+    named(&spans, "response policies");
     assert!(spans.iter().all(|s| s.kind != CLIENT), "{spans:#?}");
 
     // A problem the gateway answers: the total only, and an error status with its type.

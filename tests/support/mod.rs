@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -243,6 +244,106 @@ pub async fn start_echo() -> SocketAddr {
     start_backend(echo()).await
 }
 
+// ---------------------------------------------------------------- a recording backend
+
+/// One request as the backend saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<String> {
+        let values: Vec<&str> = self
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        (!values.is_empty()).then(|| values.join(", "))
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// What the backend answers: status, headers, body.
+pub type Answer = (u16, Vec<(&'static str, String)>, String);
+pub type Respond = Arc<dyn Fn(&Seen) -> Answer + Send + Sync>;
+
+/// A backend that records every request and answers with `respond`.
+pub struct Backend {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Backend {
+    pub async fn start(respond: impl Fn(&Seen) -> Answer + Send + Sync + 'static) -> Backend {
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let respond: Respond = Arc::new(respond);
+        let log = seen.clone();
+        let router = Router::new().fallback(move |request: Request| {
+            let log = log.clone();
+            let respond = respond.clone();
+            async move {
+                let (parts, body) = request.into_parts();
+                let body = body.collect().await.unwrap().to_bytes();
+                let seen = Seen {
+                    method: parts.method.to_string(),
+                    path: parts.uri.path().to_owned(),
+                    query: parts.uri.query().map(str::to_owned),
+                    headers: parts.headers,
+                    body,
+                };
+                let (status, headers, body) = respond(&seen);
+                log.lock().unwrap().push(seen);
+                let mut response = Response::builder().status(status);
+                for (name, value) in headers {
+                    response = response.header(name, value);
+                }
+                response.body(Body::from(body)).unwrap()
+            }
+        });
+        Backend {
+            addr: start_backend(router).await,
+            seen,
+        }
+    }
+
+    /// A backend that answers every request with `{}` (JSON).
+    pub async fn ok() -> Backend {
+        Backend::start(|_| json_answer(200, json!({}))).await
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn only(&self) -> Seen {
+        let seen = self.seen();
+        assert_eq!(seen.len(), 1, "{seen:#?}");
+        seen.into_iter().next().unwrap()
+    }
+}
+
+pub fn json_answer(status: u16, body: Value) -> Answer {
+    (
+        status,
+        vec![("content-type", "application/json".to_owned())],
+        body.to_string(),
+    )
+}
+
 /// An address nothing listens on.
 pub fn closed_port() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -416,6 +517,26 @@ pub async fn raw_bytes(addr: SocketAddr, bytes: &[u8]) -> String {
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
     String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The backend path a next link the gateway handed out continues with: the link must be
+/// `prefix` (the first page's URL, or it with `?`), then `junction-next=` and a signed
+/// token (`v1.EXPIRY.PATH.MAC`, PATH in base64url).
+pub fn signed_next_link(link: &str, prefix: &str) -> String {
+    use base64::Engine;
+    let rest = link
+        .strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("{link} does not start with {prefix}"));
+    let token = rest
+        .trim_start_matches('&')
+        .strip_prefix("junction-next=")
+        .unwrap_or_else(|| panic!("{link} has no junction-next after {prefix}"));
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!((parts.len(), parts[0]), (4, "v1"), "{token}");
+    let path = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(parts[2])
+        .unwrap();
+    String::from_utf8(path).unwrap()
 }
 
 /// Writes a new master key into `dir/master.key` (for `[store] key_file`) and returns

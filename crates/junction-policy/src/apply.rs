@@ -210,11 +210,15 @@ pub async fn run_request<S: SideCalls>(
                         ),
                     ));
                 }
-                if !hosts.allowed.is_empty() && !host::host_allowed(&host, hosts.allowed) {
+                let (name, port) = &host;
+                let default_port = if base.starts_with("http://") { 80 } else { 443 };
+                if !hosts.allowed.is_empty()
+                    && !host::host_allowed((name, *port), default_port, hosts.allowed)
+                {
                     return Err(fail(
                         policy,
                         FailureKind::Client,
-                        format!("the backend host `{host}` is not in `allowed_hosts`"),
+                        format!("the backend host `{name}:{port}` is not in `allowed_hosts`"),
                     ));
                 }
                 out.base = base;

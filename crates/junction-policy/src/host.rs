@@ -421,24 +421,43 @@ fn check_host(host: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The host of an absolute URL checked by [`check_url`], lower-cased, without the port.
-pub(crate) fn host_of(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+/// The host of an absolute URL checked by [`check_url`], lower-cased, and its port (the
+/// scheme's default when the URL names none).
+pub(crate) fn host_of(url: &str) -> (String, u16) {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("https", url));
     let authority = rest.split('/').next().unwrap_or_default();
-    let host = split_port(authority).map_or(authority, |(h, _)| h);
-    host.to_ascii_lowercase()
+    let (host, port) = split_port(authority).unwrap_or((authority, None));
+    let default = if scheme.eq_ignore_ascii_case("http") {
+        80
+    } else {
+        443
+    };
+    let port = port.and_then(|p| p.parse().ok()).unwrap_or(default);
+    (host.to_ascii_lowercase(), port)
 }
 
-/// Whether `host` matches one of `patterns`: an exact host, or `*.suffix` for any host
-/// below `suffix`.
-pub fn host_allowed(host: &str, patterns: &[String]) -> bool {
+/// Whether `host` and `port` match one of `patterns`: an exact host, or `*.suffix` for any
+/// host below `suffix`; then `:PORT` for that port, `:*` for any, and nothing for the
+/// scheme's default port only (so `api.example.com` does not open `api.example.com:22`).
+pub fn host_allowed((host, port): (&str, u16), default_port: u16, patterns: &[String]) -> bool {
     patterns.iter().any(|pattern| {
         let pattern = pattern.to_ascii_lowercase();
-        match pattern.strip_prefix("*.") {
+        let (name, ports) = match pattern.rsplit_once(':') {
+            Some((name, "*")) => (name, None),
+            Some((name, p)) => match p.parse::<u16>() {
+                Ok(p) => (name, Some(p)),
+                Err(_) => return false,
+            },
+            None => (pattern.as_str(), Some(default_port)),
+        };
+        if ports.is_some_and(|p| p != port) {
+            return false;
+        }
+        match name.strip_prefix("*.") {
             Some(suffix) => host
                 .strip_suffix(suffix)
                 .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
-            None => host == pattern,
+            None => host == name,
         }
     })
 }
@@ -620,13 +639,31 @@ mod tests {
     #[test]
     fn allowed_hosts() {
         let allowed = vec!["*.asite.com".to_owned(), "api.example.com".to_owned()];
-        assert!(host_allowed("eu.asite.com", &allowed));
-        assert!(host_allowed("a.b.asite.com", &allowed));
-        assert!(!host_allowed("asite.com", &allowed));
-        assert!(!host_allowed("evilasite.com", &allowed));
-        assert!(host_allowed("api.example.com", &allowed));
-        assert!(!host_allowed("x.api.example.com", &allowed));
-        assert_eq!(host_of("https://EU.Asite.com:443/x"), "eu.asite.com");
-        assert_eq!(host_of("http://[::1]:80"), "[::1]");
+        let ok = |host: &str| host_allowed((host, 443), 443, &allowed);
+        assert!(ok("eu.asite.com"));
+        assert!(ok("a.b.asite.com"));
+        assert!(!ok("asite.com"));
+        assert!(!ok("evilasite.com"));
+        assert!(ok("api.example.com"));
+        assert!(!ok("x.api.example.com"));
+        // Ports: the scheme's default only, unless the pattern names one or `*`.
+        assert!(!host_allowed(("api.example.com", 22), 443, &allowed));
+        let ports = vec![
+            "api.example.com:8443".to_owned(),
+            "*.asite.com:*".to_owned(),
+        ];
+        assert!(host_allowed(("api.example.com", 8443), 443, &ports));
+        assert!(!host_allowed(("api.example.com", 443), 443, &ports));
+        assert!(host_allowed(("x.asite.com", 22), 443, &ports));
+        assert_eq!(
+            host_of("http://H.example.com/x"),
+            ("h.example.com".into(), 80)
+        );
+        assert_eq!(host_of("https://h:8443"), ("h".into(), 8443));
+        assert_eq!(
+            host_of("https://EU.Asite.com:443/x"),
+            ("eu.asite.com".into(), 443)
+        );
+        assert_eq!(host_of("http://[::1]:80"), ("[::1]".into(), 80));
     }
 }

@@ -19,7 +19,9 @@ use serde_json::{Map, Value};
 
 use crate::body::{self, RequestBody};
 use crate::error::{BoxError, Error, ErrorKind, InputLocation, Violation};
-use crate::plan::{BodyPlan, JsonBody, OperationPlan, ParamPlan, Scalar, Shape, essence, is_json};
+use crate::plan::{
+    BodyPlan, JsonBody, OperationPlan, ParamPlan, Scalar, Shape, charset, essence, is_json,
+};
 use crate::schema::{self, MAX_VIOLATIONS};
 
 /// Where a bound value came from.
@@ -240,6 +242,12 @@ impl Binder {
             }
             return;
         }
+        // A NUL ends a string in many backends' languages: what is checked here would not
+        // be what they read.
+        if raws.iter().any(|raw| raw.contains('\0')) {
+            self.violation(param, " holds a NUL character".into());
+            return;
+        }
         match coerce(param.shape, param.collection, &raws) {
             Ok(value) => {
                 if let Some(validator) = &param.validator {
@@ -367,7 +375,23 @@ where
 {
     let client_type = parts.headers.get(header::CONTENT_TYPE);
     if let Some(client_type) = client_type {
-        let essence = essence(client_type.to_str().unwrap_or_default());
+        let text = client_type.to_str().unwrap_or_default();
+        let essence = essence(text);
+        // RFC 8259: JSON between systems is UTF-8; a body labelled otherwise would be read
+        // one way here and another way by the backend.
+        if is_json(&essence)
+            && let Some(charset) = charset(text)
+            && !charset.eq_ignore_ascii_case("utf-8")
+            && !charset.eq_ignore_ascii_case("utf8")
+        {
+            return Err(Error::new(
+                ErrorKind::UnsupportedMediaType,
+                format!(
+                    "operation '{}' takes JSON in UTF-8, not in charset {charset}",
+                    op.id
+                ),
+            ));
+        }
         if !is_json(&essence) {
             if plan.other_media.iter().any(|m| *m == essence || m == "*/*") {
                 return Ok(if body::is_empty(&request_body) {
@@ -428,7 +452,7 @@ where
         // An optional body made only of internal defaults.
         Value::Object(Map::new())
     } else {
-        match serde_json::from_slice::<Value>(&bytes) {
+        match crate::strict_json::from_slice(&bytes) {
             Ok(value) => value,
             Err(error) => {
                 violations.push(Violation::body(

@@ -8,6 +8,7 @@
 //! as it arrives and fails if the connector's total timeout passes first.
 
 use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -53,6 +54,98 @@ impl fmt::Display for DeadlinePassed {
 
 impl std::error::Error for DeadlinePassed {}
 
+/// The error a client's request body fails with when it has not arrived whole within
+/// `limits.body_timeout`.
+#[derive(Debug)]
+pub struct BodyTimedOut {
+    pub timeout: Duration,
+}
+
+impl fmt::Display for BodyTimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the request body did not arrive within {}s",
+            self.timeout.as_secs_f64()
+        )
+    }
+}
+
+impl std::error::Error for BodyTimedOut {}
+
+/// A client's request body that must arrive whole within a time limit (slow-body and
+/// stalled-upload connections are cut off). The clock starts when the body is wrapped,
+/// right after its head; a body known to be empty never starts one.
+#[derive(Debug)]
+pub struct ClientBody<B> {
+    inner: B,
+    deadline: Option<Pin<Box<Sleep>>>,
+    timeout: Duration,
+}
+
+impl<B: Body> ClientBody<B> {
+    pub fn new(inner: B, timeout: Duration) -> Self {
+        let deadline = (!inner.is_end_stream()).then(|| Box::pin(tokio::time::sleep(timeout)));
+        ClientBody {
+            inner,
+            deadline,
+            timeout,
+        }
+    }
+}
+
+impl<B> Body for ClientBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(Into::into))),
+            Poll::Pending => {
+                let passed = this
+                    .deadline
+                    .as_mut()
+                    .is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready());
+                if passed {
+                    Poll::Ready(Some(Err(Box::new(BodyTimedOut {
+                        timeout: this.timeout,
+                    }))))
+                } else {
+                    Poll::Pending
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The `limits.body_timeout` refusal, when `error` or one of its causes is [`BodyTimedOut`].
+pub(crate) fn timed_out(error: &(dyn std::error::Error + 'static)) -> Option<Error> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(timed_out) = e.downcast_ref::<BodyTimedOut>() {
+            return Some(Error::new(ErrorKind::RequestTimeout, timed_out.to_string()));
+        }
+        current = e.source();
+    }
+    None
+}
+
 pub(crate) fn too_large(limit: u64) -> Error {
     Error::new(
         ErrorKind::PayloadTooLarge,
@@ -90,11 +183,13 @@ where
     match Limited::new(body, cap).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(limit)),
-        Err(error) => Err(Error::new(
-            ErrorKind::InvalidRequest,
-            "the request body could not be read",
-        )
-        .with_cause(error)),
+        Err(error) => Err(timed_out(error.as_ref()).unwrap_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidRequest,
+                "the request body could not be read",
+            )
+            .with_cause(error)
+        })),
     }
 }
 
@@ -344,4 +439,38 @@ impl Body for UpstreamBody {
             }
         }
     }
+}
+
+/// Reads a response body whole, up to `limit` bytes, under its deadline.
+pub(crate) async fn read_response(body: UpstreamBody, limit: u64) -> Result<Bytes, Error> {
+    let cap = usize::try_from(limit).unwrap_or(usize::MAX);
+    match Limited::new(body, cap).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(Error::new(
+            ErrorKind::UpstreamInvalid,
+            format!(
+                "the backend's response is larger than limits.max_response_bytes ({limit} bytes), so its policies or transform cannot run"
+            ),
+        )),
+        Err(error) if is_deadline(error.as_ref()) => Err(Error::new(
+            ErrorKind::UpstreamTimeout,
+            "the backend did not send its whole response in time",
+        )),
+        Err(error) => Err(Error::new(
+            ErrorKind::UpstreamUnreachable,
+            "the backend broke off its response",
+        )
+        .with_cause(error)),
+    }
+}
+
+fn is_deadline(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.is::<DeadlinePassed>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }

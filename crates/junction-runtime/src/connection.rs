@@ -56,6 +56,12 @@ pub trait Admission: Send + Sync + std::fmt::Debug {
         let _ = query;
         Box::pin(async { Err(Error::new(ErrorKind::NotFound, "no OAuth login is pending")) })
     }
+
+    /// The key next links are signed with when `[next_links] key` is not set: one every
+    /// replica of the store shares (derived from its master key), if there is one.
+    fn link_key(&self) -> Option<crate::next_link::LinkKey> {
+        None
+    }
 }
 
 /// Called when the backend answers 401 to a request that used an attached connection

@@ -41,6 +41,8 @@ pub enum ErrorKind {
     PayloadTooLarge,
     /// The request body's media type is not one the operation accepts.
     UnsupportedMediaType,
+    /// The request body did not arrive within `limits.body_timeout`.
+    RequestTimeout,
     /// The backend could not be reached or broke the connection.
     UpstreamUnreachable,
     /// The backend did not answer within the timeout.
@@ -85,12 +87,13 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in declaration order (for counters indexed by kind).
-    pub const ALL: [ErrorKind; 21] = [
+    pub const ALL: [ErrorKind; 22] = [
         ErrorKind::NotFound,
         ErrorKind::MethodNotAllowed,
         ErrorKind::InvalidRequest,
         ErrorKind::PayloadTooLarge,
         ErrorKind::UnsupportedMediaType,
+        ErrorKind::RequestTimeout,
         ErrorKind::UpstreamUnreachable,
         ErrorKind::UpstreamTimeout,
         ErrorKind::UpstreamInvalid,
@@ -116,6 +119,7 @@ impl ErrorKind {
             ErrorKind::InvalidRequest => StatusCode::BAD_REQUEST,
             ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
             ErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::UpstreamInvalid | ErrorKind::TransformFailed | ErrorKind::ViewStepFailed => {
@@ -141,6 +145,7 @@ impl ErrorKind {
             | ErrorKind::InvalidRequest
             | ErrorKind::PayloadTooLarge
             | ErrorKind::UnsupportedMediaType
+            | ErrorKind::RequestTimeout
             | ErrorKind::RateLimited
             | ErrorKind::Unauthenticated
             | ErrorKind::Forbidden
@@ -166,6 +171,7 @@ impl ErrorKind {
             self,
             ErrorKind::UpstreamUnreachable
                 | ErrorKind::UpstreamTimeout
+                | ErrorKind::RequestTimeout
                 | ErrorKind::RateLimited
                 | ErrorKind::CircuitOpen
                 | ErrorKind::BackendBusy
@@ -181,6 +187,7 @@ impl ErrorKind {
             ErrorKind::InvalidRequest => "invalid-request",
             ErrorKind::PayloadTooLarge => "payload-too-large",
             ErrorKind::UnsupportedMediaType => "unsupported-media-type",
+            ErrorKind::RequestTimeout => "request-timeout",
             ErrorKind::UpstreamUnreachable => "upstream-unreachable",
             ErrorKind::UpstreamTimeout => "upstream-timeout",
             ErrorKind::UpstreamInvalid => "upstream-invalid",
@@ -208,6 +215,7 @@ impl ErrorKind {
             ErrorKind::InvalidRequest => "Invalid request",
             ErrorKind::PayloadTooLarge => "Request body too large",
             ErrorKind::UnsupportedMediaType => "Unsupported media type",
+            ErrorKind::RequestTimeout => "Request body too slow",
             ErrorKind::UpstreamUnreachable => "Backend unreachable",
             ErrorKind::UpstreamTimeout => "Backend timed out",
             ErrorKind::UpstreamInvalid => "Backend response unusable",

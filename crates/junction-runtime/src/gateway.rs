@@ -81,6 +81,8 @@ pub struct Gateway {
     clients: Vec<upstream::HttpClient>,
     /// `[telemetry] server_timing`.
     server_timing: bool,
+    /// How next links are signed (`[next_links]`).
+    pub(crate) links: crate::next_link::Signing,
 }
 
 /// A gateway and the warnings found while building it.
@@ -225,6 +227,7 @@ impl Gateway {
                 metrics,
                 clients: clients.into_values().collect(),
                 server_timing: config.telemetry.server_timing,
+                links: crate::next_link::Signing::new(&config.next_links),
             },
             diagnostics,
         })
@@ -246,7 +249,14 @@ impl Gateway {
     }
 
     /// Sets the step that admits every data-plane request (see [`crate::connection`]).
+    /// Unless `[next_links] key` is set, next links are then signed with the admission's
+    /// key (shared by every replica of its store), when it has one.
     pub fn set_admission(&mut self, admission: Arc<dyn crate::connection::Admission>) {
+        if !self.links.configured
+            && let Some(key) = admission.link_key()
+        {
+            self.links.key = Arc::new(key);
+        }
         self.admission = Some(admission);
     }
 

@@ -23,17 +23,21 @@ pub mod config;
 pub mod connection;
 mod error;
 mod gateway;
+mod host;
 mod secret;
 
 mod auth;
 mod bind;
 mod body;
 mod encode;
+pub mod next_link;
+mod paging;
 mod pipeline;
 mod plan;
 mod policy;
 mod route;
 mod schema;
+mod strict_json;
 mod upstream;
 pub mod view;
 
@@ -49,17 +53,18 @@ mod traffic;
 pub mod stats;
 pub mod telemetry;
 
-pub use body::{BodyTooLarge, DeadlinePassed, RequestBody, UpstreamBody};
+pub use body::{BodyTimedOut, BodyTooLarge, ClientBody, DeadlinePassed, RequestBody, UpstreamBody};
 pub use config::{
-    Config, ConfigError, ConnectorConfig, Limits, LogConfig, NamedTransform, OperationConfig,
-    Paging, TelemetryConfig, Transforms, UpstreamDefaults, ViewConfig,
+    Config, ConfigError, ConnectorConfig, Limits, LogConfig, NamedTransform, NextLinksConfig,
+    OperationConfig, Paging, TelemetryConfig, Transforms, UpstreamDefaults, ViewConfig,
 };
 pub use connection::{Admission, Admitted, BoxFuture, ResolvedConnection, UnauthorizedHook};
 pub use error::{BoxError, Error, ErrorKind, InputLocation, Source, Violation};
 pub use gateway::{Compiled, ConnectorSummary, Gateway, OperationSummary, SharedGateway};
+pub use host::valid_host;
 pub use pipeline::CONNECTORS_PREFIX;
 pub use policy::NEXT_LINK_PARAMETER;
 pub use secret::Secret;
 pub use traffic::{RetryCounts, TrafficStatus};
-pub use upstream::{USER_AGENT, install_crypto_provider, strip_hop_by_hop};
+pub use upstream::{SentTo, USER_AGENT, install_crypto_provider, strip_hop_by_hop};
 pub use view::{PARTIAL_HEADER, VIEWS_PREFIX, ViewSource};

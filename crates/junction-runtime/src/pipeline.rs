@@ -158,6 +158,12 @@ impl Gateway {
             return Err(Error::new(refusal.kind, refusal.message.to_string()));
         }
 
+        // A followed next link: only one the gateway issued, for this operation and
+        // connection (see `paging`).
+        if let Some(next) = crate::paging::continued(&self.links, connector, op, &parts)? {
+            parts.extensions.insert(next);
+        }
+
         // Rate limits (cache hits count too: they are the client's requests).
         let decision =
             if self.traffic.per_client.is_some() || connector.traffic.per_connection.is_some() {
@@ -174,9 +180,13 @@ impl Gateway {
         // Bind and validate.
         let bound = bind::bind(op, &parts, captures, request_body, limit).await?;
 
-        // Cache, then upstream, with the policy stage around it when the operation has one.
+        // Cache, then upstream (with the request policies when the operation has some):
+        // what the backend said, fresh or cached. Then the response policies, for this
+        // request.
         let refused = crate::connection::unauthorized_hook(&parts);
-        let mut response = match (&op.cache, &self.traffic.cache) {
+        let responds = op.policies.as_deref().filter(|plan| plan.responds());
+        let values = responds.map(|_| bound.values.clone());
+        let (mut response, parts) = match (&op.cache, &self.traffic.cache) {
             (Some(policy), Some(cache)) => {
                 let at = OpRef {
                     connector,
@@ -184,11 +194,20 @@ impl Gateway {
                     op,
                     policy,
                 };
-                stage::serve(shared, cache, at, parts, bound).await?
+                let kept = responds.map(|_| parts.clone());
+                (stage::serve(shared, cache, at, parts, bound).await?, kept)
             }
-            _ => upstream::call(connector, op, &parts, bound).await?,
+            _ => (
+                upstream::call(connector, op, &parts, bound).await?,
+                Some(parts),
+            ),
         };
         crate::connection::after_call(refused, &response);
+        if let (Some(plan), Some(values), Some(parts)) = (responds, values, &parts) {
+            response =
+                crate::policy::respond(connector, op, plan, parts, &values, &self.links, response)
+                    .await?;
+        }
         if let Some(decision) = decision {
             ratelimit::write_headers(response.headers_mut(), &decision);
         }
@@ -229,23 +248,44 @@ fn display_path(path: &str) -> &str {
     if path.is_empty() { "/" } else { path }
 }
 
-/// Splits the operation path at `/` and percent-decodes each segment.
+/// Splits the operation path at `/` and percent-decodes each segment. A segment whose `%`
+/// is not followed by two hex digits, that is not UTF-8 once decoded, or that holds a
+/// control character (`%00`, `%0A` …) is refused: a backend could read any of them in
+/// more than one way.
 fn decode_segments(path: &str) -> Result<Vec<Cow<'_, str>>, Error> {
+    let refuse = |segment: &str, why: &str| {
+        Error::invalid(vec![Violation {
+            location: crate::error::InputLocation::Path,
+            name: None,
+            pointer: None,
+            message: format!("path segment '{}' {why}", segment.escape_debug()),
+        }])
+    };
     let path = path.strip_prefix('/').unwrap_or(path);
     path.split('/')
         .map(|segment| {
-            percent_encoding::percent_decode_str(segment)
+            let bytes = segment.as_bytes();
+            let malformed = bytes.iter().enumerate().any(|(i, b)| {
+                *b == b'%'
+                    && !(bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                        && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+            });
+            if malformed {
+                return Err(refuse(
+                    segment,
+                    "has a `%` that is not followed by two hex digits",
+                ));
+            }
+            let decoded = percent_encoding::percent_decode_str(segment)
                 .decode_utf8()
-                .map_err(|_| {
-                    Error::invalid(vec![Violation {
-                        location: crate::error::InputLocation::Path,
-                        name: None,
-                        pointer: None,
-                        message: format!(
-                            "path segment '{segment}' is not UTF-8 once percent-decoded"
-                        ),
-                    }])
-                })
+                .map_err(|_| refuse(segment, "is not UTF-8 once percent-decoded"))?;
+            if decoded.chars().any(char::is_control) {
+                return Err(refuse(
+                    segment,
+                    "holds a control character once percent-decoded",
+                ));
+            }
+            Ok(decoded)
         })
         .collect()
 }

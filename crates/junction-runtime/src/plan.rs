@@ -348,6 +348,16 @@ pub(crate) fn is_json(essence: &str) -> bool {
     essence == "application/json" || essence == "text/json" || essence.ends_with("+json")
 }
 
+/// The `charset` parameter of a Content-Type value, unquoted.
+pub(crate) fn charset(content_type: &str) -> Option<&str> {
+    content_type.split(';').skip(1).find_map(|parameter| {
+        let (name, value) = parameter.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("charset")
+            .then(|| value.trim().trim_matches('"'))
+    })
+}
+
 /// The lower-cased `type/subtype` of a Content-Type value.
 pub(crate) fn essence(content_type: &str) -> String {
     content_type

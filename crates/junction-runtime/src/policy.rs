@@ -23,27 +23,27 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Uri, header};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use indexmap::IndexMap;
 use junction_model::{Connector, Diagnostic, Diagnostics, Operation, Severity};
 use junction_policy::expr::{Expr, Source};
 use junction_policy::{
-    ConnValue, Env, FailureKind, Hosts, Incoming, Kind, NextLinks, Outgoing, Policy, PolicyError,
-    Section, SideCalls,
+    ConnValue, Env, FailureKind, Hosts, Incoming, Kind, Outgoing, Policy, PolicyError, Section,
+    SideCalls,
 };
 use serde_json::{Map, Value};
 
 use crate::auth::Credential;
 use crate::bind::{Bound, OutBody};
-use crate::body::{DeadlinePassed, RequestBody, UpstreamBody};
+use crate::body::{self, RequestBody, UpstreamBody};
 use crate::config::{ConnectorConfig, NamedTransform, OperationConfig, Paging};
-use crate::error::{Error, ErrorKind, Violation};
+use crate::error::{Error, ErrorKind};
 use crate::gateway::ConnectorPlan;
+use crate::paging::{self, NextLink};
 use crate::plan::{OperationPlan, Refusal, essence, is_json};
 use crate::secret::Secret;
 use crate::telemetry::StageTimings;
 use crate::telemetry::trace::{self, Kind as SpanKind, Span};
-use crate::upstream::{self, USER_AGENT};
+use crate::upstream::{self, SentTo, USER_AGENT};
 
 /// The query parameter that carries a backend next link through the gateway.
 pub const NEXT_LINK_PARAMETER: &str = "junction-next";
@@ -57,13 +57,24 @@ pub(crate) struct PolicyPlan {
     /// `setconnectionstatustounauthenticated`: the upstream status that means the
     /// connection's credentials are no longer accepted.
     pub unauthenticated: Option<u16>,
-    /// Whether a successful response's JSON body is read (policies, transform, paging).
+    /// Whether a successful response's JSON body is read by the response side (policies,
+    /// transform); paging reads it on the request side.
     pub response_json: bool,
     pub request_transform: Option<NamedTransform>,
     pub response_transform: Option<NamedTransform>,
     pub paging: Option<PagingPlan>,
     /// Whether next links are rewritten, so `junction-next` calls are accepted.
     pub next_links: bool,
+}
+
+impl PolicyPlan {
+    /// Whether anything runs on the response side ([`respond`]).
+    pub(crate) fn responds(&self) -> bool {
+        !self.response.is_empty()
+            || !self.failure.is_empty()
+            || self.unauthenticated.is_some()
+            || self.response_transform.is_some()
+    }
 }
 
 /// Server-side paging of an `x-ms-pageable` operation.
@@ -356,9 +367,8 @@ impl ConnectorPolicies {
         }
         let read_json =
             plan.request_transform.is_some() || plan.request.iter().any(|p| p.uses_body());
-        plan.response_json = plan.response_transform.is_some()
-            || plan.paging.is_some()
-            || plan.response.iter().any(|p| p.uses_body());
+        plan.response_json =
+            plan.response_transform.is_some() || plan.response.iter().any(|p| p.uses_body());
         let empty = plan.request.is_empty()
             && plan.response.is_empty()
             && plan.failure.is_empty()
@@ -501,7 +511,7 @@ impl SideCalls for Side<'_> {
         .map_err(|e| format!("{method} {shown}: {}", e.detail()))?;
         let status = response.status();
         let body = UpstreamBody::new(response.into_body(), held, self.connector.timeout);
-        let bytes = read_limited(body, self.limit)
+        let bytes = body::read_response(body, self.limit)
             .await
             .map_err(|e| format!("{method} {shown}: {}", e.detail()))?;
         if !status.is_success() {
@@ -512,297 +522,228 @@ impl SideCalls for Side<'_> {
     }
 }
 
-/// Rewrites backend next links into gateway URLs carrying them in `junction-next`.
-struct Links<'a> {
-    /// The URL of the request that was sent, to resolve relative links.
-    upstream_url: &'a str,
-    /// The backend base URL a next link must be under.
-    base: &'a str,
-    /// The gateway URL of this operation call, without query.
-    public: String,
-    /// The client's query without `junction-next`.
-    client_query: String,
-    /// Names of the query parameters that carry credentials: never handed to the client
-    /// (the gateway adds them again when the link is followed).
-    secret_query: Vec<String>,
-}
+/// The request side of an operation with a policy plan, then the call: builds the request
+/// as the plain path does, runs the Request-section policies and the request transform,
+/// sends it, and follows pages when server-side paging is on. Returns what the backend
+/// said, with the [`SentTo`] its response side needs (also when it comes from the cache).
+pub(crate) async fn send(
+    connector: &ConnectorPlan,
+    op: &OperationPlan,
+    plan: &PolicyPlan,
+    parts: &Parts,
+    bound: Bound,
+    credentials: &[Credential],
+) -> Result<http::Response<UpstreamBody>, Error> {
+    let started = Instant::now();
+    let span = Span::start("request policies", SpanKind::Internal, started);
+    let span_id = span.as_ref().map(Span::id);
+    let prepared = trace::within(
+        span_id,
+        prepare(connector, op, plan, parts, bound, credentials),
+    )
+    .await;
+    let ended = Instant::now();
+    end_span(span, ended, prepared.as_ref().err());
+    let Prepared {
+        out,
+        uri,
+        url,
+        body,
+    } = prepared?;
 
-impl NextLinks for Links<'_> {
-    fn rewrite(&self, next_link: &str) -> Option<String> {
-        let relative = without_query(
-            &under_base(self.upstream_url, self.base, next_link)?,
-            &self.secret_query,
-        );
-        let mut out = self.public.clone();
-        out.push('?');
-        if !self.client_query.is_empty() {
-            out.push_str(&self.client_query);
-            out.push('&');
-        }
-        out.push_str(NEXT_LINK_PARAMETER);
-        out.push('=');
-        out.extend(percent_encoding::utf8_percent_encode(
-            &relative,
-            percent_encoding::NON_ALPHANUMERIC,
-        ));
-        Some(out)
-    }
-}
-
-/// `link` resolved against `current`, as a path (and query) below `base`; `None` when it
-/// leads anywhere else.
-fn under_base(current: &str, base: &str, link: &str) -> Option<String> {
-    let resolved = url::Url::parse(current).ok()?.join(link).ok()?;
-    let base_url = url::Url::parse(base).ok()?;
-    if resolved.scheme() != base_url.scheme()
-        || resolved.host_str() != base_url.host_str()
-        || resolved.port_or_known_default() != base_url.port_or_known_default()
-        || resolved.fragment().is_some()
-        || !resolved.username().is_empty()
-    {
-        return None;
-    }
-    let base_path = base_url.path().trim_end_matches('/');
-    let rest = resolved.path().strip_prefix(base_path)?;
-    if !(rest.is_empty() || rest.starts_with('/')) {
-        return None;
-    }
-    let mut relative = if rest.is_empty() {
-        "/".to_owned()
-    } else {
-        rest.to_owned()
-    };
-    if let Some(query) = resolved.query() {
-        relative.push('?');
-        relative.push_str(query);
-    }
-    Some(relative)
-}
-
-/// `relative` (a path and query) without the query parameters named in `names`.
-fn without_query(relative: &str, names: &[String]) -> String {
-    let Some((path, query)) = relative.split_once('?').filter(|_| !names.is_empty()) else {
-        return relative.to_owned();
-    };
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|pair| {
-            let name = pair.split_once('=').map_or(*pair, |(k, _)| k);
-            let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
-            !names.iter().any(|s| *s == name)
+    let sent_headers = out.headers.clone();
+    let retry = out.headers.clone();
+    let (response, held) =
+        upstream::exchange(connector, op, &out.method, uri, out.headers, body, || {
+            retry.clone()
         })
-        .collect();
-    if kept.is_empty() {
-        path.to_owned()
-    } else {
-        format!("{path}?{}", kept.join("&"))
-    }
-}
-
-/// The names of the query parameters that carry credentials.
-fn secret_query(credentials: &[Credential]) -> Vec<String> {
-    credentials
-        .iter()
-        .filter_map(|c| match c {
-            Credential::Query(pair) => pair.expose().split_once('=').map(|(name, _)| {
-                percent_encoding::percent_decode_str(name)
-                    .decode_utf8_lossy()
-                    .into_owned()
-            }),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Checks a `junction-next` value: a path (and query) below the base, nothing else.
-fn next_link_target(value: &str) -> Result<(String, String), String> {
-    if !value.starts_with('/') || value.starts_with("//") {
-        return Err("it is not a path below the backend's base URL".into());
-    }
-    if value
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || c == '#' || c == '\\')
+        .await?;
+    let (mut head, incoming) = response.into_parts();
+    upstream::strip_hop_by_hop(&mut head.headers);
+    let mut body = UpstreamBody::new(incoming, held, connector.timeout);
+    if let Some(paging) = &plan.paging
+        && head.status.as_u16() < 400
+        && json_response(&head.headers)
     {
-        return Err("it contains a character a next link cannot hold".into());
+        let sent = (url.as_str(), out.base.as_str());
+        body = paging::all_pages(
+            connector,
+            op,
+            paging,
+            &mut head,
+            body,
+            sent,
+            &sent_headers,
+            credentials,
+        )
+        .await?;
     }
-    let (path, query) = value.split_once('?').unwrap_or((value, ""));
-    if path.split('/').any(|segment| {
-        let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
-        decoded == "." || decoded == ".."
-    }) {
-        return Err("its path has a `.` or `..` segment".into());
-    }
-    Ok((path.to_owned(), query.to_owned()))
+    head.extensions.insert(SentTo::new(&url, &out.base));
+    StageTimings::of(&mut head.extensions).policies = Some(ended.duration_since(started));
+    Ok(http::Response::from_parts(head, body))
 }
 
-/// Runs one operation call with its policy plan.
-pub(crate) async fn call(
+/// A request built and rewritten by the request policies, ready to send.
+struct Prepared {
+    out: Outgoing,
+    uri: Uri,
+    /// `uri` as text (credentials in its query included).
+    url: String,
+    body: RequestBody,
+}
+
+/// Builds the request as the plain path does, keeping its pieces apart, then runs the
+/// request policies and the request transform on it.
+async fn prepare(
     connector: &ConnectorPlan,
     op: &OperationPlan,
     plan: &PolicyPlan,
     parts: &Parts,
     mut bound: Bound,
     credentials: &[Credential],
-) -> Result<http::Response<UpstreamBody>, Error> {
-    let out_body = std::mem::replace(&mut bound.body, OutBody::Empty);
+) -> Result<Prepared, Error> {
     let env = RequestEnv {
         connection: crate::connection::for_policies(connector, parts),
         op,
         values: &bound.values,
     };
-
-    // The request policies: their time (and span, which their side calls hang under).
-    let request_started = Instant::now();
-    let span = Span::start("request policies", SpanKind::Internal, request_started);
-    let span_id = span.as_ref().map(Span::id);
-    // Build the request as the plain path does, but keep its pieces apart (no await here:
-    // the bound request, whose body is not `Sync`, is not held across one).
-    let built = (|| {
-        let mut violations = Vec::new();
-        let mut path = String::with_capacity(96);
-        upstream::push_path(&mut path, op, &bound, &mut violations);
-        let mut query = String::new();
-        if upstream::push_query(&mut query, op, &bound) {
-            query.remove(0);
-        }
-        let mut headers =
-            upstream::build_headers(op, parts, &bound.values, credentials, &mut violations)?;
-        if !violations.is_empty() {
-            return Err(Error::invalid(violations));
-        }
-        let (json, original, other) = match out_body {
-            OutBody::Json {
-                value,
-                original,
-                content_type,
-            } => {
-                headers.insert(header::CONTENT_TYPE, content_type);
-                (Some(value), original, OutBody::Empty)
-            }
-            other => (None, None, other),
-        };
-        let mut other_body =
-            upstream::request_body(op, parts, other, &bound.values, &bound.files, &mut headers)?;
-        headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
-
-        let mut out = Outgoing {
-            method: parts.method.clone(),
-            original_method: parts.method.clone(),
-            base: connector.base_url.clone().unwrap_or_default(),
-            path,
-            query,
-            headers,
-            body: json,
-            body_changed: false,
-            next_link: false,
-        };
-
-        // A rewritten next link names the backend URL to call.
-        let client_query = parts.uri.query().unwrap_or_default();
-        if plan.next_links
-            && let Some(next) =
-                junction_policy::eval::query_value(client_query, NEXT_LINK_PARAMETER)
-        {
-            let (next_path, next_query) = next_link_target(&next).map_err(|why| {
-                Error::invalid(vec![Violation::parameter(
-                    crate::error::InputLocation::Query,
-                    NEXT_LINK_PARAMETER,
-                    format!("query parameter '{NEXT_LINK_PARAMETER}': {why}"),
-                )])
-            })?;
-            out.path = next_path;
-            out.query = next_query;
-            out.method = http::Method::GET;
-            out.body = None;
-            other_body = RequestBody::Empty;
-            out.headers.remove(header::CONTENT_TYPE);
-            out.headers.remove(header::CONTENT_LENGTH);
-            out.next_link = true;
-        }
-
-        let side = Side {
-            connector,
-            op,
-            limit: connector.max_response_bytes,
-        };
-        let hosts = Hosts {
-            apply: !connector.backend_configured,
-            allowed: &connector.allowed_hosts,
-        };
-        Ok::<_, Error>((out, other_body, original, side, hosts))
-    })();
-    let prepared = async {
-        let (mut out, mut other_body, original, side, hosts) = built?;
-        junction_policy::run_request(&plan.request, &mut out, &env, &hosts, &side)
-            .await
-            .map_err(|e| policy_error(connector, op, e))?;
-        if out.base.is_empty() {
-            return Err(upstream::no_target(connector));
-        }
-
-        let mut transformed = None;
-        if let Some(transform) = &plan.request_transform
-            && let Some(body) = out.body.take()
-        {
-            let result = transform
-                .transform
-                .run_to_json(body, &env.params_json(), &env.connection.public)
-                .map_err(|why| transform_error(connector, op, transform, &why))?;
-            transformed = Some(Bytes::from(result));
-        }
-
-        // Assemble and send.
-        let mut url = out.url();
-        let mut first = !url.contains('?');
-        upstream::push_credential_query(&mut url, credentials, &mut first);
-        let uri: Uri = url.parse().map_err(|_| {
-            Error::new(
-                ErrorKind::Misconfigured,
-                format!(
-                    "connector '{}', operation '{}': the policies made a URL that cannot be sent",
-                    connector.name, op.id
-                ),
-            )
-        })?;
-        // No re-serialisation when nothing changed the body.
-        let bytes = match (transformed, &out.body) {
-            (Some(bytes), _) => Some(bytes),
-            (None, Some(_)) if !out.body_changed && original.is_some() => original,
-            (None, Some(body)) => Some(Bytes::from(serde_json::to_vec(body).map_err(|e| {
-                Error::new(ErrorKind::Internal, "could not write the request body").with_cause(e)
-            })?)),
-            (None, None) => None,
-        };
-        if let Some(bytes) = bytes {
-            other_body = RequestBody::full(bytes);
-            out.headers.remove(header::CONTENT_LENGTH);
-        }
-        Ok::<_, Error>((out, uri, url, other_body))
-    };
-    let prepared = trace::within(span_id, prepared).await;
-    let request_ended = Instant::now();
-    end_span(span, request_ended, prepared.as_ref().err());
-    let (out, uri, url, other_body) = prepared?;
-
-    let sent_headers = out.headers.clone();
-    let retry = out.headers.clone();
-    let (response, held) = upstream::exchange(
+    let out_body = std::mem::replace(&mut bound.body, OutBody::Empty);
+    // No await before the policies run: the bound request's body is not `Sync`.
+    let (mut out, mut body, original) =
+        outgoing(connector, op, parts, &bound, out_body, credentials)?;
+    let side = Side {
         connector,
         op,
-        &out.method,
-        uri,
-        out.headers,
-        other_body,
-        || retry.clone(),
-    )
-    .await?;
+        limit: connector.max_response_bytes,
+    };
+    let hosts = Hosts {
+        apply: !connector.backend_configured,
+        allowed: &connector.allowed_hosts,
+    };
+    junction_policy::run_request(&plan.request, &mut out, &env, &hosts, &side)
+        .await
+        .map_err(|e| policy_error(connector, op, e))?;
+    if out.base.is_empty() {
+        return Err(upstream::no_target(connector));
+    }
+    let mut transformed = None;
+    if let Some(transform) = &plan.request_transform
+        && let Some(json) = out.body.take()
+    {
+        let result = transform
+            .transform
+            .run_to_json(json, &env.params_json(), &env.connection.public)
+            .map_err(|why| transform_error(connector, op, transform, &why))?;
+        transformed = Some(Bytes::from(result));
+    }
 
-    // The response policies, timed and traced like the request's.
-    let response_started = Instant::now();
-    let span = Span::start("response policies", SpanKind::Internal, response_started);
-    let span_id = span.as_ref().map(Span::id);
-    let client_query = parts.uri.query().unwrap_or_default();
-    let answered = trace::within(span_id, async {
+    let mut url = out.url();
+    let mut first = !url.contains('?');
+    upstream::push_credential_query(&mut url, credentials, &mut first);
+    let uri: Uri = url.parse().map_err(|_| {
+        Error::new(
+            ErrorKind::Misconfigured,
+            format!(
+                "connector '{}', operation '{}': the policies made a URL that cannot be sent",
+                connector.name, op.id
+            ),
+        )
+    })?;
+    // No re-serialisation when nothing changed the body.
+    let bytes = match (transformed, &out.body) {
+        (Some(bytes), _) => Some(bytes),
+        (None, Some(_)) if !out.body_changed && original.is_some() => original,
+        (None, Some(json)) => Some(Bytes::from(serde_json::to_vec(json).map_err(|e| {
+            Error::new(ErrorKind::Internal, "could not write the request body").with_cause(e)
+        })?)),
+        (None, None) => None,
+    };
+    if let Some(bytes) = bytes {
+        body = RequestBody::full(bytes);
+        out.headers.remove(header::CONTENT_LENGTH);
+    }
+    Ok(Prepared {
+        out,
+        uri,
+        url,
+        body,
+    })
+}
+
+/// The request as the plain path would send it, in the pieces policies rewrite; a
+/// continued next link ([`NextLink`]) replaces path, query, method and body.
+fn outgoing(
+    connector: &ConnectorPlan,
+    op: &OperationPlan,
+    parts: &Parts,
+    bound: &Bound,
+    out_body: OutBody,
+    credentials: &[Credential],
+) -> Result<(Outgoing, RequestBody, Option<Bytes>), Error> {
+    let mut violations = Vec::new();
+    let mut path = String::with_capacity(96);
+    upstream::push_path(&mut path, op, bound, &mut violations);
+    let mut query = String::new();
+    if upstream::push_query(&mut query, op, bound) {
+        query.remove(0);
+    }
+    let mut headers =
+        upstream::build_headers(op, parts, &bound.values, credentials, &mut violations)?;
+    if !violations.is_empty() {
+        return Err(Error::invalid(violations));
+    }
+    let (json, original, other) = match out_body {
+        OutBody::Json {
+            value,
+            original,
+            content_type,
+        } => {
+            headers.insert(header::CONTENT_TYPE, content_type);
+            (Some(value), original, OutBody::Empty)
+        }
+        other => (None, None, other),
+    };
+    let mut body =
+        upstream::request_body(op, parts, other, &bound.values, &bound.files, &mut headers)?;
+    headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+    let mut out = Outgoing {
+        method: parts.method.clone(),
+        original_method: parts.method.clone(),
+        base: connector.base_url.clone().unwrap_or_default(),
+        path,
+        query,
+        headers,
+        body: json,
+        body_changed: false,
+        next_link: false,
+    };
+    if let Some(next) = parts.extensions.get::<NextLink>() {
+        out.path.clone_from(&next.path);
+        out.query.clone_from(&next.query);
+        out.method = http::Method::GET;
+        out.body = None;
+        body = RequestBody::Empty;
+        out.headers.remove(header::CONTENT_TYPE);
+        out.headers.remove(header::CONTENT_LENGTH);
+        out.next_link = true;
+    }
+    Ok((out, body, original))
+}
+
+/// The response side of an operation with a policy plan, on what the backend said (fresh,
+/// or from the cache): a status that means the connection's credentials are no longer
+/// accepted becomes 401; below 400 the Response-section policies run (next links are
+/// signed here, for this request and its caller), from 400 the Failure-section ones; then
+/// the response transform. The body is read only when one of them needs it.
+pub(crate) async fn respond(
+    connector: &ConnectorPlan,
+    op: &OperationPlan,
+    plan: &PolicyPlan,
+    parts: &Parts,
+    values: &[Option<(Value, crate::bind::Origin)>],
+    links: &crate::next_link::Signing,
+    response: http::Response<UpstreamBody>,
+) -> Result<http::Response<UpstreamBody>, Error> {
     let status = response.status();
     if plan.unauthenticated == Some(status.as_u16()) {
         return Err(Error::new(
@@ -813,25 +754,34 @@ pub(crate) async fn call(
             ),
         ));
     }
-    let (mut head, incoming) = response.into_parts();
-    upstream::strip_hop_by_hop(&mut head.headers);
-    let body = UpstreamBody::new(incoming, held, connector.timeout);
     let success = status.as_u16() < 400;
     let chain = if success {
         &plan.response
     } else {
         &plan.failure
     };
-    let read = success && plan.response_json && json_response(&head.headers);
-    let links = Links {
-        upstream_url: &url,
-        base: &out.base,
-        public: public_url(connector, parts),
-        client_query: without_next_link(client_query),
-        secret_query: secret_query(credentials),
+    let read = success && plan.response_json && json_response(response.headers());
+    if chain.is_empty() && !read {
+        return Ok(response);
+    }
+    let started = Instant::now();
+    let span = Span::start("response policies", SpanKind::Internal, started);
+    let span_id = span.as_ref().map(Span::id);
+    let env = RequestEnv {
+        connection: crate::connection::for_policies(connector, parts),
+        op,
+        values,
     };
-    if !read {
-        if !chain.is_empty() {
+    let answered = trace::within(span_id, async {
+        let credentials = crate::connection::credentials(connector, op, parts)?;
+        let sent = response
+            .extensions()
+            .get::<SentTo>()
+            .cloned()
+            .unwrap_or_default();
+        let links = paging::Links::new(connector, op, parts, &sent, links, credentials);
+        let (mut head, body) = response.into_parts();
+        if !read {
             let mut message = Incoming {
                 status: status.as_u16(),
                 headers: &mut head.headers,
@@ -839,101 +789,101 @@ pub(crate) async fn call(
             };
             junction_policy::run_response(chain, &mut message, &env, &links)
                 .map_err(|e| policy_error(connector, op, e))?;
+            return Ok(http::Response::from_parts(head, body));
         }
-        return Ok(http::Response::from_parts(head, body));
-    }
-
-    let bytes = read_limited(body, connector.max_response_bytes).await?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        // Nothing to work on.
-        return Ok(http::Response::from_parts(head, UpstreamBody::full(bytes)));
-    }
-    let rewritten = if plan.paging.is_none() && !chain.iter().any(|p| p.uses_body()) {
-        // Only the transform reads the body: straight from the text, no document.
-        let mut message = Incoming {
-            status: status.as_u16(),
-            headers: &mut head.headers,
-            body: None,
+        let bytes = body::read_response(body, connector.max_response_bytes).await?;
+        let rewritten = if bytes.iter().all(u8::is_ascii_whitespace) {
+            // Nothing to work on.
+            None
+        } else {
+            let message = (status.as_u16(), &mut head.headers);
+            rewrite_body(connector, op, plan, chain, &env, &links, message, &bytes)?
         };
-        junction_policy::run_response(chain, &mut message, &env, &links)
-            .map_err(|e| policy_error(connector, op, e))?;
-        match &plan.response_transform {
-            Some(transform) => Some(
-                transform
-                    .transform
-                    .run_json(&bytes, &env.params_json(), &env.connection.public)
-                    .map_err(|why| transform_error(connector, op, transform, &why))?,
-            ),
-            None => None,
-        }
-    } else {
-        let mut value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::new(
-                ErrorKind::UpstreamInvalid,
-                format!(
-                    "connector '{}', operation '{}': the backend's response is not valid JSON, so its policies cannot run",
-                    connector.name, op.id
-                ),
-            )
-            .with_cause(e)
-        })?;
-        let mut changed = false;
-        if let Some(paging) = &plan.paging {
-            changed |= follow_pages(
-                connector,
-                op,
-                paging,
-                &mut value,
-                (&url, &out.base),
-                &sent_headers,
-                credentials,
-            )
-            .await?;
-        }
-        let mut message = Incoming {
-            status: status.as_u16(),
-            headers: &mut head.headers,
-            body: Some(&mut value),
+        let Some(rewritten) = rewritten else {
+            return Ok(http::Response::from_parts(head, UpstreamBody::full(bytes)));
         };
-        changed |= junction_policy::run_response(chain, &mut message, &env, &links)
-            .map_err(|e| policy_error(connector, op, e))?;
-        match &plan.response_transform {
-            Some(transform) => Some(
-                transform
-                    .transform
-                    .run_to_json(value, &env.params_json(), &env.connection.public)
-                    .map_err(|why| transform_error(connector, op, transform, &why))?,
-            ),
-            // No re-serialisation when nothing changed the body.
-            None if !changed => None,
-            None => Some(serde_json::to_vec(&value).map_err(|e| {
-                Error::new(ErrorKind::Internal, "could not write the response body").with_cause(e)
-            })?),
-        }
-    };
-    let Some(bytes) = rewritten else {
-        return Ok(http::Response::from_parts(head, UpstreamBody::full(bytes)));
-    };
-    head.headers.remove(header::CONTENT_LENGTH);
-    head.headers.remove(header::CONTENT_ENCODING);
-    head.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Ok::<_, Error>(http::Response::from_parts(
-        head,
-        UpstreamBody::full(Bytes::from(bytes)),
-    ))
+        head.headers.remove(header::CONTENT_LENGTH);
+        head.headers.remove(header::CONTENT_ENCODING);
+        head.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        Ok(http::Response::from_parts(
+            head,
+            UpstreamBody::full(Bytes::from(rewritten)),
+        ))
     })
     .await;
-    let response_ended = Instant::now();
-    end_span(span, response_ended, answered.as_ref().err());
-    let policies = request_ended.duration_since(request_started)
-        + response_ended.duration_since(response_started);
+    let ended = Instant::now();
+    end_span(span, ended, answered.as_ref().err());
     answered.map(|mut response| {
-        StageTimings::of(response.extensions_mut()).policies = Some(policies);
+        let timings = StageTimings::of(response.extensions_mut());
+        timings.policies =
+            Some(timings.policies.unwrap_or_default() + ended.duration_since(started));
         response
     })
+}
+
+/// Runs `chain` and the response transform on a JSON body; the new body, or `None` when
+/// nothing changed it.
+#[allow(clippy::too_many_arguments)]
+fn rewrite_body(
+    connector: &ConnectorPlan,
+    op: &OperationPlan,
+    plan: &PolicyPlan,
+    chain: &[Arc<Policy>],
+    env: &RequestEnv<'_>,
+    links: &paging::Links<'_>,
+    (status, headers): (u16, &mut HeaderMap),
+    bytes: &[u8],
+) -> Result<Option<Vec<u8>>, Error> {
+    if !chain.iter().any(|p| p.uses_body()) {
+        // Only the transform reads the body: straight from the text, no document.
+        let mut message = Incoming {
+            status,
+            headers,
+            body: None,
+        };
+        junction_policy::run_response(chain, &mut message, env, links)
+            .map_err(|e| policy_error(connector, op, e))?;
+        return match &plan.response_transform {
+            Some(transform) => transform
+                .transform
+                .run_json(bytes, &env.params_json(), &env.connection.public)
+                .map(Some)
+                .map_err(|why| transform_error(connector, op, transform, &why)),
+            None => Ok(None),
+        };
+    }
+    let mut value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        Error::new(
+            ErrorKind::UpstreamInvalid,
+            format!(
+                "connector '{}', operation '{}': the backend's response is not valid JSON, so its policies cannot run",
+                connector.name, op.id
+            ),
+        )
+        .with_cause(e)
+    })?;
+    let mut message = Incoming {
+        status,
+        headers,
+        body: Some(&mut value),
+    };
+    let changed = junction_policy::run_response(chain, &mut message, env, links)
+        .map_err(|e| policy_error(connector, op, e))?;
+    match &plan.response_transform {
+        Some(transform) => transform
+            .transform
+            .run_to_json(value, &env.params_json(), &env.connection.public)
+            .map(Some)
+            .map_err(|why| transform_error(connector, op, transform, &why)),
+        // No re-serialisation when nothing changed the body.
+        None if !changed => Ok(None),
+        None => serde_json::to_vec(&value).map(Some).map_err(|e| {
+            Error::new(ErrorKind::Internal, "could not write the response body").with_cause(e)
+        }),
+    }
 }
 
 /// Ends a policy stage's span, failed with the problem type when the stage failed.
@@ -975,248 +925,5 @@ fn json_response(headers: &HeaderMap) -> bool {
     {
         Some(content_type) => is_json(&essence(content_type)),
         None => true,
-    }
-}
-
-/// Reads a response body whole, up to `limit` bytes, under its deadline.
-async fn read_limited(body: UpstreamBody, limit: u64) -> Result<Bytes, Error> {
-    let cap = usize::try_from(limit).unwrap_or(usize::MAX);
-    match Limited::new(body, cap).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(Error::new(
-            ErrorKind::UpstreamInvalid,
-            format!(
-                "the backend's response is larger than limits.max_response_bytes ({limit} bytes), so its policies or transform cannot run"
-            ),
-        )),
-        Err(error) if is_deadline(error.as_ref()) => Err(Error::new(
-            ErrorKind::UpstreamTimeout,
-            "the backend did not send its whole response in time",
-        )),
-        Err(error) => Err(Error::new(
-            ErrorKind::UpstreamUnreachable,
-            "the backend broke off its response",
-        )
-        .with_cause(error)),
-    }
-}
-
-fn is_deadline(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if e.is::<DeadlinePassed>() {
-            return true;
-        }
-        current = e.source();
-    }
-    false
-}
-
-/// The gateway URL of this call, without query: `public_url` or `http://` and the
-/// request's `Host`, then the path the client called.
-fn public_url(connector: &ConnectorPlan, parts: &Parts) -> String {
-    let base = match &connector.public_url {
-        Some(url) => url.clone(),
-        None => parts
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
-            .map(|host| format!("http://{host}"))
-            .unwrap_or_default(),
-    };
-    format!("{base}{}", parts.uri.path())
-}
-
-fn without_next_link(query: &str) -> String {
-    query
-        .split('&')
-        .filter(|pair| {
-            !pair.is_empty()
-                && pair.split_once('=').map_or(*pair, |(k, _)| k) != NEXT_LINK_PARAMETER
-        })
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-/// Follows `nextLinkName` from `first` (the first page), appending each page's items,
-/// until the limits; leaves the last next link (if any) in the document. Returns whether
-/// it fetched any page.
-async fn follow_pages(
-    connector: &ConnectorPlan,
-    op: &OperationPlan,
-    paging: &PagingPlan,
-    first: &mut Value,
-    (first_url, base): (&str, &str),
-    headers: &HeaderMap,
-    credentials: &[Credential],
-) -> Result<bool, Error> {
-    let secret = secret_query(credentials);
-    let Some(Value::Array(items)) = first.get(&paging.items) else {
-        return Ok(false);
-    };
-    let mut items = items.clone();
-    let mut next = first
-        .get(&paging.next_link)
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let mut current = first_url.to_owned();
-    let mut pages = 1u32;
-    let mut page_headers = headers.clone();
-    page_headers.remove(header::CONTENT_TYPE);
-    page_headers.remove(header::CONTENT_LENGTH);
-    while let Some(link) = next.take() {
-        if pages >= paging.limits.max_pages
-            || u64::try_from(items.len()).unwrap_or(u64::MAX) >= paging.limits.max_items
-        {
-            next = Some(link);
-            break;
-        }
-        let Some(relative) = under_base(&current, base, &link) else {
-            tracing::debug!(connector = %connector.name, operation = %op.id, "next link leaves the backend; paging stops");
-            next = Some(link);
-            break;
-        };
-        // The credentials travel as for the first page, whatever the link carries.
-        let mut url = format!("{base}{}", without_query(&relative, &secret));
-        let mut first_pair = !url.contains('?');
-        upstream::push_credential_query(&mut url, credentials, &mut first_pair);
-        let uri: Uri = url.parse().map_err(|_| {
-            Error::new(
-                ErrorKind::UpstreamInvalid,
-                format!(
-                    "connector '{}', operation '{}': page {} has a next link that is not a URL",
-                    connector.name,
-                    op.id,
-                    pages + 1
-                ),
-            )
-        })?;
-        let (response, held) = upstream::exchange(
-            connector,
-            op,
-            &http::Method::GET,
-            uri,
-            page_headers.clone(),
-            RequestBody::Empty,
-            || page_headers.clone(),
-        )
-        .await?;
-        pages += 1;
-        let status = response.status();
-        let body = UpstreamBody::new(response.into_body(), held, connector.timeout);
-        let bytes = read_limited(body, connector.max_response_bytes).await?;
-        if !status.is_success() {
-            return Err(Error::new(
-                ErrorKind::UpstreamInvalid,
-                format!(
-                    "connector '{}', operation '{}': page {pages} answered {status}",
-                    connector.name, op.id
-                ),
-            ));
-        }
-        let page: Value = serde_json::from_slice(&bytes).map_err(|_| {
-            Error::new(
-                ErrorKind::UpstreamInvalid,
-                format!(
-                    "connector '{}', operation '{}': page {pages} is not JSON",
-                    connector.name, op.id
-                ),
-            )
-        })?;
-        if let Some(Value::Array(more)) = page.get(&paging.items) {
-            items.extend(more.iter().cloned());
-        }
-        next = page
-            .get(&paging.next_link)
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        current = url;
-    }
-    if pages == 1 {
-        return Ok(false);
-    }
-    if let Value::Object(map) = first {
-        map.insert(paging.items.clone(), Value::Array(items));
-        match next {
-            Some(link) => {
-                map.insert(paging.next_link.clone(), Value::String(link));
-            }
-            None => {
-                map.shift_remove(&paging.next_link);
-            }
-        }
-    }
-    Ok(true)
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-    use super::*;
-
-    #[test]
-    fn next_links_stay_below_the_base() {
-        let base = "https://graph.example.com/v1.0";
-        let current = "https://graph.example.com/v1.0/me/tasks?$top=2";
-        assert_eq!(
-            under_base(
-                current,
-                base,
-                "https://graph.example.com/v1.0/me/tasks?$skiptoken=X"
-            )
-            .as_deref(),
-            Some("/me/tasks?$skiptoken=X")
-        );
-        assert_eq!(
-            under_base(current, base, "?page=2").as_deref(),
-            Some("/me/tasks?page=2")
-        );
-        assert_eq!(under_base(current, base, "https://evil.com/v1.0/x"), None);
-        assert_eq!(
-            under_base(current, base, "https://graph.example.com/v2/x"),
-            None
-        );
-        assert_eq!(
-            under_base(current, base, "https://graph.example.com:8443/v1.0/x"),
-            None
-        );
-        assert_eq!(
-            under_base(current, base, "http://graph.example.com/v1.0/x"),
-            None
-        );
-        assert_eq!(
-            under_base(current, base, "https://u:p@graph.example.com/v1.0/x"),
-            None
-        );
-        assert_eq!(
-            under_base(current, base, "https://graph.example.com/v1.0x"),
-            None
-        );
-    }
-
-    #[test]
-    fn next_link_values_are_paths_below_the_base() {
-        assert_eq!(
-            next_link_target("/me/tasks?$skiptoken=X"),
-            Ok(("/me/tasks".into(), "$skiptoken=X".into()))
-        );
-        for bad in [
-            "me",
-            "//evil.com/x",
-            "/a/../b",
-            "/a/%2e%2e/b",
-            "/a b",
-            "/a#f",
-            "/a\\b",
-        ] {
-            assert!(next_link_target(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn the_next_link_parameter_is_dropped_from_the_client_query() {
-        assert_eq!(without_next_link("a=1&junction-next=%2Fx&b=2"), "a=1&b=2");
-        assert_eq!(without_next_link(""), "");
     }
 }

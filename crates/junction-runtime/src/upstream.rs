@@ -111,6 +111,25 @@ impl Target {
     }
 }
 
+/// Where a request with a policy plan was sent: what its response side needs to read the
+/// backend's next links (relative ones resolve against `url`; they must stay below
+/// `base`). It travels with the answer, through the cache too. The URL is kept without its
+/// query, which may carry credentials.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SentTo {
+    pub url: String,
+    pub base: String,
+}
+
+impl SentTo {
+    pub(crate) fn new(url: &str, base: &str) -> Self {
+        SentTo {
+            url: url.split_once('?').map_or(url, |(path, _)| path).to_owned(),
+            base: base.to_owned(),
+        }
+    }
+}
+
 /// The credentials an operation sends, or why it cannot be called.
 pub(crate) fn credentials(op: &OperationPlan) -> Result<&[Credential], Error> {
     match &op.auth {
@@ -142,7 +161,7 @@ pub(crate) async fn call(
 ) -> Result<http::Response<UpstreamBody>, Error> {
     let credentials = crate::connection::credentials(connector, op, parts)?;
     if let Some(plan) = &op.policies {
-        return crate::policy::call(connector, op, plan, parts, bound, credentials).await;
+        return crate::policy::send(connector, op, plan, parts, bound, credentials).await;
     }
     let Some(target) = &connector.target else {
         return Err(no_target(connector));
@@ -542,6 +561,8 @@ fn client_attributes(
 fn upstream_error_kind(error: &ClientError) -> ErrorKind {
     if body::limit_exceeded(error).is_some() {
         ErrorKind::PayloadTooLarge
+    } else if body::timed_out(error).is_some() {
+        ErrorKind::RequestTimeout
     } else if error.is_connect() && timed_out(error) {
         ErrorKind::UpstreamTimeout
     } else {
@@ -552,6 +573,9 @@ fn upstream_error_kind(error: &ClientError) -> ErrorKind {
 fn upstream_error(error: ClientError, connector: &ConnectorPlan, op: &OperationPlan) -> Error {
     if let Some(limit) = body::limit_exceeded(&error) {
         return body::too_large(limit);
+    }
+    if let Some(timed_out) = body::timed_out(&error) {
+        return timed_out;
     }
     let what = format!("connector '{}', operation '{}'", connector.name, op.id);
     let (kind, detail) = if error.is_connect() {
@@ -961,7 +985,8 @@ fn quoted_name(name: &str) -> String {
 }
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1): `Connection` and the headers it names,
-/// `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`.
+/// `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`; and `Server`,
+/// which names the backend's software to whoever calls the gateway.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over the (few) headers; most responses have nothing to remove.
     if !headers.keys().any(is_hop_by_hop) {
@@ -999,6 +1024,7 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
         || name == header::PROXY_AUTHORIZATION
         || name.as_str() == "keep-alive"
         || name.as_str() == "proxy-connection"
+        || name == header::SERVER
 }
 
 #[cfg(test)]
@@ -1022,6 +1048,10 @@ mod tests {
         headers.insert("proxy-authenticate", HeaderValue::from_static("Basic"));
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         headers.insert("x-kept", HeaderValue::from_static("yes"));
+        headers.insert(
+            header::SERVER,
+            HeaderValue::from_static("Apache/2.4.1 (Unix)"),
+        );
         strip_hop_by_hop(&mut headers);
         let mut names: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
         names.sort_unstable();

@@ -215,6 +215,11 @@ impl Access {
 pub struct AccessAdmission(pub Arc<Access>);
 
 impl Admission for AccessAdmission {
+    fn link_key(&self) -> Option<junction_runtime::next_link::LinkKey> {
+        let derived = self.0.vault.derive_key("next links")?;
+        Some(junction_runtime::next_link::LinkKey::from_bytes(*derived))
+    }
+
     fn admit_view<'a>(
         &'a self,
         parts: &'a Parts,

@@ -33,6 +33,7 @@
 //! `[admin] token` makes every `/api/v1` call need `Authorization: Bearer TOKEN`. The
 //! `X-Junction-Actor` header names who acts, for the audit log (`admin:NAME`).
 
+use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
@@ -44,14 +45,17 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use http::StatusCode;
-use http_body_util::BodyExt;
-use junction_runtime::{Error, ErrorKind, Secret, SharedGateway};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use junction_runtime::{BodyTimedOut, ClientBody, Error, ErrorKind, Secret, SharedGateway};
 use junction_store::{AuditQuery, ExposeSecret, Grant, NewClient, NewConnection};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use tower::ServiceExt;
 
 use crate::access::{Access, store_error};
 use crate::catalog::{self, Catalog};
+use crate::listener::Plane;
 use crate::try_call::{self, TryInput};
 use crate::{console, problem};
 
@@ -150,6 +154,95 @@ pub fn admin_router_with(
         .layer(middleware::from_fn(move |request: Request, next: Next| {
             same_site(tokenless, request, next)
         }))
+        .layer(middleware::from_fn(problems_only))
+}
+
+/// The admin plane as a listener serves it ([`crate::listener`]): the router, with request
+/// bodies bounded by `limits.max_body_bytes` (a larger declared length is refused before
+/// anything is read, and a body that grows past it fails to read: `413`).
+#[derive(Debug, Clone)]
+pub(crate) struct AdminPlane {
+    router: Router,
+    max_body_bytes: u64,
+}
+
+impl AdminPlane {
+    pub(crate) fn new(router: Router, max_body_bytes: u64) -> Self {
+        AdminPlane {
+            router,
+            max_body_bytes,
+        }
+    }
+}
+
+impl Plane for AdminPlane {
+    type Body = Body;
+
+    fn call(
+        &self,
+        request: http::Request<ClientBody<Incoming>>,
+        _peer: std::net::SocketAddr,
+    ) -> impl Future<Output = Response> + Send {
+        let router = self.router.clone();
+        let limit = self.max_body_bytes;
+        async move {
+            let declared = request
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if declared.is_some_and(|length| length > limit) {
+                let request = request.map(|_| Body::empty());
+                return fail(&request, too_large(limit));
+            }
+            let cap = usize::try_from(limit).unwrap_or(usize::MAX);
+            let request = request.map(|body| Body::new(Limited::new(body, cap)));
+            match router.oneshot(request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        }
+    }
+
+    fn local(response: Response) -> Response {
+        response
+    }
+}
+
+fn too_large(limit: u64) -> Error {
+    Error::new(
+        ErrorKind::PayloadTooLarge,
+        format!(
+            "the admin API takes request bodies of at most {limit} bytes (limits.max_body_bytes)"
+        ),
+    )
+}
+
+/// Makes every error answer of the admin listener problem+json: the framework's own
+/// rejections (a query string or path it cannot read, a method a route does not take, a
+/// body it refuses) arrive as plain text or empty, and leave through [`problem`] like the
+/// handlers' errors, keeping their status, their message and `Allow`.
+async fn problems_only(request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    let request_id = problem::request_id(request.headers().get(problem::REQUEST_ID));
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(problem::PROBLEM_JSON.as_bytes()));
+    if status.as_u16() < 400 || is_problem {
+        return response;
+    }
+    let (head, body) = response.into_parts();
+    // The framework's messages are short; a longer body is not one of them.
+    let text = match Limited::new(body, 4096).collect().await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes.to_bytes()).trim().to_owned(),
+        Err(_) => String::new(),
+    };
+    let error = problem::rejection(status, &text, &head.headers, (&method, &path));
+    problem::response(&error, &path, &request_id)
 }
 
 /// Refuses what a web page of another site could make a browser send to the admin
@@ -157,24 +250,34 @@ pub fn admin_router_with(
 /// itself, and, without `[admin] token`, any request addressed by a host name other than
 /// `localhost` (DNS rebinding points a site's name at 127.0.0.1, making it "same origin").
 async fn same_site(tokenless: bool, request: Request, next: Next) -> Response {
+    // HTTP/1.1 names the listener in `Host` (the listener refuses a request without one);
+    // HTTP/2 in the request's authority.
     let host = request
         .headers()
         .get(http::header::HOST)
-        .and_then(|v| v.to_str().ok());
-    if tokenless && let Some(host) = host {
-        let name = match host.rsplit_once(':') {
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()))
+        .map(str::to_owned);
+    if tokenless {
+        let name = host.as_deref().map(|host| match host.rsplit_once(':') {
             Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
             _ => host,
-        };
-        let name = name.trim_start_matches('[').trim_end_matches(']');
-        let local = name.parse::<std::net::IpAddr>().is_ok()
-            || name.eq_ignore_ascii_case("localhost")
-            || name.to_ascii_lowercase().ends_with(".localhost");
+        });
+        let name = name.map(|n| n.trim_start_matches('[').trim_end_matches(']'));
+        let local = name.is_some_and(|name| {
+            name.parse::<std::net::IpAddr>().is_ok()
+                || name.eq_ignore_ascii_case("localhost")
+                || name.to_ascii_lowercase().ends_with(".localhost")
+        });
         if !local {
             let error = Error::new(
                 ErrorKind::Forbidden,
                 format!(
-                    "without an `[admin] token` the admin listener answers only requests addressed to an IP address or localhost, not '{name}' (a guard against DNS rebinding); set a token to reach it by name"
+                    "without an `[admin] token` the admin listener answers only requests addressed to an IP address or localhost, not {} (a guard against DNS rebinding); set a token to reach it by name",
+                    name.map_or_else(
+                        || "a request that names no host".to_owned(),
+                        |n| format!("'{n}'")
+                    )
                 ),
             );
             return fail(&request, error);
@@ -185,12 +288,13 @@ async fn same_site(tokenless: bool, request: Request, next: Next) -> Response {
         http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
     );
     if !safe && let Some(origin) = request.headers().get(http::header::ORIGIN) {
-        let origin_host = origin
-            .to_str()
-            .ok()
-            .and_then(|o| o.split_once("://"))
-            .map(|(_, authority)| authority);
-        let same = matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h));
+        // The listener speaks plain HTTP: its own pages' origin is `http://` and its host.
+        let same = match (origin.to_str().ok(), &host) {
+            (Some(origin), Some(host)) => origin
+                .strip_prefix("http://")
+                .is_some_and(|authority| authority.eq_ignore_ascii_case(host)),
+            _ => false,
+        };
         if !same {
             let error = Error::new(
                 ErrorKind::Forbidden,
@@ -533,9 +637,7 @@ async fn json_body<T: serde::de::DeserializeOwned>(request: Request) -> Result<T
         .into_body()
         .collect()
         .await
-        .map_err(|e| {
-            Error::new(ErrorKind::InvalidRequest, "the body could not be read").with_cause(e)
-        })?
+        .map_err(read_error)?
         .to_bytes();
     serde_json::from_slice(&bytes).map_err(|e| {
         // serde's message names the field, never echoes a value.
@@ -544,6 +646,24 @@ async fn json_body<T: serde::de::DeserializeOwned>(request: Request) -> Result<T
             format!("the body is not what this call takes: {e}"),
         )
     })
+}
+
+/// Why a request body could not be read: too large (`413`), too slow (`408`), or broken.
+fn read_error(error: axum::Error) -> Error {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    while let Some(e) = current {
+        if e.is::<LengthLimitError>() {
+            return Error::new(
+                ErrorKind::PayloadTooLarge,
+                "the request body is larger than limits.max_body_bytes",
+            );
+        }
+        if let Some(timed_out) = e.downcast_ref::<BodyTimedOut>() {
+            return Error::new(ErrorKind::RequestTimeout, timed_out.to_string());
+        }
+        current = e.source();
+    }
+    Error::new(ErrorKind::InvalidRequest, "the body could not be read").with_cause(error)
 }
 
 /// A request's head (to answer problems for it) and its JSON body.

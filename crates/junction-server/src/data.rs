@@ -9,7 +9,8 @@
 //! Responses carry a [`DataBody`]: the backend's body as it streams in, unboxed, or a body
 //! Junction wrote (a problem, a health answer).
 
-use std::net::IpAddr;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
@@ -21,11 +22,13 @@ use axum::response::IntoResponse;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::Incoming;
 use junction_runtime::telemetry::trace::{self, RequestTrace};
 use junction_runtime::telemetry::{self, AccessLine, Observed, RouteName, StageTimings};
-use junction_runtime::{BoxError, SharedGateway, UpstreamBody};
+use junction_runtime::{BoxError, ClientBody, SharedGateway, UpstreamBody};
 use serde_json::json;
 
+use crate::listener::Plane;
 use crate::problem;
 
 /// The data-plane router over `gateway`. Tests can drive it without sockets.
@@ -81,6 +84,26 @@ impl HttpBody for DataBody {
 
 fn local(response: axum::response::Response) -> http::Response<DataBody> {
     response.map(DataBody::Local)
+}
+
+/// The data plane as a listener serves it (see [`crate::listener`]).
+#[derive(Debug, Clone)]
+pub(crate) struct DataPlane(pub SharedGateway);
+
+impl Plane for DataPlane {
+    type Body = DataBody;
+
+    fn call(
+        &self,
+        request: http::Request<ClientBody<Incoming>>,
+        peer: SocketAddr,
+    ) -> impl Future<Output = http::Response<DataBody>> + Send {
+        serve_request_from(&self.0, request, Some(peer.ip()))
+    }
+
+    fn local(response: axum::response::Response) -> http::Response<DataBody> {
+        local(response)
+    }
 }
 
 /// Serves one data-plane request from an unknown client.

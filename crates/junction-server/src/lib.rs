@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod console;
 mod data;
 mod jwt;
+mod listener;
 pub mod oauth;
 pub mod problem;
 mod server;

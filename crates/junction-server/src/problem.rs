@@ -111,6 +111,53 @@ pub fn traced_response(
     response
 }
 
+/// The error an HTTP framework's own rejection stands for: its status decides the kind,
+/// its plain-text message (or, when it has none, a sentence for the status) the detail;
+/// `Allow` is kept.
+pub fn rejection(
+    status: http::StatusCode,
+    text: &str,
+    headers: &http::HeaderMap,
+    (method, path): (&http::Method, &str),
+) -> Error {
+    use junction_runtime::ErrorKind;
+    let kind = match status.as_u16() {
+        400 | 422 => ErrorKind::InvalidRequest,
+        401 => ErrorKind::Unauthenticated,
+        403 => ErrorKind::Forbidden,
+        404 => ErrorKind::NotFound,
+        405 => ErrorKind::MethodNotAllowed,
+        408 => ErrorKind::RequestTimeout,
+        409 => ErrorKind::Conflict,
+        413 => ErrorKind::PayloadTooLarge,
+        415 => ErrorKind::UnsupportedMediaType,
+        429 => ErrorKind::RateLimited,
+        501 => ErrorKind::NotImplemented,
+        503 => ErrorKind::StoreUnavailable,
+        _ if status.is_client_error() => ErrorKind::InvalidRequest,
+        _ => ErrorKind::Internal,
+    };
+    if kind == ErrorKind::MethodNotAllowed {
+        let allow = headers
+            .get_all(header::ALLOW)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|m| m.trim().parse::<junction_model::Method>().ok())
+            .collect();
+        return Error::method_not_allowed(method, path, allow);
+    }
+    let detail = match (text.is_empty(), kind) {
+        (false, _) => text.to_owned(),
+        (true, ErrorKind::NotFound) => format!("nothing is served at {path}"),
+        (true, _) => status
+            .canonical_reason()
+            .unwrap_or("the request was refused")
+            .to_owned(),
+    };
+    Error::new(kind, detail)
+}
+
 fn log(error: &Error, instance: &str, request_id: &str, trace_id: Option<&str>) {
     let cause = error.cause().map(|c| chain(c)).unwrap_or_default();
     let kind = error.kind().slug();

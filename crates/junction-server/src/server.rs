@@ -15,8 +15,6 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::serve::ListenerExt;
 use junction_model::{Connector, Diagnostics};
 use junction_runtime::telemetry::AccessLog;
 use junction_runtime::telemetry::otlp::Exporter;
@@ -25,17 +23,12 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use std::convert::Infallible;
-
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-
 use crate::access::{Access, AccessAdmission, AccessError};
+use crate::admin::AdminPlane;
 use crate::admin_router_with;
 use crate::catalog::Catalog;
-use crate::data::serve_request_from;
+use crate::data::DataPlane;
+use crate::listener::{self, Allowance};
 
 /// How long requests in flight may take to finish after shutdown is asked for.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -128,13 +121,16 @@ impl Server {
             access.set_data_url(format!("http://{data_addr}"));
         }
         let (stop, stopped) = watch::channel(false);
+        let allowance = Allowance::of(&config.limits);
         let tasks = vec![
-            spawn_data(data, gateway.clone(), stopped.clone()),
-            spawn(
-                admin,
-                admin_router_with(gateway.clone(), access, config.admin.token.clone(), catalog),
-                stopped,
-            ),
+            tokio::spawn(listener::serve(
+                data,
+                DataPlane(gateway.clone()),
+                allowance,
+                listener::slots(&config.limits),
+                stopped.clone(),
+            )),
+            spawn_admin(admin, config, gateway.clone(), access, catalog, stopped),
         ];
         tracing::info!(%data_addr, %admin_addr, "listening");
         Ok(RunningServer {
@@ -193,6 +189,9 @@ impl Server {
             access.set_data_url(format!("http://{data_addr}"));
         }
         let (stop, stopped) = watch::channel(false);
+        let allowance = Allowance::of(&config.limits);
+        // One connection limit for the data plane, whichever thread accepts.
+        let slots = listener::slots(&config.limits);
 
         // Every runtime is built before anything is served, so that a failure stops the start.
         let mut workers = Vec::new();
@@ -206,14 +205,17 @@ impl Server {
         let mut threads = Vec::new();
         for (index, (runtime, listener)) in workers.into_iter().enumerate() {
             let (done, finished) = oneshot::channel();
-            let gateway = gateway.clone();
+            let plane = DataPlane(gateway.clone());
             let stopped = stopped.clone();
+            let slots = slots.clone();
             std::thread::Builder::new()
                 .name(format!("junction-data-{}", index + 1))
                 .spawn(move || {
                     runtime.block_on(async move {
                         match TcpListener::from_std(listener) {
-                            Ok(listener) => serve_data(listener, gateway, stopped).await,
+                            Ok(tcp) => {
+                                listener::serve(tcp, plane, allowance, slots, stopped).await;
+                            }
                             Err(error) => {
                                 tracing::error!(%error, "a data-plane thread cannot listen");
                             }
@@ -227,12 +229,14 @@ impl Server {
             threads.push(finished);
         }
         let tasks = vec![
-            tokio::spawn(serve_data(first, gateway.clone(), stopped.clone())),
-            spawn(
-                admin,
-                admin_router_with(gateway.clone(), access, config.admin.token.clone(), catalog),
-                stopped,
-            ),
+            tokio::spawn(listener::serve(
+                first,
+                DataPlane(gateway.clone()),
+                allowance,
+                slots,
+                stopped.clone(),
+            )),
+            spawn_admin(admin, config, gateway.clone(), access, catalog, stopped),
         ];
         tracing::info!(%data_addr, %admin_addr, threads = threads.len() + 1, "listening");
         Ok(RunningServer {
@@ -342,85 +346,24 @@ fn local_addr(
     })
 }
 
-fn spawn(
+/// Serves the admin plane on `listener`, with the same connection limits as the data plane.
+fn spawn_admin(
     listener: TcpListener,
-    router: Router,
-    mut stopped: watch::Receiver<bool>,
-) -> JoinHandle<()> {
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        };
-        if let Err(error) = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(%error, "server stopped with an error");
-        }
-    })
-}
-
-/// Serves the data plane: an accept loop running [`serve_request_from`] as a plain hyper
-/// service over HTTP/1.1 and HTTP/2, without a router in between.
-fn spawn_data(
-    listener: TcpListener,
+    config: &Config,
     gateway: SharedGateway,
+    access: Option<Arc<Access>>,
+    catalog: Arc<Catalog>,
     stopped: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    tokio::spawn(serve_data(listener, gateway, stopped))
-}
-
-/// The data plane's accept loop, until `stopped`; then waits for the connections' requests
-/// in flight, at most [`SHUTDOWN_GRACE`].
-async fn serve_data(
-    listener: TcpListener,
-    gateway: SharedGateway,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    // A client gets 30 s to send its request headers (hyper's default, once it has a timer).
-    builder.http1().timer(TokioTimer::new());
-    let graceful = GracefulShutdown::new();
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stopped.wait_for(|stop| *stop) => break,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(%error, "cannot accept a connection");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let gateway = gateway.clone();
-        let client = Some(peer.ip());
-        let service = service_fn(move |request: http::Request<Incoming>| {
-            let gateway = gateway.clone();
-            async move { Ok::<_, Infallible>(serve_request_from(&gateway, request, client).await) }
-        });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(error = %error, "connection ended with an error");
-            }
-        });
-    }
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("requests still running after the grace period were cut off");
-    }
+    let router = admin_router_with(gateway, access, config.admin.token.clone(), catalog);
+    let plane = AdminPlane::new(router, config.limits.max_body_bytes);
+    tokio::spawn(listener::serve(
+        listener,
+        plane,
+        Allowance::of(&config.limits),
+        listener::slots(&config.limits),
+        stopped,
+    ))
 }
 
 /// Servers running in the background of the current runtime.

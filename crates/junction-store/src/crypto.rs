@@ -116,6 +116,19 @@ impl MasterKey {
         Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(self.bytes.as_ref()))
     }
 
+    /// A key for another purpose (`purpose` names it), derived with HMAC-SHA256: every
+    /// holder of this master key derives the same, and it reveals nothing of this one.
+    pub fn derive(&self, purpose: &str) -> Zeroizing<[u8; 32]> {
+        use hmac::{KeyInit, Mac};
+        let mut out = Zeroizing::new([0u8; 32]);
+        if let Ok(mut mac) = hmac::Hmac::<Sha256>::new_from_slice(self.bytes.as_ref()) {
+            mac.update(b"junction derived key\0");
+            mac.update(purpose.as_bytes());
+            out.copy_from_slice(&mac.finalize().into_bytes());
+        }
+        out
+    }
+
     /// The key's id, 16 hex digits: safe to print and to store.
     pub fn id(&self) -> String {
         hex(&self.id)

@@ -149,6 +149,12 @@ pub struct Vault {
 }
 
 impl Vault {
+    /// A key for `purpose` derived from the master key (see [`MasterKey::derive`]), when
+    /// there is one.
+    pub fn derive_key(&self, purpose: &str) -> Option<zeroize::Zeroizing<[u8; 32]>> {
+        self.key.as_ref().map(|key| key.derive(purpose))
+    }
+
     /// Wraps `store`, checking `key` against it: secrets stored and no key is an error, and
     /// so is a key other than the one the secrets were sealed with.
     pub async fn new(store: Arc<dyn Store>, key: Option<MasterKey>) -> Result<Vault, StoreError> {

@@ -10,6 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
+use crate::upstream::SentTo;
+
 /// A response as the cache keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachedResponse {
@@ -26,6 +28,9 @@ pub struct CachedResponse {
     pub stale_while_revalidate: Duration,
     /// How long after turning stale it may still be served when the backend fails.
     pub stale_if_error: Duration,
+    /// Where the request went, for an operation whose response policies run on the entry
+    /// for each request that it answers (they resolve next links against it).
+    pub sent_to: Option<SentTo>,
 }
 
 /// What an entry may be used for at a given moment.
@@ -115,6 +120,16 @@ impl CachedResponse {
         ] {
             out.extend_from_slice(&value.to_be_bytes());
         }
+        match &self.sent_to {
+            None => out.push(0),
+            Some(sent) => {
+                out.push(1);
+                for text in [&sent.url, &sent.base] {
+                    out.extend_from_slice(&u32::try_from(text.len()).unwrap_or(0).to_be_bytes());
+                    out.extend_from_slice(text.as_bytes());
+                }
+            }
+        }
         let count = u16::try_from(self.headers.len()).unwrap_or(u16::MAX);
         out.extend_from_slice(&count.to_be_bytes());
         for (name, value) in self.headers.iter().take(usize::from(count)) {
@@ -140,6 +155,14 @@ impl CachedResponse {
         let fresh_for = Duration::from_millis(u64::from_be_bytes(reader.array()?));
         let stale_while_revalidate = Duration::from_millis(u64::from_be_bytes(reader.array()?));
         let stale_if_error = Duration::from_millis(u64::from_be_bytes(reader.array()?));
+        let sent_to = match reader.array::<1>()? {
+            [0] => None,
+            [1] => Some(SentTo {
+                url: reader.text()?,
+                base: reader.text()?,
+            }),
+            _ => return None,
+        };
         let count = u16::from_be_bytes(reader.array()?);
         let mut headers = HeaderMap::with_capacity(usize::from(count));
         for _ in 0..count {
@@ -158,12 +181,13 @@ impl CachedResponse {
             fresh_for,
             stale_while_revalidate,
             stale_if_error,
+            sent_to,
         })
     }
 }
 
 /// Marks (and versions) an encoded entry.
-const MAGIC: &[u8] = b"JNC1";
+const MAGIC: &[u8] = b"JNC2";
 
 struct Reader<'a>(&'a [u8]);
 
@@ -179,6 +203,12 @@ impl<'a> Reader<'a> {
 
     fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
         self.take(N)?.try_into().ok()
+    }
+
+    fn text(&mut self) -> Option<String> {
+        let len = u32::from_be_bytes(self.array()?);
+        let bytes = self.take(usize::try_from(len).ok()?)?;
+        String::from_utf8(bytes.to_vec()).ok()
     }
 }
 
@@ -200,6 +230,7 @@ mod tests {
             fresh_for: Duration::from_secs(10),
             stale_while_revalidate: Duration::from_secs(5),
             stale_if_error: Duration::from_secs(60),
+            sent_to: None,
         }
     }
 
@@ -210,6 +241,18 @@ mod tests {
         assert_eq!(decoded, entry);
         let all: Vec<_> = decoded.headers.get_all("x-many").iter().collect();
         assert_eq!(all, ["1", "2"]);
+    }
+
+    #[test]
+    fn where_the_request_went_is_kept() {
+        let entry = CachedResponse {
+            sent_to: Some(SentTo {
+                url: "https://api.example.com/v1/items".into(),
+                base: "https://api.example.com/v1".into(),
+            }),
+            ..sample(5)
+        };
+        assert_eq!(CachedResponse::decode(&entry.encode()).unwrap(), entry);
     }
 
     #[test]

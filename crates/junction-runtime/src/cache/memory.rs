@@ -135,6 +135,7 @@ mod tests {
             fresh_for: fresh,
             stale_while_revalidate: Duration::ZERO,
             stale_if_error: Duration::ZERO,
+            sent_to: None,
         })
     }
 

@@ -205,6 +205,7 @@ impl CachePolicy {
             fresh_for,
             stale_while_revalidate: self.stale_while_revalidate,
             stale_if_error: self.stale_if_error,
+            sent_to: None,
         })
     }
 }

@@ -23,10 +23,12 @@ use crate::bind::{Bound, OutBody};
 use crate::body::{self, DeadlinePassed, RequestBody, UpstreamBody};
 use crate::error::{Error, ErrorKind};
 use crate::gateway::{ConnectorPlan, Gateway};
+use crate::paging::NextLink;
 use crate::plan::OperationPlan;
+use crate::policy::NEXT_LINK_PARAMETER;
 use crate::telemetry::StageTimings;
 use crate::telemetry::trace::{Kind, Span};
-use crate::upstream;
+use crate::upstream::{self, SentTo};
 
 /// Where one operation sits in the gateway, to find it again from a background task.
 #[derive(Debug, Clone, Copy)]
@@ -268,7 +270,12 @@ pub(crate) async fn land(
         Buffered::Whole(bytes) => {
             let entry = match head.extensions.get::<DoNotStore>() {
                 Some(DoNotStore(why)) => Err(*why),
-                None => policy.entry(head.status, &head.headers, bytes.clone(), now),
+                None => policy
+                    .entry(head.status, &head.headers, bytes.clone(), now)
+                    .map(|entry| CachedResponse {
+                        sent_to: head.extensions.get::<SentTo>().cloned(),
+                        ..entry
+                    }),
             };
             match entry {
                 Ok(entry) => {
@@ -333,6 +340,9 @@ fn from_cache(
     let mut response = http::Response::new(UpstreamBody::full(entry.body.clone()));
     *response.status_mut() = entry.status;
     *response.headers_mut() = served_headers(entry, status, now_ms());
+    if let Some(sent) = &entry.sent_to {
+        response.extensions_mut().insert(sent.clone());
+    }
     response
 }
 
@@ -365,6 +375,14 @@ fn key(at: OpRef<'_>, parts: &Parts, bound: &Bound, body: Option<&[u8]>) -> Stri
         None => {}
     }
     key.headers(&at.policy.vary_headers, &parts.headers);
+    // A followed next link is another page: keyed by the backend path it continues with.
+    if let Some(next) = parts.extensions.get::<NextLink>() {
+        key.arg(
+            "next",
+            NEXT_LINK_PARAMETER,
+            &serde_json::Value::String(next.target()),
+        );
+    }
     if let Some(body) = body {
         key.body(body);
     }
@@ -390,11 +408,13 @@ async fn body_for_key(bound: &mut Bound) -> Result<Bytes, Error> {
                 .await
                 .map_err(|error| match body::limit_exceeded(error.as_ref()) {
                     Some(limit) => body::too_large(limit),
-                    None => Error::new(
-                        ErrorKind::InvalidRequest,
-                        "the request body could not be read",
-                    )
-                    .with_cause(error),
+                    None => body::timed_out(error.as_ref()).unwrap_or_else(|| {
+                        Error::new(
+                            ErrorKind::InvalidRequest,
+                            "the request body could not be read",
+                        )
+                        .with_cause(error)
+                    }),
                 })?
                 .to_bytes();
             *body = RequestBody::full(bytes.clone());

@@ -41,6 +41,14 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
 /// Paging defaults, when `[connector.NAME.paging]` leaves a key out.
 pub const DEFAULT_MAX_PAGES: u32 = 10;
 pub const DEFAULT_MAX_ITEMS: u64 = 1000;
+/// Listener defaults (`[limits]`, docs/security.md): the time from accept (or from the end
+/// of the previous response) to the end of a request head, the time a request body may
+/// take to arrive, how long a connection with nothing in flight stays open, and how many
+/// connections each listener holds at once.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
 
 /// The whole configuration.
 #[derive(Debug, Clone)]
@@ -62,6 +70,8 @@ pub struct Config {
     /// `public_url`: the gateway's address as clients see it, for links it hands out
     /// (rewritten next links). Default: `http://` and the request's `Host`.
     pub public_url: Option<String>,
+    /// `[next_links]`: how the next links the gateway hands out are signed.
+    pub next_links: NextLinksConfig,
     /// `[redis]`, `[cache]` and `[rate_limit]`.
     pub traffic: TrafficConfig,
     /// `[connector.NAME]` sections, in file order.
@@ -79,6 +89,26 @@ pub struct Config {
     pub log: LogConfig,
     /// `[telemetry]`.
     pub telemetry: TelemetryConfig,
+}
+
+/// `[next_links]`: the key next links are signed with and how long they stay valid
+/// (docs/security.md).
+#[derive(Debug, Clone)]
+pub struct NextLinksConfig {
+    /// `key`: the signing secret every replica shares. `None`: one derived from the
+    /// store's master key, else a key made at start (links then work on this process only).
+    pub key: Option<Secret>,
+    /// `ttl`: how long a link is accepted after it was issued.
+    pub ttl: Duration,
+}
+
+impl Default for NextLinksConfig {
+    fn default() -> Self {
+        NextLinksConfig {
+            key: None,
+            ttl: crate::next_link::DEFAULT_TTL,
+        }
+    }
 }
 
 /// `[log]`: the access log (docs/telemetry.md).
@@ -131,6 +161,17 @@ pub struct Limits {
     /// Largest upstream response body read into memory to apply response policies, a
     /// transform or paging; larger ones get 502.
     pub max_response_bytes: u64,
+    /// Time from accepting a connection to the end of its first request head; hyper also
+    /// holds later heads of a keep-alive connection to it from their first byte.
+    pub header_timeout: Duration,
+    /// Time a request body may take to arrive whole, from the end of its head; past it the
+    /// client gets 408 and the connection closes.
+    pub body_timeout: Duration,
+    /// Time a connection with no request in flight stays open after its last response.
+    pub idle_timeout: Duration,
+    /// Connections each listener holds at once; past it, new ones wait in the kernel's
+    /// backlog until one closes.
+    pub max_connections: u32,
 }
 
 /// `[upstream]`: defaults for every connector.
@@ -222,6 +263,7 @@ impl Default for Config {
             limits: Limits::default(),
             upstream: UpstreamDefaults::default(),
             public_url: None,
+            next_links: NextLinksConfig::default(),
             traffic: TrafficConfig::default(),
             connectors: IndexMap::new(),
             store: None,
@@ -239,6 +281,10 @@ impl Default for Limits {
         Limits {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -380,6 +426,7 @@ struct RawConfig {
     limits: Option<RawLimits>,
     upstream: Option<RawUpstream>,
     public_url: Option<Spanned<String>>,
+    next_links: Option<RawNextLinks>,
     redis: Option<RawRedis>,
     cache: Option<RawCache>,
     rate_limit: Option<RawRateLimit>,
@@ -404,6 +451,13 @@ struct RawTelemetry {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawNextLinks {
+    key: Option<Spanned<String>>,
+    ttl: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawLog {
     access: Option<bool>,
     file: Option<Spanned<String>>,
@@ -421,6 +475,10 @@ struct RawViewSection {
 struct RawLimits {
     max_body_bytes: Option<Spanned<Scalar>>,
     max_response_bytes: Option<Spanned<Scalar>>,
+    header_timeout: Option<Spanned<String>>,
+    body_timeout: Option<Spanned<String>>,
+    idle_timeout: Option<Spanned<String>>,
+    max_connections: Option<Spanned<Scalar>>,
 }
 
 #[derive(Deserialize)]
@@ -506,15 +564,7 @@ impl Builder<'_> {
             Some(path) => dir.join(path),
             None => dir.join("views"),
         };
-        let (max_body_bytes, max_response_bytes) = match raw.limits {
-            Some(limits) => (
-                self.size(limits.max_body_bytes, "limits.max_body_bytes")
-                    .unwrap_or(DEFAULT_MAX_BODY_BYTES),
-                self.size(limits.max_response_bytes, "limits.max_response_bytes")
-                    .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
-            ),
-            None => (DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_RESPONSE_BYTES),
-        };
+        let limits = self.limits(raw.limits);
         let public_url = raw.public_url.and_then(|value| {
             let text = self.string(&value, "public_url")?;
             let parsed = url::Url::parse(&text)
@@ -529,6 +579,7 @@ impl Builder<'_> {
                 });
             self.check(&value, "public_url", parsed)
         });
+        let next_links = self.next_links(raw.next_links);
         let mut upstream = UpstreamDefaults::default();
         if let Some(raw_upstream) = raw.upstream {
             if let Some(d) = self.duration(raw_upstream.connect_timeout, "upstream.connect_timeout")
@@ -643,12 +694,10 @@ impl Builder<'_> {
             connectors_dir,
             views_dir,
             views: Vec::new(),
-            limits: Limits {
-                max_body_bytes,
-                max_response_bytes,
-            },
+            limits,
             upstream,
             public_url,
+            next_links,
             traffic,
             connectors,
             store,
@@ -658,6 +707,65 @@ impl Builder<'_> {
             log,
             telemetry,
         }
+    }
+
+    /// `[next_links]`: `key` (at least 16 characters, usually `${VAR}`) and `ttl`.
+    fn next_links(&mut self, raw: Option<RawNextLinks>) -> NextLinksConfig {
+        let mut config = NextLinksConfig::default();
+        let Some(raw) = raw else {
+            return config;
+        };
+        if let Some(value) = raw.key
+            && let Some(text) = self.string(&value, "next_links.key")
+        {
+            let checked = if text.chars().count() >= 16 {
+                Ok(Secret::new(text))
+            } else {
+                Err("the key must be at least 16 characters of secret text".to_owned())
+            };
+            config.key = self.check(&value, "next_links.key", checked);
+        }
+        if let Some(ttl) = self.duration(raw.ttl, "next_links.ttl") {
+            config.ttl = ttl;
+        }
+        config
+    }
+
+    /// `[limits]`: body sizes, the listeners' timeouts and their connection limit.
+    fn limits(&mut self, raw: Option<RawLimits>) -> Limits {
+        let mut limits = Limits::default();
+        let Some(raw) = raw else {
+            return limits;
+        };
+        if let Some(size) = self.size(raw.max_body_bytes, "limits.max_body_bytes") {
+            limits.max_body_bytes = size;
+        }
+        if let Some(size) = self.size(raw.max_response_bytes, "limits.max_response_bytes") {
+            limits.max_response_bytes = size;
+        }
+        if let Some(d) = self.duration(raw.header_timeout, "limits.header_timeout") {
+            limits.header_timeout = d;
+        }
+        if let Some(d) = self.duration(raw.body_timeout, "limits.body_timeout") {
+            limits.body_timeout = d;
+        }
+        if let Some(d) = self.duration(raw.idle_timeout, "limits.idle_timeout") {
+            limits.idle_timeout = d;
+        }
+        if let Some(value) = raw.max_connections
+            && let Some(text) = self.scalar(&value, "limits.max_connections")
+        {
+            let parsed = text
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("`{text}` is not a whole number of connections above 0"));
+            if let Some(n) = self.check(&value, "limits.max_connections", parsed) {
+                limits.max_connections = n;
+            }
+        }
+        limits
     }
 
     /// `[telemetry]`: `otlp_endpoint` turns span export on; `server_timing` the header.
@@ -927,16 +1035,21 @@ impl traffic::Reader for Builder<'_> {
 /// Checks an `allowed_hosts` entry: a host name, or `*.` and a domain; lower-cased.
 fn check_host_pattern(text: &str) -> Result<String, String> {
     let pattern = text.trim().to_ascii_lowercase();
-    let host = pattern.strip_prefix("*.").unwrap_or(&pattern);
+    let (name, port) = match pattern.rsplit_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (pattern.as_str(), None),
+    };
+    let host = name.strip_prefix("*.").unwrap_or(name);
     let valid = !host.is_empty()
         && host.split('.').all(|label| {
             !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        });
+        })
+        && port.is_none_or(|p| p == "*" || p.parse::<u16>().is_ok_and(|p| p > 0));
     if valid {
         Ok(pattern)
     } else {
         Err(format!(
-            "`{text}` is not a host such as \"api.example.com\" or a pattern such as \"*.example.com\""
+            "`{text}` is not a host such as \"api.example.com\", a pattern such as \"*.example.com\", or either with a port (`:8443`, or `:*` for any)"
         ))
     }
 }

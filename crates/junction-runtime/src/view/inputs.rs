@@ -68,7 +68,7 @@ pub(crate) fn from_json(view: &ViewPlan, body: &[u8]) -> Result<Map<String, Valu
     if body.iter().all(u8::is_ascii_whitespace) {
         return finish(view, Map::new(), InputLocation::Body, Vec::new());
     }
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
+    let value: Value = crate::strict_json::from_slice(body).map_err(|e| {
         Error::invalid(vec![Violation::body(
             "",
             format!("request body: not JSON ({e})"),

@@ -1,0 +1,364 @@
+//! Accepting connections, the same for both listeners: how long a client may take to send
+//! its request head and body, how long an idle connection stays open, how many
+//! connections a listener holds, and the checks of a request head before a plane sees it.
+//!
+//! Each connection is watched from accept to close. With nothing in flight it must send a
+//! complete request head within `header_timeout` of being accepted, and after a response
+//! its next one within `idle_timeout`; otherwise it is closed (this covers a client that
+//! never sends a byte, and an HTTP/2 connection that sends only its preface). hyper holds a
+//! request head that has started to arrive to `header_timeout` too. A request body must
+//! arrive whole within `body_timeout` of its head ([`ClientBody`]; the client gets 408 and
+//! the connection closes). Past `max_connections` a listener stops accepting until a
+//! connection closes; the kernel's backlog holds the new ones meanwhile.
+//!
+//! Before a request reaches its plane, its head must be unambiguous (see [`check_head`]):
+//! one valid `Host` (HTTP/1.1 needs it), no transfer coding but a single `chunked`.
+//! Every answer leaves as HTTP/1.1 (or HTTP/2), whatever version a backend spoke.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, Version, header};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use junction_runtime::{BoxError, ClientBody, Error, ErrorKind, Limits};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, Semaphore, watch};
+
+use crate::problem;
+use crate::server::SHUTDOWN_GRACE;
+
+/// What a listener allows each connection (`[limits]`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Allowance {
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+impl Allowance {
+    pub(crate) fn of(limits: &Limits) -> Self {
+        Allowance {
+            header_timeout: limits.header_timeout,
+            body_timeout: limits.body_timeout,
+            idle_timeout: limits.idle_timeout,
+        }
+    }
+}
+
+/// The connection slots of a listener (`limits.max_connections`), shared by the threads
+/// that accept on it.
+pub(crate) fn slots(limits: &Limits) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(
+        usize::try_from(limits.max_connections).unwrap_or(usize::MAX),
+    ))
+}
+
+/// What a listener serves: the data plane or the admin plane.
+pub(crate) trait Plane: Clone + Send + Sync + 'static {
+    type Body: Body<Data = Bytes, Error: Into<BoxError>> + Send + Unpin + 'static;
+
+    /// Answers one request whose head passed [`check_head`].
+    fn call(
+        &self,
+        request: Request<ClientBody<Incoming>>,
+        peer: SocketAddr,
+    ) -> impl Future<Output = Response<Self::Body>> + Send;
+
+    /// A response Junction wrote (a problem), as this plane's response.
+    fn local(response: axum::response::Response) -> Response<Self::Body>;
+}
+
+/// Accepts connections on `listener` and serves `plane` on each, until `stopped`; then
+/// waits for the requests in flight, at most [`SHUTDOWN_GRACE`].
+pub(crate) async fn serve<P: Plane>(
+    listener: TcpListener,
+    plane: P,
+    allowance: Allowance,
+    slots: Arc<Semaphore>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(allowance.header_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    loop {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            _ = stopped.wait_for(|stop| *stop) => break,
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stopped.wait_for(|stop| *stop) => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(%error, "cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let watch = Arc::new(Watch::new());
+        let service = {
+            let watch = watch.clone();
+            let plane = plane.clone();
+            service_fn(move |request: Request<Incoming>| {
+                let plane = plane.clone();
+                let in_flight = watch.begin();
+                async move {
+                    Ok::<_, Infallible>(answer(&plane, request, peer, allowance, in_flight).await)
+                }
+            })
+        };
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            let _permit = permit;
+            tokio::select! {
+                ended = connection => {
+                    if let Err(error) = ended {
+                        tracing::debug!(%error, "connection ended with an error");
+                    }
+                }
+                () = watch.expired(allowance) => {
+                    tracing::debug!(%peer, "closed a connection that sent no request in time");
+                }
+            }
+        });
+    }
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still running after the grace period were cut off");
+    }
+}
+
+/// One request: its head checked, its body under the body timeout, its answer as HTTP/1.1
+/// and holding the connection busy until the answer's body is done.
+async fn answer<P: Plane>(
+    plane: &P,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    allowance: Allowance,
+    in_flight: InFlight,
+) -> Response<Tracked<P::Body>> {
+    let version = request.version();
+    let checked = check_head(version, request.headers());
+    let refused = checked.is_err();
+    let mut response = match checked {
+        Ok(()) => {
+            let request = request.map(|body| ClientBody::new(body, allowance.body_timeout));
+            plane.call(request, peer).await
+        }
+        Err(error) => P::local(problem::response(
+            &error,
+            request.uri().path(),
+            &problem::request_id(request.headers().get(problem::REQUEST_ID)),
+        )),
+    };
+    // An answer that refuses the request head, or leaves the body unread (too large, too
+    // slow), ends an HTTP/1 connection: what follows on it cannot be trusted to be a
+    // request.
+    let unread = matches!(response.status().as_u16(), 408 | 413);
+    if version != Version::HTTP_2 && (refused || unread) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
+    // A backend's HTTP/1.0 answer must not downgrade the client's connection.
+    *response.version_mut() = Version::HTTP_11;
+    response.map(|body| Tracked {
+        body,
+        _in_flight: in_flight,
+    })
+}
+
+/// Refuses a request head that different parsers could read differently: without `Host`
+/// in HTTP/1.1, with more than one `Host` or one that is not a host and port, or with a
+/// transfer coding other than a single `chunked` (a body framed twice).
+pub(crate) fn check_head(version: Version, headers: &HeaderMap) -> Result<(), Error> {
+    let refuse = |message: &str| Err(Error::new(ErrorKind::InvalidRequest, message.to_owned()));
+    let mut hosts = headers.get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) if version == Version::HTTP_11 => {
+            return refuse("an HTTP/1.1 request must have a Host header");
+        }
+        (Some(_), Some(_)) => return refuse("the request has more than one Host header"),
+        (Some(host), None) if !junction_runtime::valid_host(host.as_bytes()) => {
+            return refuse("the Host header is not a host name or address with an optional port");
+        }
+        _ => {}
+    }
+    let mut codings = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|coding| !coding.is_empty());
+    match (codings.next(), codings.next()) {
+        (None, _) => Ok(()),
+        (Some(coding), None) if coding.eq_ignore_ascii_case(b"chunked") => Ok(()),
+        _ => refuse("the only transfer coding accepted is a single `chunked`"),
+    }
+}
+
+/// What the watchdog of one connection reads: when it was accepted, whether a request is
+/// in flight, and when the last one ended.
+#[derive(Debug)]
+struct Watch {
+    accepted: Instant,
+    in_flight: AtomicU32,
+    served: AtomicBool,
+    /// When the last request ended, in ms after `accepted`.
+    idle_since: AtomicU64,
+    /// Told when a request ends (the deadline moves).
+    ended: Notify,
+}
+
+impl Watch {
+    fn new() -> Self {
+        Watch {
+            accepted: Instant::now(),
+            in_flight: AtomicU32::new(0),
+            served: AtomicBool::new(false),
+            idle_since: AtomicU64::new(0),
+            ended: Notify::new(),
+        }
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.served.store(true, Ordering::Release);
+        InFlight(self.clone())
+    }
+
+    /// When the connection must be closed if nothing happens before; `None` while a
+    /// request is in flight.
+    fn deadline(&self, allowance: Allowance) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        if !self.served.load(Ordering::Acquire) {
+            return Some(self.accepted + allowance.header_timeout);
+        }
+        let idle = Duration::from_millis(self.idle_since.load(Ordering::Acquire));
+        Some(self.accepted + idle + allowance.idle_timeout)
+    }
+
+    /// Resolves once the connection has been quiet for longer than it may be.
+    async fn expired(&self, allowance: Allowance) {
+        loop {
+            // Registered before the state is read, so that no end is missed.
+            let ended = self.ended.notified();
+            match self.deadline(allowance) {
+                // Busy: only the end of a request moves the deadline.
+                None => ended.await,
+                Some(at) if at <= Instant::now() => return,
+                Some(at) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(at.into()) => {}
+                        () = ended => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A request in flight on a watched connection; dropped when its answer's body is done.
+#[derive(Debug)]
+struct InFlight(Arc<Watch>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let watch = &self.0;
+        let idle = u64::try_from(watch.accepted.elapsed().as_millis()).unwrap_or(u64::MAX);
+        watch.idle_since.store(idle, Ordering::Release);
+        watch.in_flight.fetch_sub(1, Ordering::AcqRel);
+        watch.ended.notify_one();
+    }
+}
+
+/// A response body that keeps its request in flight until it is dropped.
+#[derive(Debug)]
+pub(crate) struct Tracked<B> {
+    body: B,
+    _in_flight: InFlight,
+}
+
+impl<B: Body + Unpin> Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn heads_with_two_hosts_or_two_codings_are_refused() {
+        let mut headers = HeaderMap::new();
+        assert!(check_head(Version::HTTP_11, &headers).is_err());
+        assert!(check_head(Version::HTTP_10, &headers).is_ok());
+        headers.insert(header::HOST, HeaderValue::from_static("gw:8080"));
+        assert!(check_head(Version::HTTP_11, &headers).is_ok());
+        headers.append(header::HOST, HeaderValue::from_static("other"));
+        assert!(check_head(Version::HTTP_11, &headers).is_err());
+        headers.insert(header::HOST, HeaderValue::from_static("gw"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("Chunked"),
+        );
+        assert!(check_head(Version::HTTP_11, &headers).is_ok());
+        headers.append(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        assert!(check_head(Version::HTTP_11, &headers).is_err());
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("gzip, chunked"),
+        );
+        assert!(check_head(Version::HTTP_11, &headers).is_err());
+    }
+}
