@@ -31,9 +31,10 @@ args = { body = "$inputs.case" }
 "#;
 
 /// The demo's backends, a first gateway in front of them (with the demo's views and one
-/// more), and its export in `out`.
+/// more), and its export in `out`, asking for a client key when `client_keys`.
 async fn first_gateway_and_export(
     out: &Path,
+    client_keys: bool,
 ) -> (junction_demo::Backends, RunningServer, Vec<PathBuf>) {
     let backends = junction_demo::backends::start().await.unwrap();
     let free = "127.0.0.1:0".parse().unwrap();
@@ -49,6 +50,7 @@ async fn first_gateway_and_export(
         base_url: url::Url::parse(&server.data_url()).unwrap(),
         title: "Demo gateway".into(),
         name: "junction".into(),
+        client_keys,
     };
     let written = junction_export::write(&surface, &options, out).unwrap();
     (backends, server, written)
@@ -127,7 +129,7 @@ fn spec_validator() -> String {
 #[tokio::test]
 async fn export_the_package_loads_back_and_api_properties_fit_paconns_schema() {
     let out = tempfile::tempdir().unwrap();
-    let (_backends, _server, written) = first_gateway_and_export(out.path()).await;
+    let (_backends, _server, written) = first_gateway_and_export(out.path(), true).await;
     assert_eq!(
         written,
         [
@@ -166,8 +168,17 @@ async fn export_the_package_loads_back_and_api_properties_fit_paconns_schema() {
     );
     assert_eq!(
         swagger["securityDefinitions"]["api_key"],
-        json!({"type": "apiKey", "in": "header", "name": "X-Junction-Key"})
+        json!({"type": "apiKey", "in": "header", "name": "X-Api-Key"})
     );
+    // Every operation declares the gateway's own answers as problems.
+    let get = &swagger["paths"]["/connectors/directory/employees/{employeeId}"]["get"];
+    for status in ["400", "401", "403", "429", "502", "503", "504", "default"] {
+        assert_eq!(
+            get["responses"][status]["schema"]["$ref"], "#/definitions/Problem",
+            "{status}: {get}"
+        );
+    }
+    assert!(get["responses"]["413"].is_null(), "no body, no 413: {get}");
     // The backends' own credentials and gateway-filled parameters are not the client's business.
     let cases = &swagger["paths"]["/connectors/helpdesk/cases"]["get"]["parameters"];
     assert!(!cases.to_string().contains("api-version"), "{cases}");
@@ -199,11 +210,21 @@ async fn export_the_package_loads_back_and_api_properties_fit_paconns_schema() {
 async fn export_the_openapi_document_passes_openapi_spec_validator() {
     let validator = spec_validator();
     let out = tempfile::tempdir().unwrap();
-    let (_backends, _server, _) = first_gateway_and_export(out.path()).await;
+    let (_backends, _server, _) = first_gateway_and_export(out.path(), true).await;
     let document = read_json(&out.path().join("junction.openapi.json"));
     assert_eq!(document["openapi"], "3.1.0");
     assert!(document["paths"]["/views/home"]["get"].is_object());
-    assert!(document["paths"]["/connectors/directory/employees/{employeeId}"]["get"].is_object());
+    let get = &document["paths"]["/connectors/directory/employees/{employeeId}"]["get"];
+    assert_eq!(
+        get["responses"]["400"]["content"]["application/problem+json"]["schema"]["$ref"],
+        "#/components/schemas/Problem",
+        "{get}"
+    );
+    assert!(get["responses"]["default"]["content"]["application/problem+json"].is_object());
+    assert_eq!(
+        document["components"]["securitySchemes"]["api_key"]["name"],
+        "X-Api-Key"
+    );
     for file in [
         "junction.openapi.json",
         "junction/apiDefinition.swagger.json",
@@ -224,7 +245,12 @@ async fn export_the_openapi_document_passes_openapi_spec_validator() {
 #[tokio::test]
 async fn export_round_trip_a_second_junction_fronts_the_first() {
     let out = tempfile::tempdir().unwrap();
-    let (_backends, first, _) = first_gateway_and_export(out.path()).await;
+    // The first gateway has no store: it asks for no client key, and neither does its export.
+    let (_backends, first, _) = first_gateway_and_export(out.path(), false).await;
+    let swagger = read_json(&out.path().join("junction/apiDefinition.swagger.json"));
+    assert!(swagger.get("securityDefinitions").is_none(), "{swagger}");
+    let properties = read_json(&out.path().join("junction/apiProperties.json"));
+    assert_eq!(properties["properties"]["connectionParameters"], json!({}));
     let config_dir = tempfile::tempdir().unwrap();
     std::fs::write(
         config_dir.path().join("junction.toml"),
@@ -232,10 +258,6 @@ async fn export_round_trip_a_second_junction_fronts_the_first() {
             r#"listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
 connectors_dir = "{}"
-[connector.junction.connection]
-api_key = "client-key"
-[connector.junction-openapi.connection]
-api_key = "client-key"
 "#,
             out.path().display()
         ),

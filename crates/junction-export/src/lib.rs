@@ -6,7 +6,12 @@
 //! - [`openapi`]: one OpenAPI 3.1 document;
 //! - [`swagger`] + [`api_properties`]: a Power Platform custom connector package, Swagger 2.0
 //!   with `x-ms-summary` and `x-ms-visibility`, whose only connection parameter is the
-//!   Junction client key, sent in the [`CLIENT_KEY_HEADER`] header.
+//!   Junction client key, sent in the [`CLIENT_KEY_HEADER`] header — when the gateway checks
+//!   client keys (`[store]`); without a store the gateway asks for none and neither does
+//!   the export.
+//!
+//! Every operation also declares the answers the gateway gives itself, as RFC 9457
+//! problems ([`gateway_answers`]), so that a generated client can read them.
 //!
 //! What is left out, because the gateway takes care of it: the backends' own security (the
 //! gateway authenticates upstream with its configured connections), parameters the gateway
@@ -33,8 +38,9 @@ use serde_json::{Map, Value, json};
 pub use openapi::openapi;
 pub use swagger::{api_properties, swagger};
 
-/// The header that carries the Junction client key, in the exported definitions.
-pub const CLIENT_KEY_HEADER: &str = "X-Junction-Key";
+/// The header that carries the Junction client key, in the exported definitions: the one
+/// the gateway's admission reads (it also takes `Authorization: Bearer KEY`).
+pub const CLIENT_KEY_HEADER: &str = "X-Api-Key";
 /// The security scheme and connection parameter name of the client key.
 pub const CLIENT_KEY_PARAMETER: &str = "api_key";
 
@@ -47,6 +53,79 @@ pub struct Options {
     pub title: String,
     /// Name of the package folder (and so of the connector, when a Junction loads it).
     pub name: String,
+    /// Whether the gateway checks client keys (it has a `[store]`): the export then asks
+    /// for one, and declares the 401 and 403 answers.
+    pub client_keys: bool,
+}
+
+/// An answer the gateway gives itself, as problem+json: status and what it means.
+#[derive(Debug, Clone, Copy)]
+pub struct GatewayAnswer {
+    pub status: &'static str,
+    pub description: &'static str,
+}
+
+/// The answers the gateway itself may give to a call of an operation (or view): input
+/// refusals, client refusals when it checks client keys, body refusals when it takes a
+/// body, limits, and the backend's failures as the gateway reports them.
+pub fn gateway_answers(takes_body: bool, client_keys: bool) -> Vec<GatewayAnswer> {
+    let answer = |status, description| GatewayAnswer {
+        status,
+        description,
+    };
+    let mut out = vec![answer(
+        "400",
+        "An input is missing or invalid; `errors` lists each",
+    )];
+    if client_keys {
+        out.push(answer("401", "The client key is missing or unknown"));
+        out.push(answer("403", "The client is not granted this operation"));
+    }
+    if takes_body {
+        out.push(answer("408", "The request body did not arrive in time"));
+        out.push(answer("413", "The request body is too large"));
+        out.push(answer(
+            "415",
+            "The request body's media type is not accepted",
+        ));
+    }
+    out.extend([
+        answer(
+            "429",
+            "A rate limit refused the call; `Retry-After` says when to retry",
+        ),
+        answer(
+            "502",
+            "The backend could not be reached or gave an unusable answer",
+        ),
+        answer(
+            "503",
+            "The backend is held off (circuit open, busy) or a store is away",
+        ),
+        answer("504", "The backend did not answer in time"),
+    ]);
+    out
+}
+
+/// The media type of the gateway's problems.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// The description of the `default` response: anything else, from the gateway or the backend.
+pub const DEFAULT_ANSWER: &str =
+    "Any other answer: the gateway's own as problem+json, or the backend's";
+
+/// The schema of a problem the gateway answers (RFC 9457).
+pub fn problem_schema() -> Value {
+    json!({
+        "type": "object",
+        "description": "An RFC 9457 problem, as Junction answers its own errors.",
+        "properties": {
+            "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+            "detail": {"type": "string"}, "instance": {"type": "string"}, "request_id": {"type": "string"},
+            "trace_id": {"type": "string"},
+            "errors": {"type": "array", "items": {"type": "object"}}
+        }
+    })
 }
 
 /// The served surface: connectors with the operations the gateway routes, and the views.

@@ -5,8 +5,8 @@ use serde_json::{Map, Value, json};
 
 use crate::schema::rename_refs;
 use crate::{
-    CLIENT_KEY_HEADER, CLIENT_KEY_PARAMETER, Options, Surface, client_parameters, humanize,
-    view_takes_query, visibility,
+    CLIENT_KEY_HEADER, CLIENT_KEY_PARAMETER, DEFAULT_ANSWER, Options, Surface, client_parameters,
+    gateway_answers, humanize, problem_schema, view_takes_query, visibility,
 };
 
 const SCHEMAS: &str = "#/components/schemas/";
@@ -16,8 +16,13 @@ const RESERVED_HEADERS: [&str; 3] = ["accept", "content-type", "authorization"];
 
 /// The OpenAPI 3.1 document.
 pub fn openapi(surface: &Surface<'_>, options: &Options) -> Value {
-    let (mut paths, mut schemas) =
-        crate::connector_paths(surface, SCHEMAS, |schema| schema, operation);
+    let client_keys = options.client_keys;
+    let (mut paths, mut schemas) = crate::connector_paths(
+        surface,
+        SCHEMAS,
+        |schema| schema,
+        |connector, op| operation(connector, op, client_keys),
+    );
     for view in &surface.views {
         let query = view_takes_query(view);
         let mut op = crate::view_head(view);
@@ -72,34 +77,22 @@ pub fn openapi(surface: &Surface<'_>, options: &Options) -> Value {
             .output
             .clone()
             .unwrap_or_else(|| json!({"type": "object"}));
-        op.insert(
-            "responses".into(),
-            json!({
-                "200": {"description": "The view's result", "content": {"application/json": {"schema": output}}},
-                "400": {"description": "An input is missing or invalid", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}},
-                "502": {"description": "A required step failed", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
-            }),
+        let mut responses = Map::new();
+        responses.insert(
+            "200".into(),
+            json!({"description": "The view's result", "content": {"application/json": {"schema": output}}}),
         );
+        add_gateway_answers(&mut responses, !query, client_keys);
+        op.insert("responses".into(), Value::Object(responses));
         let method = if query { "get" } else { "post" };
         paths.insert(
             format!("/views/{}", view.name),
             json!({ method: Value::Object(op) }),
         );
     }
-    schemas.insert(
-        "Problem".into(),
-        json!({
-            "type": "object",
-            "description": "An RFC 9457 problem, as Junction answers its own errors.",
-            "properties": {
-                "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-                "detail": {"type": "string"}, "instance": {"type": "string"}, "request_id": {"type": "string"},
-                "errors": {"type": "array", "items": {"type": "object"}}
-            }
-        }),
-    );
+    schemas.insert("Problem".into(), problem_schema());
     let server = options.base_url.as_str().trim_end_matches('/').to_owned();
-    json!({
+    let mut document = json!({
         "openapi": "3.1.0",
         "info": {
             "title": options.title,
@@ -108,18 +101,39 @@ pub fn openapi(surface: &Surface<'_>, options: &Options) -> Value {
         },
         "servers": [{"url": server}],
         "paths": paths,
-        "components": {
-            "schemas": schemas,
-            "securitySchemes": {
-                CLIENT_KEY_PARAMETER: {"type": "apiKey", "in": "header", "name": CLIENT_KEY_HEADER,
-                    "description": "The Junction client key"}
-            }
-        },
-        "security": [{CLIENT_KEY_PARAMETER: []}]
-    })
+        "components": {"schemas": schemas}
+    });
+    if client_keys {
+        document["components"]["securitySchemes"] = json!({
+            CLIENT_KEY_PARAMETER: {"type": "apiKey", "in": "header", "name": CLIENT_KEY_HEADER,
+                "description": "The Junction client key (also accepted as `Authorization: Bearer KEY`)"}
+        });
+        document["security"] = json!([{CLIENT_KEY_PARAMETER: []}]);
+    }
+    document
 }
 
-fn operation(connector: &Connector, op: &Operation) -> Value {
+/// The problem answers of the gateway, beside what the backend declares: a status the
+/// backend declares too gains the problem media type; `default` covers the rest.
+fn add_gateway_answers(responses: &mut Map<String, Value>, takes_body: bool, client_keys: bool) {
+    let problem = json!({"schema": {"$ref": format!("{SCHEMAS}Problem")}});
+    for answer in gateway_answers(takes_body, client_keys) {
+        let entry = responses
+            .entry(answer.status)
+            .or_insert_with(|| json!({"description": answer.description}));
+        if let Value::Object(entry) = entry {
+            let content = entry.entry("content").or_insert_with(|| json!({}));
+            if let Value::Object(content) = content {
+                content.insert(crate::PROBLEM_JSON.into(), problem.clone());
+            }
+        }
+    }
+    responses.entry("default").or_insert_with(|| {
+        json!({"description": DEFAULT_ANSWER, "content": {crate::PROBLEM_JSON: problem, "*/*": {}}})
+    });
+}
+
+fn operation(connector: &Connector, op: &Operation, client_keys: bool) -> Value {
     let mut parameters = Vec::new();
     let mut form = Map::new();
     let mut form_required = Vec::new();
@@ -223,15 +237,16 @@ fn operation(connector: &Connector, op: &Operation) -> Value {
         .first()
         .cloned()
         .unwrap_or_else(|| "application/json".into());
-    out.insert(
-        "responses".into(),
-        responses(connector, &op.responses, &produces),
-    );
+    let mut responses = responses(connector, &op.responses, &produces);
+    let takes_body =
+        op.body.is_some() || op.parameters_in(ParamLocation::FormData).next().is_some();
+    add_gateway_answers(&mut responses, takes_body, client_keys);
+    out.insert("responses".into(), Value::Object(responses));
     crate::operation_tail(op, &mut out);
     Value::Object(out)
 }
 
-fn responses(connector: &Connector, responses: &[Response], produces: &str) -> Value {
+fn responses(connector: &Connector, responses: &[Response], produces: &str) -> Map<String, Value> {
     let mut out = Map::new();
     for r in responses {
         let status = if r.status == "default" {
@@ -252,11 +267,5 @@ fn responses(connector: &Connector, responses: &[Response], produces: &str) -> V
         }
         out.entry(status).or_insert(Value::Object(response));
     }
-    if out.is_empty() {
-        out.insert(
-            "default".into(),
-            json!({"description": "The backend's response"}),
-        );
-    }
-    Value::Object(out)
+    out
 }

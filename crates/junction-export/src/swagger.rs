@@ -6,8 +6,8 @@ use serde_json::{Map, Value, json};
 
 use crate::schema::{rename_refs, swagger_simple, to_swagger};
 use crate::{
-    CLIENT_KEY_HEADER, CLIENT_KEY_PARAMETER, Options, Surface, client_parameters, humanize,
-    view_takes_query, visibility,
+    CLIENT_KEY_HEADER, CLIENT_KEY_PARAMETER, DEFAULT_ANSWER, Options, Surface, client_parameters,
+    gateway_answers, humanize, problem_schema, view_takes_query, visibility,
 };
 
 const DEFINITIONS: &str = "#/definitions/";
@@ -23,11 +23,12 @@ pub fn swagger(surface: &Surface<'_>, options: &Options) -> Value {
         "" => "/".to_owned(),
         path => path.to_owned(),
     };
-    let (mut paths, definitions) = crate::connector_paths(
+    let client_keys = options.client_keys;
+    let (mut paths, mut definitions) = crate::connector_paths(
         surface,
         DEFINITIONS,
         |schema| to_swagger(&schema),
-        operation,
+        |connector, op| operation(connector, op, client_keys),
     );
     for view in &surface.views {
         let query = view_takes_query(view);
@@ -90,17 +91,21 @@ pub fn swagger(surface: &Surface<'_>, options: &Options) -> Value {
         }
         op.insert("produces".into(), json!(["application/json"]));
         op.insert("parameters".into(), Value::Array(parameters));
-        op.insert(
-            "responses".into(),
-            json!({"200": {"description": "The view's result", "schema": output}}),
+        let mut responses = Map::new();
+        responses.insert(
+            "200".into(),
+            json!({"description": "The view's result", "schema": output}),
         );
+        add_gateway_answers(&mut responses, !query, client_keys);
+        op.insert("responses".into(), Value::Object(responses));
         let method = if query { "get" } else { "post" };
         paths.insert(
             format!("/views/{}", view.name),
             json!({ method: Value::Object(op) }),
         );
     }
-    json!({
+    definitions.insert("Problem".into(), to_swagger(&problem_schema()));
+    let mut document = json!({
         "swagger": "2.0",
         "info": {
             "title": options.title,
@@ -113,19 +118,35 @@ pub fn swagger(surface: &Surface<'_>, options: &Options) -> Value {
         "consumes": ["application/json"],
         "produces": ["application/json"],
         "paths": paths,
-        "definitions": definitions,
-        "securityDefinitions": {
+        "definitions": definitions
+    });
+    if client_keys {
+        document["securityDefinitions"] = json!({
             CLIENT_KEY_PARAMETER: {"type": "apiKey", "in": "header", "name": CLIENT_KEY_HEADER}
-        },
-        "security": [{CLIENT_KEY_PARAMETER: []}]
-    })
+        });
+        document["security"] = json!([{CLIENT_KEY_PARAMETER: []}]);
+    }
+    document
 }
 
-/// `apiProperties.json`: one connection parameter, the Junction client key.
+/// The problem answers of the gateway that the backend does not declare, and `default`.
+fn add_gateway_answers(responses: &mut Map<String, Value>, takes_body: bool, client_keys: bool) {
+    let problem = json!({"$ref": format!("{DEFINITIONS}Problem")});
+    for answer in gateway_answers(takes_body, client_keys) {
+        responses
+            .entry(answer.status)
+            .or_insert_with(|| json!({"description": answer.description, "schema": problem}));
+    }
+    responses
+        .entry("default")
+        .or_insert_with(|| json!({"description": DEFAULT_ANSWER, "schema": problem}));
+}
+
+/// `apiProperties.json`: one connection parameter, the Junction client key, when the
+/// gateway checks client keys; none otherwise.
 pub fn api_properties(options: &Options) -> Value {
-    json!({
-        "properties": {
-            "connectionParameters": {
+    let parameters = if options.client_keys {
+        json!({
                 CLIENT_KEY_PARAMETER: {
                     "type": "securestring",
                     "uiDefinition": {
@@ -135,7 +156,13 @@ pub fn api_properties(options: &Options) -> Value {
                         "constraints": {"tabIndex": 2, "clearText": false, "required": "true"}
                     }
                 }
-            },
+        })
+    } else {
+        json!({})
+    };
+    json!({
+        "properties": {
+            "connectionParameters": parameters,
             "iconBrandColor": "#007ee5",
             "capabilities": [],
             "publisher": "Junction",
@@ -163,7 +190,7 @@ fn annotate(
     }
 }
 
-fn operation(connector: &Connector, op: &Operation) -> Value {
+fn operation(connector: &Connector, op: &Operation, client_keys: bool) -> Value {
     let mut parameters = Vec::new();
     for p in client_parameters(op) {
         let mut out = Map::new();
@@ -227,12 +254,16 @@ fn operation(connector: &Connector, op: &Operation) -> Value {
         out.insert("produces".into(), json!(op.produces));
     }
     out.insert("parameters".into(), Value::Array(parameters));
-    out.insert("responses".into(), responses(connector, &op.responses));
+    let mut responses = responses(connector, &op.responses);
+    let takes_body =
+        op.body.is_some() || op.parameters_in(ParamLocation::FormData).next().is_some();
+    add_gateway_answers(&mut responses, takes_body, client_keys);
+    out.insert("responses".into(), Value::Object(responses));
     crate::operation_tail(op, &mut out);
     Value::Object(out)
 }
 
-fn responses(connector: &Connector, responses: &[Response]) -> Value {
+fn responses(connector: &Connector, responses: &[Response]) -> Map<String, Value> {
     let mut out = Map::new();
     for r in responses {
         // Swagger 2.0 has no `2XX` ranges: `2XX` becomes `200`.
@@ -253,13 +284,7 @@ fn responses(connector: &Connector, responses: &[Response]) -> Value {
         }
         out.entry(status).or_insert(Value::Object(response));
     }
-    if out.is_empty() {
-        out.insert(
-            "default".into(),
-            json!({"description": "The backend's response"}),
-        );
-    }
-    Value::Object(out)
+    out
 }
 
 fn collection_format(format: junction_model::CollectionFormat) -> &'static str {

@@ -72,6 +72,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         base_url,
         title: args.title,
         name,
+        client_keys: config.store.is_some(),
     };
     let surface = Surface::new(&connectors, &compiled.gateway);
     let written = junction_export::write(&surface, &options, &args.out)?;
