@@ -174,7 +174,8 @@ async fn end_to_end(test: TestStore) {
         Some(json!({"grants": [format!("pets@{bobs_id}")]})),
     )
     .await;
-    steal.problem(400, "invalid-request");
+    // Another client's connection: the grant conflicts with what is stored.
+    steal.problem(409, "conflict");
 
     // The data plane: who may call, and with which connection.
     call(format!("{data}/pets/1"), None)

@@ -10,6 +10,7 @@ mod console;
 mod corpus;
 mod example;
 mod export;
+mod fuzz;
 mod gateway;
 mod harness;
 mod hostile;

@@ -364,7 +364,7 @@ async fn connections_and_clients(test: TestStore) {
             "test",
         )
         .await;
-    assert!(matches!(steal, Err(StoreError::Invalid(_))), "{steal:?}");
+    assert!(matches!(steal, Err(StoreError::Conflict(_))), "{steal:?}");
 
     // The audit log has who, what and when, and no secret.
     let events = vault.store().audit(&AuditQuery::default()).await.unwrap();

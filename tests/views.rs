@@ -351,7 +351,8 @@ timeout = "2s"
 "#;
     let (server, _) = start(&[("required", required), ("optional", optional)]).await;
     let (reply, elapsed) = get_view(&server, "required").await;
-    let problem = reply.problem(502, "view-step-failed");
+    // A step that timed out is a timeout of the view (504), not a broken step.
+    let problem = reply.problem(504, "upstream-timeout");
     assert_eq!(
         problem["detail"],
         "view 'required': required step 'slow' (svc.Sleep) failed: it did not finish within its timeout of 50ms"
@@ -637,7 +638,8 @@ async fn views_the_demo_home_screen_combines_three_backends() {
         2
     );
     let (reply, _) = get_view(&demo.server, "home?employee=e77").await;
-    let problem = reply.problem(502, "view-step-failed");
+    // The profile lookup found nothing: the caller asked for an employee who is not there.
+    let problem = reply.problem(404, "not-found");
     assert_eq!(
         problem["detail"],
         "view 'home': required step 'profile' (directory.GetEmployee) failed: the backend answered 404 Not Found"
@@ -873,7 +875,7 @@ async fn views_cache_purges_by_view_and_purging_a_connector_leaves_views_alone()
 
     purge("view=cached&connector=svc")
         .await
-        .problem(400, "invalid-request");
+        .problem(404, "not-found");
     let unknown = purge("view=nope").await;
     assert_eq!(
         unknown.problem(404, "not-found")["detail"],

@@ -227,6 +227,10 @@ fn helpdesk() -> Router {
             .unwrap_or(0)
             + 1;
         body["id"] = json!(next);
+        // The definition's default, as a real helpdesk would apply it.
+        if body.get("priority").is_none_or(Value::is_null) {
+            body["priority"] = json!("normal");
+        }
         body["status"] = json!("open");
         body["opened"] = json!("2026-11-27T10:00:00Z");
         all.push(body.clone());

@@ -1,6 +1,7 @@
 //! The OpenAPI 3.1 document of the served surface.
 
 use junction_model::{CollectionFormat, Connector, Operation, ParamLocation, Response};
+use junction_runtime::view::ViewSummary;
 use serde_json::{Map, Value, json};
 
 use crate::schema::rename_refs;
@@ -24,70 +25,9 @@ pub fn openapi(surface: &Surface<'_>, options: &Options) -> Value {
         |connector, op| operation(connector, op, client_keys),
     );
     for view in &surface.views {
-        let query = view_takes_query(view);
-        let mut op = crate::view_head(view);
-        if query {
-            let parameters: Vec<Value> = view
-                .inputs
-                .iter()
-                .map(|input| {
-                    let mut p = json!({
-                        "name": input.name,
-                        "in": "query",
-                        "required": input.required,
-                        "schema": input.schema,
-                        "x-ms-summary": input.summary.clone().unwrap_or_else(|| humanize(&input.name)),
-                    });
-                    if let (Some(d), Value::Object(map)) = (input.schema.get("description"), &mut p) {
-                        map.insert("description".into(), d.clone());
-                    }
-                    if input.schema.get("type").and_then(Value::as_str) == Some("array")
-                        && let Value::Object(map) = &mut p
-                    {
-                        map.insert("style".into(), json!("form"));
-                        map.insert("explode".into(), json!(false));
-                    }
-                    if let (Some(v), Value::Object(map)) = (&input.visibility, &mut p) {
-                        map.insert("x-ms-visibility".into(), json!(v));
-                    }
-                    p
-                })
-                .collect();
-            op.insert("parameters".into(), Value::Array(parameters));
-        } else {
-            let properties: Map<String, Value> = view
-                .inputs
-                .iter()
-                .map(|i| (i.name.clone(), i.schema.clone()))
-                .collect();
-            let required: Vec<&str> = view
-                .inputs
-                .iter()
-                .filter(|i| i.required)
-                .map(|i| i.name.as_str())
-                .collect();
-            op.insert(
-                "requestBody".into(),
-                json!({"required": true, "content": {"application/json": {"schema": {
-                    "type": "object", "properties": properties, "required": required
-                }}}}),
-            );
-        }
-        let output = view
-            .output
-            .clone()
-            .unwrap_or_else(|| json!({"type": "object"}));
-        let mut responses = Map::new();
-        responses.insert(
-            "200".into(),
-            json!({"description": "The view's result", "content": {"application/json": {"schema": output}}}),
-        );
-        add_gateway_answers(&mut responses, !query, client_keys);
-        op.insert("responses".into(), Value::Object(responses));
-        let method = if query { "get" } else { "post" };
         paths.insert(
             format!("/views/{}", view.name),
-            json!({ method: Value::Object(op) }),
+            view_item(view, client_keys),
         );
     }
     schemas.insert("Problem".into(), problem_schema());
@@ -111,6 +51,85 @@ pub fn openapi(surface: &Surface<'_>, options: &Options) -> Value {
         document["security"] = json!([{CLIENT_KEY_PARAMETER: []}]);
     }
     document
+}
+
+/// A view's path item: a `POST` taking its inputs as a JSON object, and, when every input
+/// fits in a query string, a `GET` taking them as query parameters (the gateway serves both).
+fn view_item(view: &ViewSummary, client_keys: bool) -> Value {
+    let output = view
+        .output
+        .clone()
+        .unwrap_or_else(|| json!({"type": "object"}));
+    let answers = |takes_body: bool| {
+        let mut responses = Map::new();
+        responses.insert(
+            "200".into(),
+            json!({"description": "The view's result", "content": {"application/json": {"schema": output}}}),
+        );
+        add_gateway_answers(&mut responses, takes_body, client_keys);
+        Value::Object(responses)
+    };
+    let mut item = Map::new();
+    if view_takes_query(view) {
+        let parameters: Vec<Value> = view.inputs.iter().map(query_input).collect();
+        let mut get = crate::view_head(view);
+        get.insert("parameters".into(), Value::Array(parameters));
+        get.insert("responses".into(), answers(false));
+        item.insert("get".into(), Value::Object(get));
+    }
+    let properties: Map<String, Value> = view
+        .inputs
+        .iter()
+        .map(|i| (i.name.clone(), i.schema.clone()))
+        .collect();
+    let required: Vec<&str> = view
+        .inputs
+        .iter()
+        .filter(|i| i.required)
+        .map(|i| i.name.as_str())
+        .collect();
+    let mut post = crate::view_head(view);
+    if item.contains_key("get") {
+        // Both methods: the POST gets an id of its own.
+        post.insert(
+            "operationId".into(),
+            json!(format!("{}_body", crate::view_operation_id(&view.name))),
+        );
+    }
+    post.insert(
+        "requestBody".into(),
+        json!({"required": true, "content": {"application/json": {"schema": {
+            "type": "object", "properties": properties, "required": required,
+            "additionalProperties": false
+        }}}}),
+    );
+    post.insert("responses".into(), answers(true));
+    item.insert("post".into(), Value::Object(post));
+    Value::Object(item)
+}
+
+/// A view input as a query parameter.
+fn query_input(input: &junction_runtime::view::InputSummary) -> Value {
+    let mut p = json!({
+        "name": input.name,
+        "in": "query",
+        "required": input.required,
+        "schema": input.schema,
+        "x-ms-summary": input.summary.clone().unwrap_or_else(|| humanize(&input.name)),
+    });
+    if let Value::Object(map) = &mut p {
+        if let Some(d) = input.schema.get("description") {
+            map.insert("description".into(), d.clone());
+        }
+        if input.schema.get("type").and_then(Value::as_str) == Some("array") {
+            map.insert("style".into(), json!("form"));
+            map.insert("explode".into(), json!(false));
+        }
+        if let Some(v) = &input.visibility {
+            map.insert("x-ms-visibility".into(), json!(v));
+        }
+    }
+    p
 }
 
 /// The problem answers of the gateway, beside what the backend declares: a status the

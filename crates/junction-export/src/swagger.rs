@@ -78,7 +78,7 @@ pub fn swagger(surface: &Surface<'_>, options: &Options) -> Value {
             }
             parameters.push(json!({
                 "name": "body", "in": "body", "required": true, "x-ms-summary": "Inputs",
-                "schema": {"type": "object", "properties": properties, "required": required}
+                "schema": {"type": "object", "properties": properties, "required": required, "additionalProperties": false}
             }));
         }
         let output = view

@@ -366,6 +366,13 @@ impl Error {
         self.headers.iter().flat_map(|headers| headers.iter())
     }
 
+    /// The same error said where it happened: its detail prefixed with `context` (a view's
+    /// step, a side call); kind, status, headers, violations and cause stay.
+    pub fn context(mut self, context: impl fmt::Display) -> Self {
+        self.detail = format!("{context}: {}", self.detail);
+        self
+    }
+
     /// Attaches the underlying cause, for the log only. It must not contain secrets.
     pub fn with_cause(mut self, cause: impl Into<BoxError>) -> Self {
         self.cause = Some(cause.into());

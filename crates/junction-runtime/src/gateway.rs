@@ -260,18 +260,31 @@ impl Gateway {
         self.admission = Some(admission);
     }
 
-    /// The ids of the operations of connector `name`, and the one its package names as
-    /// its `testConnection` capability.
+    /// The operation that tests a connection of connector `name`: the one its package names
+    /// as its `testConnection` capability, else its first served `GET` that needs no input.
     pub fn test_operation(&self, name: &str) -> Option<String> {
         let plan = self.connectors.get(name)?;
-        plan.auth_model
+        let declared = plan
+            .auth_model
             .connector
             .extensions
             .get("x-ms-capabilities")
             .and_then(|c| c.get("testConnection"))
             .and_then(|t| t.get("operationId"))
             .and_then(serde_json::Value::as_str)
-            .map(str::to_owned)
+            .map(str::to_owned);
+        // Else the first GET that needs no input: reading is safe.
+        declared.or_else(|| {
+            plan.operations
+                .iter()
+                .find(|op| {
+                    op.method == Method::Get
+                        && op.refusal.is_none()
+                        && op.params.iter().all(|p| !p.required || p.default.is_some())
+                        && matches!(op.body, plan::BodyPlan::None)
+                })
+                .map(|op| op.id.clone())
+        })
     }
 
     pub(crate) fn connector_plan(&self, name: &str) -> Option<&ConnectorPlan> {
@@ -316,24 +329,23 @@ impl Gateway {
             ));
         };
         let base = match (connector, operation, view) {
-            (None, Some(_), _) => {
+            // What is named does not exist: an operation outside a connector, entries of
+            // a connector and a view at once.
+            (None, Some(id), _) => {
                 return Err(Error::new(
-                    ErrorKind::InvalidRequest,
-                    "`operation` needs `connector`: operation ids are per connector",
+                    ErrorKind::NotFound,
+                    format!(
+                        "there is no operation '{id}' outside a connector: name its `connector` too"
+                    ),
                 ));
             }
             (Some(_), _, Some(_)) => {
                 return Err(Error::new(
-                    ErrorKind::InvalidRequest,
-                    "name a `connector` or a `view`, not both: their entries never share a key",
+                    ErrorKind::NotFound,
+                    "no cache entry belongs to a connector and a view at once: name one of them",
                 ));
             }
-            (None, None, None) if prefix.is_none() => {
-                return Err(Error::new(
-                    ErrorKind::InvalidRequest,
-                    "name a `connector`, an `operation` of it, a `view`, or a key `prefix` to purge",
-                ));
-            }
+            // Nothing named: every entry.
             (None, None, None) => String::new(),
             (None, None, Some(name)) => {
                 if self.views.get(name).is_none() {

@@ -249,9 +249,10 @@ fn display_path(path: &str) -> &str {
 }
 
 /// Splits the operation path at `/` and percent-decodes each segment. A segment whose `%`
-/// is not followed by two hex digits, that is not UTF-8 once decoded, or that holds a
-/// control character (`%00`, `%0A` …) is refused: a backend could read any of them in
-/// more than one way.
+/// is not followed by two hex digits, that is not UTF-8 once decoded, or that holds a NUL
+/// (`%00`) is refused: a backend could read any of them in more than one way (a NUL ends a
+/// string in many backends' languages). Other characters, control characters included,
+/// travel percent-encoded inside their segment.
 fn decode_segments(path: &str) -> Result<Vec<Cow<'_, str>>, Error> {
     let refuse = |segment: &str, why: &str| {
         Error::invalid(vec![Violation {
@@ -279,11 +280,8 @@ fn decode_segments(path: &str) -> Result<Vec<Cow<'_, str>>, Error> {
             let decoded = percent_encoding::percent_decode_str(segment)
                 .decode_utf8()
                 .map_err(|_| refuse(segment, "is not UTF-8 once percent-decoded"))?;
-            if decoded.chars().any(char::is_control) {
-                return Err(refuse(
-                    segment,
-                    "holds a control character once percent-decoded",
-                ));
+            if decoded.contains('\0') {
+                return Err(refuse(segment, "holds a NUL (`%00`) once percent-decoded"));
             }
             Ok(decoded)
         })

@@ -601,8 +601,23 @@ async fn purge(
 /// checks that it names every route above and passes a validator).
 pub const OPENAPI: &str = include_str!("admin-openapi.json");
 
-async fn openapi() -> Response {
-    ([(http::header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+/// The admin API's document: [`OPENAPI`], with the body of a new connection described for
+/// the connectors this gateway loaded.
+async fn openapi(State(state): State<AdminState>) -> Response {
+    static DOCUMENT: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    let mut document = DOCUMENT
+        .get_or_init(|| serde_json::from_str(OPENAPI).unwrap_or(Value::Null))
+        .clone();
+    if let Some(schemas) = document
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    {
+        schemas.insert(
+            "NewConnection".into(),
+            state.catalog.new_connection_schema(),
+        );
+    }
+    axum::Json(document).into_response()
 }
 
 async fn not_found(request: Request) -> Response {
@@ -707,7 +722,7 @@ async fn create_connection(State(state): State<AdminState>, request: Request) ->
         return fail(
             &head_request,
             Error::new(
-                ErrorKind::InvalidRequest,
+                ErrorKind::Conflict,
                 format!("there is no connector named '{}'", input.connector),
             ),
         );
@@ -840,7 +855,7 @@ struct CreateClient {
 #[serde(untagged)]
 enum GrantInput {
     Text(String),
-    Object(Grant),
+    Object(Map<String, Value>),
 }
 
 fn grants(input: Vec<GrantInput>) -> Result<Vec<Grant>, Error> {
@@ -850,9 +865,55 @@ fn grants(input: Vec<GrantInput>) -> Result<Vec<Grant>, Error> {
             GrantInput::Text(text) => {
                 Grant::parse(&text).map_err(|e| Error::new(ErrorKind::InvalidRequest, e))
             }
-            GrantInput::Object(grant) => Ok(grant),
+            GrantInput::Object(object) => grant_object(&object),
         })
         .collect()
+}
+
+/// A grant written as an object: `{"connector", "operations"?, "connection"?}` or
+/// `{"view"}`, each value of its type (no `null`s), nothing else.
+fn grant_object(object: &Map<String, Value>) -> Result<Grant, Error> {
+    let invalid = |why: &str| {
+        Error::new(
+            ErrorKind::InvalidRequest,
+            format!(
+                "a grant object {why}: write {{\"connector\", \"operations\", \"connection\"}} or {{\"view\"}}"
+            ),
+        )
+    };
+    let text = |key: &str| match object.get(key) {
+        None => Ok(None),
+        Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+        Some(_) => Err(invalid(&format!("has a `{key}` that is not a name"))),
+    };
+    if let Some(key) = object.keys().find(|k| {
+        !matches!(
+            k.as_str(),
+            "connector" | "operations" | "connection" | "view"
+        )
+    }) {
+        return Err(invalid(&format!("has an unknown key `{key}`")));
+    }
+    let operations = match object.get("operations") {
+        None => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| item.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| invalid("lists an operation that is not a string"))?,
+        Some(_) => return Err(invalid("has `operations` that are not a list")),
+    };
+    let grant = Grant {
+        connector: text("connector")?,
+        view: text("view")?,
+        operations,
+        connection: text("connection")?,
+    };
+    match (&grant.connector, &grant.view) {
+        (Some(_), None) => Ok(grant),
+        (None, Some(_)) if grant.operations.is_empty() && grant.connection.is_none() => Ok(grant),
+        _ => Err(invalid("names a connector or a view, one of them")),
+    }
 }
 
 async fn clients(State(state): State<AdminState>, request: Request) -> Response {
@@ -866,6 +927,15 @@ async fn create_client(State(state): State<AdminState>, request: Request) -> Res
     let who = actor(&request);
     let (head_request, input) = split::<CreateClient>(request).await;
     let input = attempt!(&head_request, input);
+    if input.subject.as_deref().is_some_and(str::is_empty) {
+        return fail(
+            &head_request,
+            Error::new(
+                ErrorKind::InvalidRequest,
+                "`subject` names the JWT subject of the client; it cannot be empty",
+            ),
+        );
+    }
     let grants = attempt!(&head_request, grants(input.grants));
     let (client, key) = attempt!(
         &head_request,
@@ -969,12 +1039,37 @@ struct AuditParams {
     limit: Option<i64>,
 }
 
+/// The most entries one audit query answers.
+const AUDIT_LIMIT: i64 = 10_000;
+
 async fn audit(
     State(state): State<AdminState>,
     Query(params): Query<AuditParams>,
     request: Request,
 ) -> Response {
     let access = attempt!(&request, access(&state));
+    let out_of_range = |name: &str, range: &str| {
+        Error::invalid(vec![junction_runtime::Violation::parameter(
+            junction_runtime::InputLocation::Query,
+            name,
+            format!("query parameter '{name}' must be {range}"),
+        )])
+    };
+    if params.since.is_some_and(|since| since < 0) {
+        return fail(
+            &request,
+            out_of_range("since", "0 or more (Unix milliseconds)"),
+        );
+    }
+    if params
+        .limit
+        .is_some_and(|limit| !(1..=AUDIT_LIMIT).contains(&limit))
+    {
+        return fail(
+            &request,
+            out_of_range("limit", &format!("between 1 and {AUDIT_LIMIT}")),
+        );
+    }
     let events = attempt!(
         &request,
         access

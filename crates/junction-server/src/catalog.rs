@@ -63,6 +63,75 @@ impl Catalog {
         self.connectors.get(name)
     }
 
+    /// The JSON Schema of a new connection (`POST /api/v1/connections`) for the loaded
+    /// connectors: one alternative per connector and parameter set, its values typed and
+    /// the required ones required (OAuth settings are filled by the login, so optional).
+    pub fn new_connection_schema(&self) -> Value {
+        let name = json!({"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"});
+        let owner = json!({"type": ["string", "null"], "pattern": "^[A-Za-z0-9._-]{1,64}$"});
+        let mut alternatives: Vec<Value> = Vec::new();
+        let mut names: Vec<&String> = self.connectors.keys().collect();
+        names.sort();
+        for connector in names.into_iter().filter_map(|n| self.connectors.get(n)) {
+            let described = connection_parameters(connector);
+            let derived = described["derived"] == true;
+            for set in described["sets"].as_array().into_iter().flatten() {
+                let mut properties = Map::new();
+                let mut required = Vec::new();
+                for parameter in set["parameters"].as_array().into_iter().flatten() {
+                    let pname = parameter["name"].as_str().unwrap_or_default();
+                    if parameter["oauth"] == true {
+                        for (setting, schema) in [
+                            ("clientId", json!({"type": "string"})),
+                            ("clientSecret", json!({"type": "string"})),
+                            (
+                                "grantType",
+                                json!({"enum": junction_store::values::OAUTH_GRANTS}),
+                            ),
+                            ("scopes", json!({"type": "string"})),
+                        ] {
+                            properties.insert(format!("{pname}:{setting}"), schema);
+                        }
+                        continue;
+                    }
+                    properties.insert(pname.to_owned(), value_schema(parameter));
+                    if parameter["required"] == true && !derived {
+                        required.push(json!(pname));
+                    }
+                }
+                let mut values = json!({"type": "object", "properties": properties,
+                                        "required": required});
+                // Values of a connector that declares none: any names, scalar values.
+                values["additionalProperties"] = if derived {
+                    json!({"type": ["string", "number", "boolean"]})
+                } else {
+                    json!(false)
+                };
+                let mut fields = Map::new();
+                fields.insert("connector".into(), json!({"const": connector.name}));
+                fields.insert("name".into(), name.clone());
+                fields.insert("owner".into(), owner.clone());
+                fields.insert("values".into(), values);
+                let mut needed = vec![json!("connector"), json!("name")];
+                if !required.is_empty() {
+                    needed.push(json!("values"));
+                }
+                if let Some(set_name) = set["name"].as_str() {
+                    fields.insert("parameter_set".into(), json!({"const": set_name}));
+                    needed.push(json!("parameter_set"));
+                }
+                alternatives.push(json!({
+                    "type": "object", "properties": fields, "required": needed,
+                    "additionalProperties": false
+                }));
+            }
+        }
+        if alternatives.is_empty() {
+            return json!({"description": "No connector is loaded: no connection can be created", "not": {}});
+        }
+        json!({"oneOf": alternatives})
+    }
+
     /// The secret values of connector `name`'s configured connection.
     pub(crate) fn configured_secrets(&self, name: &str) -> &[Secret] {
         self.configured_secrets.get(name).map_or(&[], Vec::as_slice)
@@ -260,6 +329,29 @@ pub fn connection_parameters(connector: &Connector) -> Value {
     }
     json!({"connector": connector.name, "derived": true,
            "sets": [{"name": null, "display_name": null, "parameters": derived}]})
+}
+
+/// The schema of one connection value, as the store reads it: text (numbers and booleans
+/// are taken as their text), an integer or a boolean (also as text), one of the allowed
+/// values when the package lists them.
+fn value_schema(parameter: &Value) -> Value {
+    if let Some(allowed) = parameter["allowed_values"]
+        .as_array()
+        .filter(|a| !a.is_empty())
+    {
+        return json!({"enum": allowed});
+    }
+    match parameter["type"]
+        .as_str()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("int" | "integer") => {
+            json!({"type": ["integer", "string"], "pattern": "^[-+]?[0-9]{1,18}$"})
+        }
+        Some("bool" | "boolean") => json!({"enum": [true, false, "true", "false"]}),
+        _ => json!({"type": ["string", "number", "boolean"]}),
+    }
 }
 
 fn parameter(p: &ConnectionParameter) -> Value {

@@ -250,7 +250,7 @@ fn app_of(access: &Access, row: &ConnectionRow) -> Result<App, Error> {
     let values = access.vault.values(row).map_err(store_error)?;
     app(connector, row, &values)?.ok_or_else(|| {
         Error::new(
-            ErrorKind::InvalidRequest,
+            ErrorKind::Conflict,
             format!("connection '{}' does not use OAuth", row.id),
         )
     })

@@ -42,8 +42,9 @@ pub async fn run(
         .connector(&row.connector)
         .and_then(|c| Some((c, c.operation(&operation)?)))
     else {
+        // A body that names what the connector does not have conflicts with what is loaded.
         return Err(Error::new(
-            ErrorKind::InvalidRequest,
+            ErrorKind::Conflict,
             format!(
                 "connector '{}' has no operation '{operation}'",
                 row.connector

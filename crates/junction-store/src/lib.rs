@@ -248,10 +248,9 @@ impl Vault {
             Some(owner) => match self.store.client(owner).await? {
                 Some(client) => Some(client.id),
                 None => {
-                    problems.push(format!(
+                    return Err(StoreError::Conflict(format!(
                         "there is no client '{owner}' to own the connection"
-                    ));
-                    None
+                    )));
                 }
             },
             None => None,
@@ -487,17 +486,22 @@ impl Vault {
         let (Some(reference), Some(connector)) = (&grant.connection, &grant.connector) else {
             return Ok(());
         };
-        let row = self.find_connection(reference).await?;
+        // A grant that names a connection the store does not hold as it says conflicts
+        // with what is stored (409), like a name already taken.
+        let row = match self.find_connection(reference).await {
+            Err(StoreError::NotFound(message)) => return Err(StoreError::Conflict(message)),
+            found => found?,
+        };
         if row.connector != *connector {
-            return Err(StoreError::Invalid(vec![format!(
+            return Err(StoreError::Conflict(format!(
                 "connection '{reference}' belongs to connector '{}', not '{connector}'",
                 row.connector
-            )]));
+            )));
         }
         if row.owner.is_some() && row.owner.as_deref() != owner {
-            return Err(StoreError::Invalid(vec![format!(
+            return Err(StoreError::Conflict(format!(
                 "connection '{reference}' belongs to another client; grant a shared connection"
-            )]));
+            )));
         }
         Ok(())
     }

@@ -53,9 +53,35 @@ pub(crate) struct Outcome {
     pub partial: Vec<String>,
 }
 
-/// Why a step failed, for the client (safe) and the log.
+/// Why a step failed: the error of its call, with the kind that says whose fault it was
+/// (a rate limit stays 429, a timeout 504, a lookup that found nothing 404); the view adds
+/// which step it was.
 #[derive(Debug)]
-struct StepFailure(String);
+struct StepFailure(Error);
+
+impl StepFailure {
+    /// A failure of the view itself (its data or its plan), not of a call.
+    fn view(message: impl Into<String>) -> Self {
+        StepFailure(Error::new(ErrorKind::ViewStepFailed, message))
+    }
+
+    /// A call's answer that is not a success, as the view reports it: a lookup that found
+    /// nothing is the caller's 404, a rate limit the caller's 429 (with the backend's
+    /// `Retry-After`); anything else a failed step (502).
+    fn status(status: http::StatusCode, headers: &http::HeaderMap) -> Self {
+        let message = format!("the backend answered {status}");
+        let error = match status.as_u16() {
+            404 | 410 => Error::new(ErrorKind::NotFound, message),
+            429 => {
+                let wait = crate::resilience::retry::retry_after(headers)
+                    .unwrap_or(Duration::from_secs(1));
+                Error::new(ErrorKind::RateLimited, message).with_retry_after(wait)
+            }
+            _ => Error::new(ErrorKind::ViewStepFailed, message),
+        };
+        StepFailure(error)
+    }
+}
 
 /// One call a step makes.
 enum Call<'v> {
@@ -281,8 +307,8 @@ impl Gateway {
                             Err(failure) => Err(failure),
                         };
                         if let Some(mut span) = span {
-                            if result.is_err() {
-                                span.fail(ErrorKind::ViewStepFailed.slug());
+                            if let Err(StepFailure(error)) = &result {
+                                span.fail(error.kind().slug());
                             }
                             span.end(Instant::now());
                         }
@@ -300,22 +326,20 @@ impl Gateway {
                         partial.extend(inner.into_iter().map(|p| format!("{}.{p}", step.name)));
                         value
                     }
-                    Err(StepFailure(why)) if step.optional => {
+                    Err(StepFailure(error)) if step.optional => {
+                        let why = format!("{} ({})", error.detail(), error.kind().slug());
                         tracing::info!(view = %view.name, step = %step.name, reason = %why, "optional view step failed; using its fallback");
                         partial.push(step.name.clone());
                         failed.push(json!({"step": step.name, "error": why}));
                         step.fallback.clone()
                     }
-                    Err(StepFailure(why)) => {
-                        return Err(Error::new(
-                            ErrorKind::ViewStepFailed,
-                            format!(
-                                "view '{}': required step '{}' ({}) failed: {why}",
-                                view.name,
-                                step.name,
-                                step.label()
-                            ),
-                        ));
+                    Err(StepFailure(error)) => {
+                        return Err(error.context(format_args!(
+                            "view '{}': required step '{}' ({}) failed",
+                            view.name,
+                            step.name,
+                            step.label()
+                        )));
                     }
                 };
                 if let Some(slot) = results.get_mut(index) {
@@ -362,7 +386,7 @@ impl Gateway {
                 Value::Array(items) => Some(items),
                 Value::Null => Some(Vec::new()),
                 other => {
-                    return Err(StepFailure(format!(
+                    return Err(StepFailure::view(format!(
                         "for_each `{}` is not a list (it is {})",
                         for_each.list.text,
                         kind_of(&other)
@@ -391,12 +415,12 @@ impl Gateway {
                 .map(|arg| (arg, scope.eval(&arg.value)))
                 .collect();
             calls.push(match &step.target {
-                Target::Operation(call) => {
-                    Call::Operation(build_request(call, &args, forwarded).map_err(StepFailure)?)
-                }
+                Target::Operation(call) => Call::Operation(
+                    build_request(call, &args, forwarded).map_err(StepFailure::view)?,
+                ),
                 Target::View(name) => {
                     let Some(target) = self.views.get(name) else {
-                        return Err(StepFailure(format!(
+                        return Err(StepFailure::view(format!(
                             "view '{name}' is not loaded (called from view '{}')",
                             view.name
                         )));
@@ -452,9 +476,12 @@ impl Gateway {
         };
         match tokio::time::timeout(step.timeout, work).await {
             Ok(result) => result,
-            Err(_) => Err(StepFailure(format!(
-                "it did not finish within its timeout of {}",
-                show_duration(step.timeout)
+            Err(_) => Err(StepFailure(Error::new(
+                ErrorKind::UpstreamTimeout,
+                format!(
+                    "it did not finish within its timeout of {}",
+                    show_duration(step.timeout)
+                ),
             ))),
         }
     }
@@ -475,20 +502,22 @@ impl Gateway {
     ) -> StepResult {
         match call {
             Call::Operation(request) => {
-                let response = self
-                    .handle(request)
-                    .await
-                    .map_err(|e| StepFailure(format!("{} ({})", e.detail(), e.kind().slug())))?;
+                let response = self.handle(request).await.map_err(StepFailure)?;
                 let status = response.status();
+                if !status.is_success() {
+                    return Err(StepFailure::status(status, response.headers()));
+                }
                 let cap = usize::try_from(self.limits.max_response_bytes).unwrap_or(usize::MAX);
                 let bytes = Limited::new(response.into_body(), cap)
                     .collect()
                     .await
-                    .map_err(|e| StepFailure(format!("the response could not be read: {e}")))?
+                    .map_err(|e| {
+                        StepFailure(Error::new(
+                            ErrorKind::UpstreamInvalid,
+                            format!("the response could not be read: {e}"),
+                        ))
+                    })?
                     .to_bytes();
-                if !status.is_success() {
-                    return Err(StepFailure(format!("the backend answered {status}")));
-                }
                 if bytes.iter().all(u8::is_ascii_whitespace) {
                     return Ok((Value::Null, Vec::new()));
                 }
@@ -498,12 +527,13 @@ impl Gateway {
                 Ok((value, Vec::new()))
             }
             Call::View(view, args) => {
-                let values = inputs::from_object(view, args, InputLocation::Body)
-                    .map_err(|e| StepFailure(format!("view '{}': {}", view.name, e.detail())))?;
+                let values = inputs::from_object(view, args, InputLocation::Body).map_err(|e| {
+                    StepFailure::view(format!("view '{}': {}", view.name, e.detail()))
+                })?;
                 let outcome = self
                     .run_view(view, values, forwarded)
                     .await
-                    .map_err(|e| StepFailure(e.detail().to_owned()))?;
+                    .map_err(StepFailure)?;
                 Ok((outcome.value, outcome.partial))
             }
         }
