@@ -1089,7 +1089,7 @@ mod tests {
         let start = doc.find("```toml\n").expect("a toml block") + "```toml\n".len();
         let text = &doc[start..start + doc[start..].find("```").expect("its end")];
         let config = Config::parse(text, Path::new("junction.toml"), Path::new("."), &|_| {
-            Some("value".to_owned())
+            Some("a value from the environment".to_owned())
         })
         .unwrap_or_else(|e| panic!("docs/config.md's example: {e}"));
         assert!(config.connectors.contains_key("petstore"));
