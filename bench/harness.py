@@ -81,10 +81,13 @@ class Server:
 
 
 # Junction variants: (name, label, extra arguments). The first is the default setup.
+# `--baseline DIR` adds "junction-base": the default setup of another build (the `junction`
+# in DIR, usually the commit before a change), measured in the same run.
 JUNCTION_VARIANTS = [
     ("junction", "Junction (default: per-core)", []),
     ("junction-mt", "Junction --runtime multi-thread", ["--runtime", "multi-thread"]),
 ]
+BASELINE = "junction-base"
 
 
 @dataclass
@@ -106,6 +109,20 @@ SLOW = "/slow/abc-123?limit=10"
 
 def junction_rows(letter: str, title: str, payload: str, path: str, needs: str = "pass-through"):
     return [Scenario(letter, title, payload, name, path, needs) for name, _, _ in JUNCTION_VARIANTS]
+
+
+def with_baseline(scenarios: list[Scenario]) -> list[Scenario]:
+    """The table with a baseline row after each row of the default Junction (when a
+    baseline variant is configured)."""
+    if not any(name == BASELINE for name, _, _ in JUNCTION_VARIANTS):
+        return scenarios
+    out = []
+    for scenario in scenarios:
+        out.append(scenario)
+        if scenario.server == "junction":
+            out.append(Scenario(scenario.letter, scenario.title, scenario.payload, BASELINE,
+                                scenario.path, scenario.needs, scenario.note, scenario.connector))
+    return out
 
 
 # The scenario table. Order within a payload is the order of measurement.
@@ -284,8 +301,9 @@ class Bench:
 
         for i, (name, label, extra) in enumerate(JUNCTION_VARIANTS):
             port = 18090 + 2 * i
+            binary = Path(self.args.baseline) if name == BASELINE else self.bin
             server = Server(name, label, port, [
-                str(self.bin / "junction"), "serve", "--config", str(BENCH / "junction"),
+                str(binary / "junction"), "serve", "--config", str(BENCH / "junction"),
                 "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{port + 1}", *extra,
             ])
             self.start(server)
@@ -686,7 +704,13 @@ def main() -> int:
     parser.add_argument("--out", default=str(BENCH / "results"))
     parser.add_argument("--update", action="store_true", help="also put the figures into BENCHMARKS.md")
     parser.add_argument("--command", default="bench/run", help=argparse.SUPPRESS)
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="also measure the `junction` in DIR (another build) as 'junction-base'")
     args = parser.parse_args()
+    if args.baseline:
+        global SCENARIOS
+        JUNCTION_VARIANTS.append((BASELINE, f"Junction baseline ({args.baseline})", []))
+        SCENARIOS = with_baseline(SCENARIOS)
     if args.quick:
         args.rounds, args.duration, args.warmup = 1, 2.0, 1.0
 

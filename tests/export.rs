@@ -36,12 +36,31 @@ async fn first_gateway_and_export(
     out: &Path,
     client_keys: bool,
 ) -> (junction_demo::Backends, RunningServer, Vec<PathBuf>) {
+    first_gateway_with_store_and_export(out, client_keys, None).await
+}
+
+/// [`first_gateway_and_export`], the first gateway with a store in `store` (it then checks
+/// client keys).
+async fn first_gateway_with_store_and_export(
+    out: &Path,
+    client_keys: bool,
+    store: Option<&Path>,
+) -> (junction_demo::Backends, RunningServer, Vec<PathBuf>) {
     let backends = junction_demo::backends::start().await.unwrap();
     let free = "127.0.0.1:0".parse().unwrap();
     let mut config = junction_demo::config(&backends, free, free);
     config
         .views
         .push(ViewSource::new("views/open-case.toml", OPEN_CASE));
+    if let Some(dir) = store {
+        let key_file = master_key_file(dir);
+        config.store = crate::support::config(&format!(
+            "[store]\npath = \"{}\"\nkey_file = \"{}\"\n",
+            dir.join("junction.db").display(),
+            key_file.display()
+        ))
+        .store;
+    }
     let connectors = junction_demo::connectors().unwrap();
     let server = Server::start(&config, &connectors).await.unwrap();
     let compiled = Gateway::compile(&config, &connectors).unwrap();
@@ -265,6 +284,16 @@ connectors_dir = "{}"
     .unwrap();
     let second = serve_dir(config_dir.path()).await;
     assert!(second.diagnostics.is_empty(), "{:?}", second.diagnostics);
+    second_fronts_the_first(&second).await;
+    // The first gateway is still answering directly too.
+    let reply = fetch(format!("{}/views/home?employee=e3", first.data_url())).await;
+    assert_eq!(reply.json()["employee"]["department"], "Finance");
+}
+
+/// Calls the first gateway through `second`, which imported its export (both forms): an
+/// operation, one the second refuses itself (its input does not validate), a view by GET
+/// and a view by POST.
+async fn second_fronts_the_first(second: &RunningServer) {
     let base = second.data_url();
     for connector in ["junction", "junction-openapi"] {
         // An operation of the first gateway, through the second.
@@ -316,9 +345,68 @@ connectors_dir = "{}"
         );
         assert_eq!(reply.json()["status"], "open");
     }
-    // The first gateway is still answering directly too.
-    let reply = fetch(format!("{}/views/home?employee=e3", first.data_url())).await;
-    assert_eq!(reply.json()["employee"]["department"], "Finance");
+}
+
+/// The first gateway checks client keys (it has a store): the export asks for one in
+/// `X-Api-Key`, the header the gateway reads, and a second Junction that imported the package
+/// and holds a client's key as its connection value gets through, for operations and views,
+/// GET and POST; without the key the first answers 401.
+#[tokio::test]
+async fn export_round_trip_through_a_gateway_that_checks_client_keys() {
+    let out = tempfile::tempdir().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let (_backends, first, _) =
+        first_gateway_with_store_and_export(out.path(), true, Some(store.path())).await;
+    let created = collect(
+        client()
+            .post(format!("{}/api/v1/clients", first.admin_url()))
+            .json(&json!({"name": "power-app", "grants": ["directory", "helpdesk", "news", "view:home", "view:open-case"]}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        created.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&created.body)
+    );
+    let key = created.json()["api_key"].as_str().unwrap().to_owned();
+
+    let config_dir = tempfile::tempdir().unwrap();
+    let second_toml = |key: &str| {
+        format!(
+            "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nconnectors_dir = \"{}\"\n[connector.junction.connection]\napi_key = \"{key}\"\n[connector.junction-openapi.connection]\napi_key = \"{key}\"\n",
+            out.path().display()
+        )
+    };
+    std::fs::write(config_dir.path().join("junction.toml"), second_toml(&key)).unwrap();
+    let second = serve_dir(config_dir.path()).await;
+    assert!(second.diagnostics.is_empty(), "{:?}", second.diagnostics);
+    second_fronts_the_first(&second).await;
+    second.shutdown().await;
+
+    // A wrong key: the first gateway refuses it, and the second passes its 401 on.
+    std::fs::write(
+        config_dir.path().join("junction.toml"),
+        second_toml("jk_not-a-key-of-the-first"),
+    )
+    .unwrap();
+    let second = serve_dir(config_dir.path()).await;
+    let reply = fetch(format!(
+        "{}/connectors/junction/connectors/directory/employees/e1",
+        second.data_url()
+    ))
+    .await;
+    assert_eq!(
+        reply.status,
+        401,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    second.shutdown().await;
+    first.shutdown().await;
 }
 
 /// The admin API describes itself: `/api/v1/openapi.json` passes a real validator and
