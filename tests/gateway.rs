@@ -28,12 +28,13 @@ fn pets(backend: SocketAddr) -> Connector {
     let definitions = json!({
         "Pet": {
             "type": "object",
-            "required": ["name"],
+            "required": ["name", "source"],
             "properties": {
                 "name": {"type": "string", "minLength": 1},
                 "age": {"type": "integer", "format": "int32", "minimum": 0},
                 "kind": {"type": "string", "enum": ["cat", "dog"]},
-                "source": {"type": "string", "default": "junction", "x-ms-visibility": "internal"}
+                "source": {"type": "string", "default": "junction", "x-ms-visibility": "internal"},
+                "note": {"type": "string", "default": "ignored", "x-ms-visibility": "internal"}
             }
         }
     });
@@ -84,8 +85,15 @@ fn pets(backend: SocketAddr) -> Connector {
             .param(param("X-Trace", Header, json!({"type": "string"})))
             .param(
                 param("X-Mode", Header, json!({"type": "string"}))
+                    .required()
                     .internal()
                     .default_value(json!("fast")),
+            )
+            // Optional: Power Platform ignores its default, and so does Junction.
+            .param(
+                param("X-Optional", Header, json!({"type": "string"}))
+                    .internal()
+                    .default_value(json!("ignored")),
             ),
         op(Post, "/pets", "CreatePet")
             .param(param("dryRun", Query, json!({"type": "boolean"})))
@@ -414,6 +422,8 @@ async fn defaults_fill_missing_parameters_and_internal_body_properties() {
         .echoed();
     assert_eq!(echoed["query"], "api-version=2024-01-01");
     assert_eq!(echoed["headers"]["x-mode"], "fast");
+    // An optional parameter the caller left out is not sent, default or not.
+    assert!(echoed["headers"].get("x-optional").is_none(), "{echoed}");
     let echoed = fetch(format!(
         "{}/connectors/pets/pets?api-version=v2",
         gw.data_url()
@@ -570,6 +580,7 @@ async fn cr_lf_in_a_header_parameter_default_is_a_gateway_error() {
         vec![
             op(Method::Get, "/x", "X").param(
                 param("X-Mode", ParamLocation::Header, json!({"type": "string"}))
+                    .required()
                     .default_value(json!("fast\r\nX-Injected: yes")),
             ),
             // Published definitions have defaults like "*/*\r": surrounding whitespace is

@@ -53,3 +53,31 @@ pub async fn serve_dir(dir: &Path) -> RunningServer {
         .await
         .unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// The folder of certified connector `folder` in the corpus.
+pub fn package(folder: &str) -> PathBuf {
+    let path = corpus_root().join("certified-connectors").join(folder);
+    assert!(path.is_dir(), "{} is not in the corpus", path.display());
+    path
+}
+
+/// Serves corpus packages (as published) with `toml`, as `junction serve` does.
+pub async fn serve(folders: &[&str], toml: &str) -> (RunningServer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let connectors = dir.path().join("connectors");
+    std::fs::create_dir_all(&connectors).unwrap();
+    for folder in folders {
+        symlink_dir(&package(folder), &connectors.join(folder));
+    }
+    write_config(dir.path(), toml);
+    let server = serve_dir(dir.path()).await;
+    (server, dir)
+}
+
+pub fn write_config(dir: &Path, toml: &str) {
+    std::fs::write(
+        dir.join("junction.toml"),
+        format!("listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{toml}"),
+    )
+    .unwrap();
+}

@@ -5,6 +5,7 @@
 
 mod cache;
 mod cli;
+mod compat;
 mod connections;
 mod console;
 mod corpus;

@@ -10,7 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bytes::Bytes;
 
@@ -24,32 +24,7 @@ use crate::support::*;
 
 // ------------------------------------------------------------------------ harness
 
-fn package(folder: &str) -> PathBuf {
-    let path = corpus_root().join("certified-connectors").join(folder);
-    assert!(path.is_dir(), "{} is not in the corpus", path.display());
-    path
-}
-
-/// Serves corpus packages (as published) with `toml`, as `junction serve` does.
-async fn serve(folders: &[&str], toml: &str) -> (RunningServer, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let connectors = dir.path().join("connectors");
-    std::fs::create_dir_all(&connectors).unwrap();
-    for folder in folders {
-        harness::symlink_dir(&package(folder), &connectors.join(folder));
-    }
-    write_config(dir.path(), toml);
-    let server = harness::serve_dir(dir.path()).await;
-    (server, dir)
-}
-
-fn write_config(dir: &Path, toml: &str) {
-    std::fs::write(
-        dir.join("junction.toml"),
-        format!("listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{toml}"),
-    )
-    .unwrap();
-}
+use crate::harness::{package, serve, write_config};
 
 async fn send(request: reqwest::RequestBuilder) -> Reply {
     collect(request.send().await.unwrap()).await

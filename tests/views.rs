@@ -919,3 +919,54 @@ fn views_cache_sections_for_unknown_views_and_bad_values_are_load_errors() {
         "{unknown}"
     );
 }
+
+/// A view's steps run as its caller: under `[rate_limit] per_client`, each step counts
+/// against the address that called the view (not against one anonymous caller that every
+/// address would share), and the refusal a step meets is the view's answer: `429` with
+/// `Retry-After`, naming the caller's limit.
+#[tokio::test]
+async fn views_steps_count_against_the_callers_own_limit() {
+    let pair = r#"
+[step.a]
+operation = "svc.GetItem"
+args = { id = "a" }
+[step.b]
+operation = "svc.GetItem"
+args = { id = "b" }
+"#;
+    let (server, _) = start_with(&[("pair", pair)], "[rate_limit]\nper_client = \"6/min\"\n").await;
+    junction_runtime::install_crypto_provider();
+    let from = |address: &str| {
+        reqwest::Client::builder()
+            .local_address(address.parse::<std::net::IpAddr>().unwrap())
+            .build()
+            .unwrap()
+    };
+    let (one, two) = (from("127.0.0.1"), from("127.0.0.2"));
+    let view = format!("{}/views/pair", server.data_url());
+    let call = |client: &reqwest::Client| {
+        let request = client.get(&view).send();
+        async move { collect(request.await.unwrap()).await }
+    };
+    // 127.0.0.1 spends 4 of its 6 (two steps a call), 127.0.0.2 2 of its own 6.
+    for _ in 0..2 {
+        assert_ok(&call(&one).await);
+    }
+    assert_ok(&call(&two).await);
+    // The third call of 127.0.0.1 takes its last two: still answered.
+    assert_ok(&call(&one).await);
+    // Then its limit is spent: the view answers what its step met.
+    let refused = call(&one).await;
+    let problem = refused.problem(429, "rate-limited");
+    assert!(refused.header("retry-after").is_some(), "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("the limit per client (127.0.0.1)"),
+        "{problem}"
+    );
+    // The other address still has its own allowance.
+    assert_ok(&call(&two).await);
+    server.shutdown().await;
+}

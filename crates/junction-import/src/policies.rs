@@ -14,6 +14,7 @@
 //! | `policy-unknown-parameter` | a parameter the template does not take; ignored |
 //! | `policy-unknown-operation` | `x-ms-apimTemplate-operationName` names an operation the definition does not declare; ignored |
 //! | `policy-open-host` | the backend host would come from the client; refused unless `allowed_hosts` is set |
+//! | `policy-connection-case` | a connection parameter read under another case than declared; matched case-insensitively |
 //! | `custom-code` | operations implemented by the package's C# script, which Junction cannot run (they answer 501) |
 
 use std::collections::HashSet;
@@ -84,10 +85,11 @@ pub(crate) fn check_operations(
                 }
             }
         }
-        // `{name}` in a new path or side-call URL must be a parameter of each operation.
         let Some(policy) = &compiled.policy else {
             continue;
         };
+        connection_case(policy, connector, pointer, sink);
+        // `{name}` in a new path or side-call URL must be a parameter of each operation.
         let placeholders = policy.placeholders();
         if placeholders.is_empty() {
             continue;
@@ -123,6 +125,46 @@ pub(crate) fn check_operations(
         .and_then(|p| p.custom_code.as_ref())
     {
         custom_code(code, connector, sink);
+    }
+}
+
+/// Warns about a connection value a policy reads under another case than the package
+/// declares it (`CompanyId` and `companyId`): Power Platform matches such names
+/// case-insensitively, and so does Junction; the warning says so.
+fn connection_case(
+    policy: &junction_policy::Policy,
+    connector: &Connector,
+    pointer: &str,
+    sink: &mut Sink,
+) {
+    let properties = connector.properties.as_ref();
+    let declared: Vec<&str> = connector
+        .connection_parameters()
+        .map(|p| p.name.as_str())
+        .chain(
+            properties
+                .and_then(|p| p.connection_parameter_sets.as_ref())
+                .into_iter()
+                .flat_map(|sets| sets.values.iter())
+                .flat_map(|set| set.parameters.keys().map(String::as_str)),
+        )
+        .collect();
+    let mut seen = HashSet::new();
+    for (name, _) in policy.connection_values() {
+        let name = name.strip_prefix("token:").unwrap_or(name);
+        if declared.contains(&name) || !seen.insert(name) {
+            continue;
+        }
+        if let Some(as_declared) = declared.iter().find(|d| d.eq_ignore_ascii_case(name)) {
+            sink.warn(
+                "policy-connection-case",
+                &Ptr::rendered(&format!("{pointer}/parameters")),
+                format!(
+                    "{} reads connection parameter '{name}', which the package declares as '{as_declared}'; names are matched without regard to case, as Power Platform does",
+                    policy.label()
+                ),
+            );
+        }
     }
 }
 

@@ -146,6 +146,15 @@ pub async fn run_request<S: SideCalls>(
                     let scope = request_scope(env, out);
                     render(value, &scope, false).map_err(|e| eval_error(policy, e))?
                 };
+                // `Host` reaches a virtual host on the backend's address: a host and
+                // port, nothing that could change what the request means.
+                if *name == http::header::HOST && !host::is_authority(rendered.text.trim()) {
+                    return Err(fail(
+                        policy,
+                        FailureKind::Client,
+                        "the Host it sets is not a host name with an optional port".to_owned(),
+                    ));
+                }
                 let header = header_value(
                     policy,
                     &rendered.text,

@@ -386,6 +386,18 @@ fn split_port(authority: &str) -> Result<(&str, Option<&str>), String> {
     })
 }
 
+/// Whether `text` is `host[:port]` as [`check_host`] reads a host: what a `Host` header set
+/// by a policy may hold.
+pub(crate) fn is_authority(text: &str) -> bool {
+    match split_port(text) {
+        Ok((host, port)) => {
+            check_host(host).is_ok()
+                && port.is_none_or(|p| !p.is_empty() && p.parse::<u16>().is_ok())
+        }
+        Err(_) => false,
+    }
+}
+
 /// A DNS name (labels of letters, digits and `-`), an IPv4 address or a bracketed IPv6.
 fn check_host(host: &str) -> Result<(), String> {
     if host.starts_with('[') {

@@ -202,6 +202,31 @@ impl Policy {
         }
     }
 
+    /// The connection values the policy reads (`@connectionParameters('name'[, default])`),
+    /// each with whether the expression gives a default.
+    pub fn connection_values(&self) -> Vec<(&str, bool)> {
+        let templates: Vec<&Template> = match &self.kind {
+            Kind::SetHeader { value, .. } | Kind::SetQueryParameter { value, .. } => vec![value],
+            Kind::HostUrl(host) => vec![&host.template],
+            Kind::Route { path, .. } => vec![path],
+            Kind::SetProperty { value, .. } => vec![value],
+            Kind::SetValueFromUrl { url, .. } => vec![url],
+            _ => Vec::new(),
+        };
+        templates
+            .into_iter()
+            .flat_map(|t| t.exprs())
+            .filter_map(|e| match e {
+                Expr::Lookup {
+                    source: Source::Connection,
+                    name,
+                    default,
+                } => Some((name.as_str(), default.is_some())),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The operation parameters (`{name}`) the policy's URLs use.
     pub fn placeholders(&self) -> Vec<&str> {
         match &self.kind {
@@ -1182,9 +1207,9 @@ impl<'p> Reader<'p> {
     }
 }
 
-/// Headers the gateway sets itself.
-const MANAGED_HEADERS: [&str; 7] = [
-    "host",
+/// Headers the gateway sets itself. (`Host` is not among them: a package may set it to
+/// reach a virtual host on the backend's address; see `apply`.)
+const MANAGED_HEADERS: [&str; 6] = [
     "content-length",
     "transfer-encoding",
     "connection",

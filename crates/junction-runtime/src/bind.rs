@@ -160,16 +160,36 @@ where
             } else {
                 OutBody::Stream {
                     body: RequestBody::stream(request_body, limit),
-                    content_type: parts
-                        .headers
-                        .get(header::CONTENT_TYPE)
-                        .cloned()
+                    content_type: declared_type(op, &binder.values)
+                        .or_else(|| parts.headers.get(header::CONTENT_TYPE).cloned())
                         .or_else(|| default_type.clone()),
                 }
             }
         }
         BodyPlan::Json(plan) => {
-            json_body(plan, op, parts, request_body, limit, &mut binder.violations).await?
+            let declared = declared_type(op, &binder.values);
+            match declared {
+                // The operation's Content-Type parameter names a type that is not JSON: the
+                // body goes as that type, unread (as Power Platform sends it).
+                Some(declared) if !is_json(&essence(declared.to_str().unwrap_or_default())) => {
+                    if body::is_empty(&request_body) {
+                        if plan.required {
+                            binder
+                                .violations
+                                .push(Violation::body("", "request body is required"));
+                        }
+                        OutBody::Empty
+                    } else {
+                        OutBody::Stream {
+                            body: RequestBody::stream(request_body, limit),
+                            content_type: Some(declared),
+                        }
+                    }
+                }
+                _ => {
+                    json_body(plan, op, parts, request_body, limit, &mut binder.violations).await?
+                }
+            }
         }
         BodyPlan::Form { multipart } => {
             let fields = read_form(parts, request_body, limit, &mut binder.violations).await?;
@@ -233,12 +253,18 @@ impl Binder {
 
     fn bind(&mut self, index: usize, param: &ParamPlan, raws: Vec<Cow<'_, str>>) {
         if raws.is_empty() {
-            if let Some(default) = &param.default {
-                if let Some(slot) = self.values.get_mut(index) {
-                    *slot = Some((default.clone(), Origin::Default));
+            // As Power Platform does: the default of a required parameter (internal ones
+            // included) is sent; an optional parameter the caller left out is not sent at
+            // all, default or not ("only required properties are guaranteed to be
+            // included in requests").
+            match (&param.default, param.required) {
+                (Some(default), true) => {
+                    if let Some(slot) = self.values.get_mut(index) {
+                        *slot = Some((default.clone(), Origin::Default));
+                    }
                 }
-            } else if param.required {
-                self.violation(param, " is required".into());
+                (None, true) => self.violation(param, " is required".into()),
+                (_, false) => {}
             }
             return;
         }
@@ -485,6 +511,18 @@ where
         bytes,
         content_type,
     })
+}
+
+/// The body's media type as the operation's `Content-Type` header parameter says it (the
+/// client's value, else the parameter's default — also when the parameter is optional: it
+/// describes the body that is sent), when it has one.
+fn declared_type(op: &OperationPlan, values: &[Option<(Value, Origin)>]) -> Option<HeaderValue> {
+    let index = op.content_type_param?;
+    let value = match values.get(index)? {
+        Some((value, _)) => value,
+        None => op.params.get(index)?.default.as_ref()?,
+    };
+    HeaderValue::from_str(value.as_str()?).ok()
 }
 
 /// Fills in missing internal properties; returns whether anything changed.

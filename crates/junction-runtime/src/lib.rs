@@ -21,6 +21,7 @@
 
 pub mod config;
 pub mod connection;
+mod context;
 mod error;
 mod gateway;
 mod host;
@@ -59,6 +60,7 @@ pub use config::{
     OperationConfig, Paging, TelemetryConfig, Transforms, UpstreamDefaults, ViewConfig,
 };
 pub use connection::{Admission, Admitted, BoxFuture, ResolvedConnection, UnauthorizedHook};
+pub use context::RequestCtx;
 pub use error::{BoxError, Error, ErrorKind, InputLocation, Source, Violation};
 pub use gateway::{Compiled, ConnectorSummary, Gateway, OperationSummary, SharedGateway};
 pub use host::valid_host;

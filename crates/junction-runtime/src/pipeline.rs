@@ -15,11 +15,11 @@ use http_body::Body;
 use crate::bind;
 use crate::body::{self, UpstreamBody};
 use crate::cache::stage::{self, OpRef};
+use crate::context::RequestCtx;
 use crate::error::{BoxError, Error, ErrorKind, Violation};
 use crate::gateway::{ConnectorPlan, Gateway};
 use crate::ratelimit::{self, Decision};
 use crate::route::{self, Lookup};
-use crate::telemetry::Observed;
 use crate::traffic;
 use crate::upstream;
 
@@ -30,9 +30,9 @@ impl Gateway {
     /// Serves one request: finds the operation, binds and validates its inputs, calls the
     /// backend, and returns the backend's response with a streamed body.
     ///
-    /// Without the client's address, per-client limits count every caller as one; a cache
-    /// entry within stale-while-revalidate is refreshed before answering (use
-    /// [`Gateway::serve`] to refresh in the background).
+    /// Without a [`RequestCtx`], per-client limits count every caller as one, and a cache
+    /// entry within stale-while-revalidate is refreshed before answering (see
+    /// [`Gateway::serve_in`]).
     pub async fn handle<B>(
         &self,
         request: http::Request<B>,
@@ -41,47 +41,15 @@ impl Gateway {
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError>,
     {
-        self.run(None, request, None, &mut Observed::default())
-            .await
+        self.serve_in(&mut RequestCtx::default(), request).await
     }
 
-    /// Serves one request from `client` (the peer address, which per-client rate limits
-    /// count by). Background work a request starts (refreshing a stale cache entry) keeps
-    /// this table alive until it is done.
-    pub async fn serve<B>(
-        self: &Arc<Self>,
-        request: http::Request<B>,
-        client: Option<IpAddr>,
-    ) -> Result<http::Response<UpstreamBody>, Error>
-    where
-        B: Body<Data = Bytes> + Send + Unpin + 'static,
-        B::Error: Into<BoxError>,
-    {
-        self.run(Some(self), request, client, &mut Observed::default())
-            .await
-    }
-
-    /// [`Gateway::serve`], telling `observed` which operation answered and which client
-    /// (with a store) asked, for the counters and the access log.
-    pub async fn serve_observed<'g, B>(
-        self: &'g Arc<Self>,
-        request: http::Request<B>,
-        client: Option<IpAddr>,
-        observed: &mut Observed<'g>,
-    ) -> Result<http::Response<UpstreamBody>, Error>
-    where
-        B: Body<Data = Bytes> + Send + Unpin + 'static,
-        B::Error: Into<BoxError>,
-    {
-        self.run(Some(self), request, client, observed).await
-    }
-
-    async fn run<'g, B>(
+    /// Serves one request in its context `ctx` (who sent it, the shared table), telling
+    /// `ctx` which operation answered and which client (with a store) asked.
+    pub async fn serve_in<'g, B>(
         &'g self,
-        shared: Option<&Arc<Gateway>>,
+        ctx: &mut RequestCtx<'g>,
         request: http::Request<B>,
-        client: Option<IpAddr>,
-        observed: &mut Observed<'g>,
     ) -> Result<http::Response<UpstreamBody>, Error>
     where
         B: Body<Data = Bytes> + Send + Unpin + 'static,
@@ -106,7 +74,7 @@ impl Gateway {
             None => None,
         };
         if let Some(admitted) = &admitted {
-            observed.client_id = Some(admitted.id.clone());
+            ctx.client_id = Some(admitted.id.clone());
         }
         let path = parts.uri.path();
         let rest = path.strip_prefix(CONNECTORS_PREFIX).unwrap_or_default();
@@ -147,8 +115,8 @@ impl Gateway {
             .operations
             .get(index)
             .ok_or_else(|| Error::new(ErrorKind::Internal, "the route table is inconsistent"))?;
-        observed.route = connector.op_metrics.get(index).map(Arc::as_ref);
-        observed.operation_path = Some(op.path.as_str());
+        ctx.route = connector.op_metrics.get(index).map(Arc::as_ref);
+        ctx.operation_path = Some(op.path.as_str());
 
         if let Some(admitted) = &admitted {
             admitted.check(name, &op.id)?;
@@ -168,7 +136,7 @@ impl Gateway {
         let decision =
             if self.traffic.per_client.is_some() || connector.traffic.per_connection.is_some() {
                 let connection = crate::connection::attached(&parts).map(|c| c.id.as_str());
-                self.rate_limit(connector, client, connection).await?
+                self.rate_limit(connector, ctx.peer, connection).await?
             } else {
                 None
             };
@@ -195,7 +163,10 @@ impl Gateway {
                     policy,
                 };
                 let kept = responds.map(|_| parts.clone());
-                (stage::serve(shared, cache, at, parts, bound).await?, kept)
+                (
+                    stage::serve(ctx.shared(), cache, at, parts, bound).await?,
+                    kept,
+                )
             }
             _ => (
                 upstream::call(connector, op, &parts, bound).await?,

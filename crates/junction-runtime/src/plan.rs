@@ -121,6 +121,9 @@ pub(crate) struct OperationPlan {
     pub refusal: Option<Refusal>,
     /// The response cache policy; `None` (the default) never touches the cache.
     pub cache: Option<Box<crate::cache::CachePolicy>>,
+    /// A header parameter `Content-Type` (its index in `params`): it declares the body's
+    /// media type, as Power Platform sends it, whatever `consumes` says.
+    pub content_type_param: Option<usize>,
 }
 
 /// An operation the gateway refuses to call, and why.
@@ -279,11 +282,15 @@ pub(crate) fn compile_operation(
 
     let body = body_plan(connector, op, schemas, &params, notes);
 
+    let content_type_param = params.iter().position(|p| {
+        p.location == ParamLocation::Header && p.name.eq_ignore_ascii_case("content-type")
+    });
     OperationPlan {
         id: op.id.clone(),
         method: op.method,
         path: op.path.clone(),
         summary: op.summary.clone(),
+        content_type_param,
         params,
         path_params,
         segments,
@@ -423,7 +430,8 @@ fn body_plan(
     })
 }
 
-/// Finds body properties that are `x-ms-visibility: internal` and have a default.
+/// Finds body properties that are `x-ms-visibility: internal`, required and have a default
+/// (Power Platform fills those in; an optional internal property is ignored).
 fn collect_defaults(
     connector: &Connector,
     schema: &Value,
@@ -438,6 +446,11 @@ fn collect_defaults(
     let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
         return;
     };
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|names| names.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
     for (name, property) in properties {
         let resolved = connector.resolve(property).unwrap_or(property);
         let internal = [property, resolved].iter().any(|s| {
@@ -448,7 +461,10 @@ fn collect_defaults(
         let default = property.get("default").or_else(|| resolved.get("default"));
         path.push(name.clone());
         match default {
-            Some(default) if internal => out.push((path.clone(), default.clone())),
+            Some(default) if internal && required.contains(&name.as_str()) => {
+                out.push((path.clone(), default.clone()));
+            }
+            Some(_) if internal => {}
             _ => collect_defaults(connector, resolved, path, out, depth + 1),
         }
         path.pop();

@@ -25,7 +25,6 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Uri, header};
 use indexmap::IndexMap;
 use junction_model::{Connector, Diagnostic, Diagnostics, Operation, Severity};
-use junction_policy::expr::{Expr, Source};
 use junction_policy::{
     ConnValue, Env, FailureKind, Hosts, Incoming, Kind, Outgoing, Policy, PolicyError, Section,
     SideCalls,
@@ -100,9 +99,12 @@ impl Connection {
         let mut values = IndexMap::new();
         let mut public = Map::new();
         for (name, value) in configured {
-            let declared = connector
-                .connection_parameters()
-                .find(|p| p.name == *name || p.name.strip_prefix("token:") == Some(name));
+            let declared = connector.connection_parameters().find(|p| {
+                p.name.eq_ignore_ascii_case(name)
+                    || p.name
+                        .strip_prefix("token:")
+                        .is_some_and(|bare| bare.eq_ignore_ascii_case(name))
+            });
             let secret = declared.is_none_or(|p| p.is_secret());
             if !secret {
                 public.insert(name.clone(), Value::String(value.expose().to_owned()));
@@ -115,8 +117,17 @@ impl Connection {
         }
     }
 
+    /// The value of parameter `name`, matched as Power Platform matches connection
+    /// parameter names: case-insensitively (a package may read `X-Token` and declare
+    /// `x-Token`).
     fn get(&self, name: &str) -> Option<ConnValue<'_>> {
-        self.values.get(name).map(|(value, secret)| ConnValue {
+        let found = self.values.get(name).or_else(|| {
+            self.values
+                .iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(name))
+                .map(|(_, value)| value)
+        });
+        found.map(|(value, secret)| ConnValue {
             value: value.expose(),
             secret: *secret,
         })
@@ -218,10 +229,13 @@ impl ConnectorPolicies {
                     _ => {}
                 }
                 for name in required_connection_values(policy) {
-                    let configured = section.connection.contains_key(&name)
-                        || name
-                            .strip_prefix("token:")
-                            .is_some_and(|bare| section.connection.contains_key(bare));
+                    let has = |wanted: &str| {
+                        section
+                            .connection
+                            .keys()
+                            .any(|k| k.eq_ignore_ascii_case(wanted))
+                    };
+                    let configured = has(&name) || name.strip_prefix("token:").is_some_and(has);
                     if !configured && !missing_connection.contains(&name) {
                         missing_connection.push(name);
                     }
@@ -394,25 +408,11 @@ impl std::fmt::Debug for ConnectorPolicies {
 
 /// The connection values a policy needs and gives no default for.
 fn required_connection_values(policy: &Policy) -> Vec<String> {
-    let templates: Vec<&junction_policy::expr::Template> = match &policy.kind {
-        Kind::SetHeader { value, .. } | Kind::SetQueryParameter { value, .. } => vec![value],
-        Kind::HostUrl(host) => vec![&host.template],
-        Kind::Route { path, .. } => vec![path],
-        Kind::SetProperty { value, .. } => vec![value],
-        Kind::SetValueFromUrl { url, .. } => vec![url],
-        _ => Vec::new(),
-    };
-    templates
+    policy
+        .connection_values()
         .into_iter()
-        .flat_map(|t| t.exprs())
-        .filter_map(|e| match e {
-            Expr::Lookup {
-                source: Source::Connection,
-                name,
-                default: None,
-            } => Some(name.clone()),
-            _ => None,
-        })
+        .filter(|(_, has_default)| !has_default)
+        .map(|(name, _)| name.to_owned())
         .collect()
 }
 

@@ -982,17 +982,6 @@ pub fn millis(elapsed: Duration) -> f64 {
     elapsed.as_micros() as f64 / 1_000.0
 }
 
-/// What the gateway learned while serving one request, for the counters and the access
-/// log: the route it matched and the client a store admitted.
-#[derive(Debug, Default)]
-pub struct Observed<'g> {
-    pub route: Option<&'g RouteMetrics>,
-    pub client_id: Option<String>,
-    /// The operation's path template (relative to its connector), for the server span's
-    /// `http.route`.
-    pub operation_path: Option<&'g str>,
-}
-
 /// How long the stages of one response took, in its extensions: the upstream exchange
 /// (put there by the upstream call, retries included, to the response headers), the
 /// operation's request and response policies (together), the cache lookup, and the whole

@@ -768,11 +768,35 @@ pub(crate) fn push_credential_query(
 ) {
     for credential in credentials {
         if let Credential::Query(pair) = credential {
+            // The credential replaces a parameter of the same name, as a header credential
+            // does: one value, the connection's.
+            let name = pair.expose().split('=').next().unwrap_or_default();
+            if drop_query_pairs(url, name) {
+                *first = !url.contains('?');
+            }
             url.push(if *first { '?' } else { '&' });
             *first = false;
             url.push_str(pair.expose());
         }
     }
+}
+
+/// Removes every `name=…` pair (`name` as encoded) from the query of `url`; whether any was.
+fn drop_query_pairs(url: &mut String, name: &str) -> bool {
+    let Some((path, query)) = url.split_once('?') else {
+        return false;
+    };
+    let matches = |pair: &str| pair.split('=').next() == Some(name);
+    if !query.split('&').any(matches) {
+        return false;
+    }
+    let kept: Vec<&str> = query.split('&').filter(|pair| !matches(pair)).collect();
+    *url = if kept.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{}", kept.join("&"))
+    };
+    true
 }
 
 pub(crate) fn build_headers(
@@ -1056,6 +1080,23 @@ mod tests {
         let mut names: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
         names.sort_unstable();
         assert_eq!(names, ["content-type", "x-kept"]);
+    }
+
+    #[test]
+    fn a_query_credential_replaces_a_parameter_of_its_name() {
+        let credentials = [Credential::Query(crate::secret::Secret::new("code=s3cret"))];
+        let mut url = "/items?code=mine&q=1".to_owned();
+        let mut first = false;
+        push_credential_query(&mut url, &credentials, &mut first);
+        assert_eq!(url, "/items?q=1&code=s3cret");
+        let mut url = "/items?code=mine".to_owned();
+        let mut first = false;
+        push_credential_query(&mut url, &credentials, &mut first);
+        assert_eq!(url, "/items?code=s3cret");
+        let mut url = "/items".to_owned();
+        let mut first = true;
+        push_credential_query(&mut url, &credentials, &mut first);
+        assert_eq!(url, "/items?code=s3cret");
     }
 
     #[test]

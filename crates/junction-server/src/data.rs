@@ -23,8 +23,9 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
+use junction_runtime::RequestCtx;
 use junction_runtime::telemetry::trace::{self, RequestTrace};
-use junction_runtime::telemetry::{self, AccessLine, Observed, RouteName, StageTimings};
+use junction_runtime::telemetry::{self, AccessLine, RouteName, StageTimings};
 use junction_runtime::{BoxError, ClientBody, SharedGateway, UpstreamBody};
 use serde_json::json;
 
@@ -161,13 +162,13 @@ where
     // The request's trace: the client's, or a new one (spans only with an exporter).
     let trace = RequestTrace::start(request.headers(), metrics.tracer());
     let method = request.method().clone();
-    let mut observed = Observed::default();
+    let mut ctx = RequestCtx::new(&table, client);
     let result = trace
         .scope(async {
             if uri.path().starts_with(junction_runtime::VIEWS_PREFIX) {
-                table.serve_view_observed(request, &mut observed).await
+                table.serve_view_in(&mut ctx, request).await
             } else {
-                table.serve_observed(request, client, &mut observed).await
+                table.serve_in(&mut ctx, request).await
             }
         })
         .await;
@@ -199,7 +200,7 @@ where
         response.headers_mut().insert(SERVER_TIMING, value);
     }
     let cache = telemetry::cache_outcome(response.headers());
-    let route = observed.route.unwrap_or(metrics.unrouted());
+    let route = ctx.route.unwrap_or(metrics.unrouted());
     route.record(response.status(), cache, elapsed);
     let (connector, operation, view) = match &route.name {
         RouteName::Operation {
@@ -213,7 +214,7 @@ where
         let route_template = match (connector, view) {
             (Some(connector), _) => Some(format!(
                 "/connectors/{connector}{}",
-                observed.operation_path.unwrap_or_default()
+                ctx.operation_path.unwrap_or_default()
             )),
             (None, Some(view)) => Some(format!("{}{view}", junction_runtime::VIEWS_PREFIX)),
             (None, None) => None,
@@ -241,7 +242,7 @@ where
             if let Some(view) = view {
                 span.set("junction.view", view.to_owned());
             }
-            if let Some(client_id) = &observed.client_id {
+            if let Some(client_id) = &ctx.client_id {
                 span.set("junction.client_id", client_id.clone());
             }
             if let Some(ip) = client {
@@ -273,7 +274,7 @@ where
                 .and_then(|id| id.to_str().ok()),
             trace_id: Some(trace_id.as_str()),
             client: client.map(|ip| ip.to_canonical().to_string()),
-            client_id: observed.client_id.as_deref(),
+            client_id: ctx.client_id.as_deref(),
             method: method.as_str(),
             path: uri.path(),
             connector,

@@ -34,12 +34,12 @@ use crate::body::{self, UpstreamBody};
 use crate::cache::key::{self, KeyBuilder};
 use crate::cache::stage::{self, Origin};
 use crate::cache::{CachePolicy, DoNotStore, Leader};
+use crate::context::RequestCtx;
 use crate::encode;
 use crate::error::{BoxError, Error, ErrorKind, InputLocation};
 use crate::gateway::Gateway;
 use crate::pipeline::CONNECTORS_PREFIX;
 use crate::route::Piece;
-use crate::telemetry::Observed;
 use crate::telemetry::trace::{self, Kind, Span};
 
 /// Request headers a step's calls carry over from the view's request.
@@ -97,8 +97,8 @@ impl Gateway {
     /// runs the view — or answers from the cache when the view has a cache policy — and
     /// answers its JSON with `X-Junction-Partial` naming any optional step that failed.
     ///
-    /// A cache entry within stale-while-revalidate is refreshed before answering (use
-    /// [`Gateway::serve_view`] to refresh in the background).
+    /// Without a [`RequestCtx`], a cache entry within stale-while-revalidate is refreshed
+    /// before answering (see [`Gateway::serve_view_in`]).
     pub async fn handle_view<B>(
         &self,
         request: http::Request<B>,
@@ -107,43 +107,29 @@ impl Gateway {
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError>,
     {
-        self.view_request(None, request, &mut Observed::default())
+        self.serve_view_in(&mut RequestCtx::default(), request)
             .await
     }
 
-    /// Serves one request under `/views/` as [`Gateway::handle_view`] does; the background
-    /// refresh of a stale cache entry keeps this table alive until it is done.
-    pub async fn serve_view<B>(
-        self: &Arc<Self>,
+    /// Serves one request under `/views/` in its context `ctx`: the view's steps call as the
+    /// same caller (its address counts their per-client limits, its client their grants),
+    /// and `ctx` learns which view answered and which client asked.
+    pub async fn serve_view_in<'g, B>(
+        &'g self,
+        ctx: &mut RequestCtx<'g>,
         request: http::Request<B>,
     ) -> Result<http::Response<UpstreamBody>, Error>
     where
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError>,
     {
-        self.view_request(Some(self), request, &mut Observed::default())
-            .await
-    }
-
-    /// [`Gateway::serve_view`], telling `observed` which view answered and which client
-    /// (with a store) asked.
-    pub async fn serve_view_observed<'g, B>(
-        self: &'g Arc<Self>,
-        request: http::Request<B>,
-        observed: &mut Observed<'g>,
-    ) -> Result<http::Response<UpstreamBody>, Error>
-    where
-        B: Body<Data = Bytes> + Send + Unpin + 'static,
-        B::Error: Into<BoxError>,
-    {
-        self.view_request(Some(self), request, observed).await
+        self.view_request(ctx, request).await
     }
 
     async fn view_request<'g, B>(
         &'g self,
-        shared: Option<&Arc<Gateway>>,
+        ctx: &mut RequestCtx<'g>,
         request: http::Request<B>,
-        observed: &mut Observed<'g>,
     ) -> Result<http::Response<UpstreamBody>, Error>
     where
         B: Body<Data = Bytes> + Send + Unpin + 'static,
@@ -158,7 +144,7 @@ impl Gateway {
                 format!("there is no view named '{name}'"),
             ));
         };
-        observed.route = view.metrics.get().map(Arc::as_ref);
+        ctx.route = view.metrics.get().map(Arc::as_ref);
         let values = match parts.method {
             http::Method::GET => inputs::from_query(view, parts.uri.query())?,
             http::Method::POST => {
@@ -201,7 +187,7 @@ impl Gateway {
         // same client.
         if let Some(admission) = &self.admission {
             client = Some(admission.admit_view(&parts, name).await?);
-            observed.client_id.clone_from(&client);
+            ctx.client_id.clone_from(&client);
             for header in [header::AUTHORIZATION.as_str(), "x-api-key"] {
                 if let Some(value) = parts.headers.get(header) {
                     forwarded.insert(header, value.clone());
@@ -213,14 +199,20 @@ impl Gateway {
                 let key = cache_key(view, policy, &parts.headers, &values, client.as_deref());
                 let origin = CachedView {
                     gateway: self,
-                    shared,
                     view,
                     inputs: values,
+                    ctx: ctx.child(),
                     forwarded,
                 };
                 stage::through(cache, policy, &key, origin).await
             }
-            _ => self.answer_view(view, values, &forwarded).await,
+            _ => {
+                let caller = Caller {
+                    ctx,
+                    forwarded: &forwarded,
+                };
+                self.answer_view(view, values, caller).await
+            }
         }
     }
 
@@ -230,9 +222,9 @@ impl Gateway {
         &self,
         view: &ViewPlan,
         inputs: Map<String, Value>,
-        forwarded: &http::HeaderMap,
+        caller: Caller<'_>,
     ) -> Result<http::Response<UpstreamBody>, Error> {
-        let outcome = self.run_view(view, inputs, forwarded).await?;
+        let outcome = self.run_view(view, inputs, caller).await?;
         let bytes = serde_json::to_vec(&outcome.value).map_err(|e| {
             Error::new(ErrorKind::Internal, "the view's result cannot be written").with_cause(e)
         })?;
@@ -257,7 +249,7 @@ impl Gateway {
         &'a self,
         view: &'a ViewPlan,
         inputs: Map<String, Value>,
-        forwarded: &'a http::HeaderMap,
+        caller: Caller<'a>,
     ) -> BoxFuture<'a, Result<Outcome, Error>> {
         Box::pin(async move {
             let inputs = Value::Object(inputs);
@@ -279,7 +271,7 @@ impl Gateway {
                     if let Some(flag) = started.get_mut(index) {
                         *flag = true;
                     }
-                    let prepared = self.prepare(view, step, &inputs, &results, forwarded);
+                    let prepared = self.prepare(view, step, &inputs, &results, caller.forwarded);
                     running.push(async move {
                         // A span per step (when traced): its calls hang under it.
                         let mut span = Span::start_with(
@@ -302,7 +294,7 @@ impl Gateway {
                         let span_id = span.as_ref().map(Span::id);
                         let result = match prepared {
                             Ok(calls) => {
-                                trace::within(span_id, self.run_step(step, calls, forwarded)).await
+                                trace::within(span_id, self.run_step(step, calls, caller)).await
                             }
                             Err(failure) => Err(failure),
                         };
@@ -441,7 +433,7 @@ impl Gateway {
         &'v self,
         step: &'v StepPlan,
         calls: Vec<Call<'v>>,
-        forwarded: &'v http::HeaderMap,
+        caller: Caller<'v>,
     ) -> StepResult {
         let work = async {
             match &step.for_each {
@@ -449,7 +441,7 @@ impl Gateway {
                     let mut values = Vec::new();
                     let mut partial = Vec::new();
                     for call in calls {
-                        let (value, inner) = self.call(call, forwarded).await?;
+                        let (value, inner) = self.call(call, caller).await?;
                         values.push(value);
                         partial.extend(inner);
                     }
@@ -458,7 +450,7 @@ impl Gateway {
                 Some(for_each) => {
                     let pending: Vec<_> = calls
                         .into_iter()
-                        .map(|call| self.call(call, forwarded))
+                        .map(|call| self.call(call, caller))
                         .collect();
                     let outcomes: Vec<(Value, Vec<String>)> = futures_util::stream::iter(pending)
                         .buffered(for_each.concurrency)
@@ -487,22 +479,19 @@ impl Gateway {
     }
 
     /// Makes one call: an operation through the whole pipeline, or another view.
-    fn call<'v>(
-        &'v self,
-        call: Call<'v>,
-        forwarded: &'v http::HeaderMap,
-    ) -> BoxFuture<'v, StepResult> {
-        Box::pin(self.call_inner(call, forwarded))
+    fn call<'v>(&'v self, call: Call<'v>, caller: Caller<'v>) -> BoxFuture<'v, StepResult> {
+        Box::pin(self.call_inner(call, caller))
     }
 
-    async fn call_inner<'v>(
-        &'v self,
-        call: Call<'v>,
-        forwarded: &'v http::HeaderMap,
-    ) -> StepResult {
+    async fn call_inner<'v>(&'v self, call: Call<'v>, caller: Caller<'v>) -> StepResult {
         match call {
             Call::Operation(request) => {
-                let response = self.handle(request).await.map_err(StepFailure)?;
+                // As the caller: its address, its client.
+                let mut ctx = caller.ctx.child();
+                let response = self
+                    .serve_in(&mut ctx, request)
+                    .await
+                    .map_err(StepFailure)?;
                 let status = response.status();
                 if !status.is_success() {
                     return Err(StepFailure::status(status, response.headers()));
@@ -531,7 +520,7 @@ impl Gateway {
                     StepFailure::view(format!("view '{}': {}", view.name, e.detail()))
                 })?;
                 let outcome = self
-                    .run_view(view, values, forwarded)
+                    .run_view(view, values, caller)
                     .await
                     .map_err(StepFailure)?;
                 Ok((outcome.value, outcome.partial))
@@ -572,12 +561,21 @@ fn cache_key(
     key.finish()
 }
 
+/// Who a view runs for: the caller's context (its address and client, the shared table)
+/// and the headers its steps' calls carry on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Caller<'a> {
+    pub ctx: &'a RequestCtx<'a>,
+    pub forwarded: &'a http::HeaderMap,
+}
+
 /// A request of a cached view, on its way to the steps.
 struct CachedView<'a> {
     gateway: &'a Gateway,
-    shared: Option<&'a Arc<Gateway>>,
     view: &'a ViewPlan,
     inputs: Map<String, Value>,
+    /// The caller, for the steps (and a background refresh).
+    ctx: RequestCtx<'static>,
     forwarded: http::HeaderMap,
 }
 
@@ -587,7 +585,7 @@ impl Origin for CachedView<'_> {
     }
 
     fn shared(&self) -> Option<&Arc<Gateway>> {
-        self.shared
+        self.ctx.shared()
     }
 
     fn refresh(
@@ -599,25 +597,29 @@ impl Origin for CachedView<'_> {
             gateway,
             self.view.name.clone(),
             self.inputs,
-            self.forwarded,
+            (self.ctx, self.forwarded),
             leader,
         )
     }
 
     async fn fetch(self) -> Result<http::Response<UpstreamBody>, Error> {
+        let caller = Caller {
+            ctx: &self.ctx,
+            forwarded: &self.forwarded,
+        };
         self.gateway
-            .answer_view(self.view, self.inputs, &self.forwarded)
+            .answer_view(self.view, self.inputs, caller)
             .await
     }
 }
 
 /// The background refresh of a view's entry within stale-while-revalidate: the view runs
-/// again.
+/// again, for the caller that found the entry stale.
 async fn refresh(
     gateway: Arc<Gateway>,
     name: String,
     inputs: Map<String, Value>,
-    forwarded: http::HeaderMap,
+    (ctx, forwarded): (RequestCtx<'static>, http::HeaderMap),
     leader: Leader,
 ) {
     let (Some(view), Some(cache)) = (gateway.views.get(&name), &gateway.traffic.cache) else {
@@ -626,7 +628,11 @@ async fn refresh(
     let Some(policy) = view.cache.as_deref() else {
         return;
     };
-    let result = gateway.answer_view(view, inputs, &forwarded).await;
+    let caller = Caller {
+        ctx: &ctx,
+        forwarded: &forwarded,
+    };
+    let result = gateway.answer_view(view, inputs, caller).await;
     if let Err(error) = stage::land(cache, policy, leader, result, None).await {
         tracing::debug!(view = %name, error = %error, "background refresh failed; the stale entry stays");
     }
