@@ -734,6 +734,52 @@ async fn setvaluefromurl_failures_are_502() {
     gw.shutdown().await;
 }
 
+/// A side call keeps the kind of its failure: a backend that asks for a pause makes the
+/// operation answer 429 with its `Retry-After`; one too slow, 504.
+#[tokio::test]
+async fn setvaluefromurl_keeps_the_kind_of_its_failure() {
+    let pausing =
+        Backend::start(|_| (429, vec![("retry-after", "7".to_owned())], "{}".to_owned())).await;
+    let (gw, _dir) = serve(
+        &["Planner"],
+        &format!("[connector.planner]\nbackend = \"{}\"\n", pausing.url()),
+    )
+    .await;
+    let reply = send(client().delete(format!(
+        "{}/connectors/planner/v1.0/planner/tasks/T9",
+        gw.data_url()
+    )))
+    .await;
+    let problem = reply.problem(429, "rate-limited");
+    assert_eq!(reply.header("retry-after"), Some("7"), "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("(setvaluefromurl)"),
+        "{problem}"
+    );
+    gw.shutdown().await;
+
+    let slow = start_backend(axum::Router::new().fallback(|| async {
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        "{}"
+    }))
+    .await;
+    let (gw, _dir) = serve(
+        &["Planner"],
+        &format!("[connector.planner]\nbackend = \"http://{slow}\"\ntimeout = \"300ms\"\n"),
+    )
+    .await;
+    let reply = send(client().delete(format!(
+        "{}/connectors/planner/v1.0/planner/tasks/T9",
+        gw.data_url()
+    )))
+    .await;
+    reply.problem(504, "upstream-timeout");
+    gw.shutdown().await;
+}
+
 // ------------------------------------------------------------------------ next links, paging
 
 fn tasks_page(backend: &str, page: usize) -> Value {

@@ -74,7 +74,25 @@ pub trait SideCalls: Sync {
         method: http::Method,
         url: String,
         headers: HeaderMap,
-    ) -> impl Future<Output = Result<Value, String>> + Send;
+    ) -> impl Future<Output = Result<Value, SideCallError>> + Send;
+}
+
+/// Why a side call gave no value: what to tell the client, and the caller's own error (a
+/// rate limit, a time-out …), which the policy's failure carries on so that its kind is
+/// not lost.
+#[derive(Debug, Clone)]
+pub struct SideCallError {
+    pub message: String,
+    pub cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl SideCallError {
+    pub fn new(message: impl Into<String>) -> Self {
+        SideCallError {
+            message: message.into(),
+            cause: None,
+        }
+    }
 }
 
 /// Whose fault a policy failure is; decides the HTTP status.
@@ -92,11 +110,19 @@ pub enum FailureKind {
 }
 
 /// A policy that could not be applied.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct PolicyError {
     pub kind: FailureKind,
     /// Names the policy and says why; never contains a secret.
     pub message: String,
+    /// The error of a side call the policy made, as its caller gave it.
+    pub cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl PartialEq for PolicyError {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.message == other.message
+    }
 }
 
 impl std::fmt::Display for PolicyError {
@@ -111,6 +137,7 @@ fn fail(policy: &Policy, kind: FailureKind, why: impl std::fmt::Display) -> Poli
     PolicyError {
         kind,
         message: format!("{}: {why}", policy.label()),
+        cause: None,
     }
 }
 
@@ -285,7 +312,10 @@ pub async fn run_request<S: SideCalls>(
                         headers,
                     )
                     .await
-                    .map_err(|why| fail(policy, FailureKind::Upstream, why))?;
+                    .map_err(|why| PolicyError {
+                        cause: why.cause,
+                        ..fail(policy, FailureKind::Upstream, why.message)
+                    })?;
                 let found = json::get(&answer, &value.steps).ok_or_else(|| {
                     fail(
                         policy,
@@ -895,7 +925,12 @@ mod tests {
     struct NoSide;
 
     impl SideCalls for NoSide {
-        async fn call(&self, _: http::Method, url: String, _: HeaderMap) -> Result<Value, String> {
+        async fn call(
+            &self,
+            _: http::Method,
+            url: String,
+            _: HeaderMap,
+        ) -> Result<Value, SideCallError> {
             Ok(json!({"token": format!("for {url}")}))
         }
     }

@@ -25,8 +25,8 @@ pub mod json;
 pub mod policy;
 
 pub use apply::{
-    FailureKind, Hosts, Incoming, NextLinks, Outgoing, PolicyError, SideCalls, run_request,
-    run_response,
+    FailureKind, Hosts, Incoming, NextLinks, Outgoing, PolicyError, SideCallError, SideCalls,
+    run_request, run_response,
 };
 pub use eval::{ConnValue, Env};
 pub use policy::{Compiled, Finding, Kind, Policy, Section, Severity, compile, is_known};

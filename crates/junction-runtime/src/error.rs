@@ -366,6 +366,19 @@ impl Error {
         self.headers.iter().flat_map(|headers| headers.iter())
     }
 
+    /// An error of the same kind, status and headers (`Retry-After` …) with another detail,
+    /// for a failure that wraps this one.
+    pub fn same_kind(&self, detail: impl Into<String>) -> Self {
+        Error {
+            kind: self.kind,
+            detail: detail.into(),
+            violations: Vec::new(),
+            allow: self.allow.clone(),
+            headers: self.headers.clone(),
+            cause: None,
+        }
+    }
+
     /// The same error said where it happened: its detail prefixed with `context` (a view's
     /// step, a side call); kind, status, headers, violations and cause stay.
     pub fn context(mut self, context: impl fmt::Display) -> Self {

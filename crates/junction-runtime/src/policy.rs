@@ -27,7 +27,7 @@ use indexmap::IndexMap;
 use junction_model::{Connector, Diagnostic, Diagnostics, Operation, Severity};
 use junction_policy::{
     ConnValue, Env, FailureKind, Hosts, Incoming, Kind, Outgoing, Policy, PolicyError, Section,
-    SideCalls,
+    SideCallError, SideCalls,
 };
 use serde_json::{Map, Value};
 
@@ -463,6 +463,14 @@ impl RequestEnv<'_> {
 
 fn policy_error(connector: &ConnectorPlan, op: &OperationPlan, error: PolicyError) -> Error {
     let what = format!("connector '{}', operation '{}'", connector.name, op.id);
+    // A side call's own error keeps its kind (and its Retry-After).
+    if let Some(cause) = error
+        .cause
+        .as_deref()
+        .and_then(|c| c.downcast_ref::<Error>())
+    {
+        return cause.same_kind(format!("{what}: {}", error.message));
+    }
     match error.kind {
         FailureKind::Client => Error::new(ErrorKind::InvalidRequest, error.message),
         FailureKind::Misconfigured => Error::new(
@@ -493,11 +501,17 @@ impl SideCalls for Side<'_> {
         method: http::Method,
         url: String,
         headers: HeaderMap,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, SideCallError> {
         let uri: Uri = url
             .parse()
-            .map_err(|_| "the side-call URL is not a valid URL".to_owned())?;
+            .map_err(|_| SideCallError::new("the side-call URL is not a valid URL"))?;
         let shown = uri.path().to_owned();
+        // The call's own error (a rate limit, a time-out …) goes on as the cause, so that
+        // the operation answers with its kind.
+        let failed = |e: Error| SideCallError {
+            message: format!("{method} {shown}: {}", e.detail()),
+            cause: Some(Arc::new(e)),
+        };
         let (response, held) = upstream::exchange(
             self.connector,
             self.op,
@@ -508,17 +522,29 @@ impl SideCalls for Side<'_> {
             || headers.clone(),
         )
         .await
-        .map_err(|e| format!("{method} {shown}: {}", e.detail()))?;
+        .map_err(failed)?;
         let status = response.status();
+        let head_headers = response.headers().clone();
         let body = UpstreamBody::new(response.into_body(), held, self.connector.timeout);
         let bytes = body::read_response(body, self.limit)
             .await
-            .map_err(|e| format!("{method} {shown}: {}", e.detail()))?;
+            .map_err(failed)?;
+        if status == http::StatusCode::TOO_MANY_REQUESTS {
+            // The backend asks for a pause: so does the operation.
+            let wait = crate::resilience::retry::retry_after(&head_headers)
+                .unwrap_or(std::time::Duration::from_secs(1));
+            return Err(failed(
+                Error::new(ErrorKind::RateLimited, format!("answered {status}"))
+                    .with_retry_after(wait),
+            ));
+        }
         if !status.is_success() {
-            return Err(format!("{method} {shown} answered {status}"));
+            return Err(SideCallError::new(format!(
+                "{method} {shown} answered {status}"
+            )));
         }
         serde_json::from_slice(&bytes)
-            .map_err(|_| format!("{method} {shown} did not answer with JSON"))
+            .map_err(|_| SideCallError::new(format!("{method} {shown} did not answer with JSON")))
     }
 }
 
