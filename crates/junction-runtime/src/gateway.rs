@@ -38,7 +38,8 @@ pub(crate) struct ConnectorPlan {
     /// Where requests go; `None` when neither the definition nor the configuration names a
     /// usable host.
     pub target: Option<upstream::Target>,
-    pub client: upstream::HttpClient,
+    /// How its requests reach the backend.
+    pub transport: upstream::Transport,
     pub timeout: Duration,
     /// The target as a URL, for policies (`None` when there is none).
     pub base_url: Option<String>,
@@ -174,7 +175,7 @@ impl Gateway {
                 connector,
                 section,
                 config,
-                client,
+                upstream::Transport::Direct(client),
                 timeouts.timeout,
                 &mut traffic,
                 &mut diagnostics,
@@ -422,7 +423,7 @@ fn compile_connector(
     connector: &Connector,
     section: &ConnectorConfig,
     config: &Config,
-    client: upstream::HttpClient,
+    transport: upstream::Transport,
     timeout: Duration,
     traffic: &mut Traffic,
     diagnostics: &mut Diagnostics,
@@ -566,7 +567,7 @@ fn compile_connector(
         routes,
         operations,
         target,
-        client,
+        transport,
         timeout,
         backend_configured: section.backend.is_some(),
         allowed_hosts: section.allowed_hosts.clone(),

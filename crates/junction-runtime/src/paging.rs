@@ -375,15 +375,14 @@ async fn follow_pages(
                 ),
             )
         })?;
-        let (response, held) = upstream::exchange(
+        let (response, held) = upstream::exchange::exchange(upstream::Call {
             connector,
             op,
-            &http::Method::GET,
+            method: &http::Method::GET,
             uri,
-            page_headers.clone(),
-            RequestBody::Empty,
-            || page_headers.clone(),
-        )
+            headers: page_headers.clone(),
+            body: RequestBody::Empty,
+        })
         .await?;
         pages += 1;
         let status = response.status();

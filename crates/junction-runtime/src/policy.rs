@@ -32,7 +32,7 @@ use junction_policy::{
 use serde_json::{Map, Value};
 
 use crate::auth::Credential;
-use crate::bind::{Bound, OutBody};
+use crate::bind::Bound;
 use crate::body::{self, RequestBody, UpstreamBody};
 use crate::config::{ConnectorConfig, NamedTransform, OperationConfig, Paging};
 use crate::error::{Error, ErrorKind};
@@ -42,7 +42,8 @@ use crate::plan::{OperationPlan, Refusal, essence, is_json};
 use crate::secret::Secret;
 use crate::telemetry::StageTimings;
 use crate::telemetry::trace::{self, Kind as SpanKind, Span};
-use crate::upstream::{self, SentTo, USER_AGENT};
+use crate::upstream::outbound::{self, Outbound, OutboundBody};
+use crate::upstream::{self, SentTo};
 
 /// The query parameter that carries a backend next link through the gateway.
 pub const NEXT_LINK_PARAMETER: &str = "junction-next";
@@ -512,15 +513,14 @@ impl SideCalls for Side<'_> {
             message: format!("{method} {shown}: {}", e.detail()),
             cause: Some(Arc::new(e)),
         };
-        let (response, held) = upstream::exchange(
-            self.connector,
-            self.op,
-            &method,
+        let (response, held) = upstream::exchange::exchange(upstream::Call {
+            connector: self.connector,
+            op: self.op,
+            method: &method,
             uri,
-            headers.clone(),
-            RequestBody::Empty,
-            || headers.clone(),
-        )
+            headers,
+            body: RequestBody::Empty,
+        })
         .await
         .map_err(failed)?;
         let status = response.status();
@@ -548,10 +548,11 @@ impl SideCalls for Side<'_> {
     }
 }
 
-/// The request side of an operation with a policy plan, then the call: builds the request
-/// as the plain path does, runs the Request-section policies and the request transform,
-/// sends it, and follows pages when server-side paging is on. Returns what the backend
-/// said, with the [`SentTo`] its response side needs (also when it comes from the cache).
+/// The request side of an operation with a policy plan, then the call: the request is built
+/// as for every operation ([`upstream::outbound::build`]), the Request-section policies and
+/// the request transform rewrite it, it is sent through the one path, and pages are
+/// followed when server-side paging is on. Returns what the backend said, with the
+/// [`SentTo`] its response side needs (also when it comes from the cache).
 pub(crate) async fn send(
     connector: &ConnectorPlan,
     op: &OperationPlan,
@@ -570,73 +571,50 @@ pub(crate) async fn send(
     .await;
     let ended = Instant::now();
     end_span(span, ended, prepared.as_ref().err());
-    let Prepared {
-        out,
-        uri,
-        url,
-        body,
-    } = prepared?;
-
+    let (out, sent) = prepared?;
     let sent_headers = out.headers.clone();
-    let retry = out.headers.clone();
-    let (response, held) =
-        upstream::exchange(connector, op, &out.method, uri, out.headers, body, || {
-            retry.clone()
-        })
-        .await?;
-    let (mut head, incoming) = response.into_parts();
-    upstream::strip_hop_by_hop(&mut head.headers);
-    let mut body = UpstreamBody::new(incoming, held, connector.timeout);
+    let response = outbound::send(connector, op, out, credentials).await?;
+    let (mut head, mut body) = response.into_parts();
     if let Some(paging) = &plan.paging
         && head.status.as_u16() < 400
         && json_response(&head.headers)
     {
-        let sent = (url.as_str(), out.base.as_str());
         body = paging::all_pages(
             connector,
             op,
             paging,
             &mut head,
             body,
-            sent,
+            (&sent.url, &sent.base),
             &sent_headers,
             credentials,
         )
         .await?;
     }
-    head.extensions.insert(SentTo::new(&url, &out.base));
+    head.extensions.insert(sent);
     StageTimings::of(&mut head.extensions).policies = Some(ended.duration_since(started));
     Ok(http::Response::from_parts(head, body))
 }
 
-/// A request built and rewritten by the request policies, ready to send.
-struct Prepared {
-    out: Outgoing,
-    uri: Uri,
-    /// `uri` as text (credentials in its query included).
-    url: String,
-    body: RequestBody,
-}
-
-/// Builds the request as the plain path does, keeping its pieces apart, then runs the
-/// request policies and the request transform on it.
+/// Builds the request as every operation's is built, then runs the request policies and
+/// the request transform on it (in the pieces policies see: [`Outgoing`]). Returns the
+/// request to send and where it goes.
 async fn prepare(
     connector: &ConnectorPlan,
     op: &OperationPlan,
     plan: &PolicyPlan,
     parts: &Parts,
-    mut bound: Bound,
+    bound: Bound,
     credentials: &[Credential],
-) -> Result<Prepared, Error> {
+) -> Result<(Outbound, SentTo), Error> {
+    let env_values = bound.values.clone();
     let env = RequestEnv {
         connection: crate::connection::for_policies(connector, parts),
         op,
-        values: &bound.values,
+        values: &env_values,
     };
-    let out_body = std::mem::replace(&mut bound.body, OutBody::Empty);
-    // No await before the policies run: the bound request's body is not `Sync`.
-    let (mut out, mut body, original) =
-        outgoing(connector, op, parts, &bound, out_body, credentials)?;
+    let built = outbound::build(op, parts, bound, credentials, true)?;
+    let (mut out, mut body, original) = outgoing(connector, parts, built);
     let side = Side {
         connector,
         op,
@@ -662,19 +640,6 @@ async fn prepare(
             .map_err(|why| transform_error(connector, op, transform, &why))?;
         transformed = Some(Bytes::from(result));
     }
-
-    let mut url = out.url();
-    let mut first = !url.contains('?');
-    upstream::push_credential_query(&mut url, credentials, &mut first);
-    let uri: Uri = url.parse().map_err(|_| {
-        Error::new(
-            ErrorKind::Misconfigured,
-            format!(
-                "connector '{}', operation '{}': the policies made a URL that cannot be sent",
-                connector.name, op.id
-            ),
-        )
-    })?;
     // No re-serialisation when nothing changed the body.
     let bytes = match (transformed, &out.body) {
         (Some(bytes), _) => Some(bytes),
@@ -688,57 +653,39 @@ async fn prepare(
         body = RequestBody::full(bytes);
         out.headers.remove(header::CONTENT_LENGTH);
     }
-    Ok(Prepared {
-        out,
-        uri,
-        url,
-        body,
-    })
+    let sent = SentTo::new(&out.url(), &out.base);
+    Ok((
+        Outbound {
+            method: out.method,
+            base: outbound::Base::Url(out.base),
+            path: out.path,
+            query: out.query,
+            headers: out.headers,
+            body: OutboundBody::Encoded(body),
+        },
+        sent,
+    ))
 }
 
-/// The request as the plain path would send it, in the pieces policies rewrite; a
-/// continued next link ([`NextLink`]) replaces path, query, method and body.
+/// The built request in the pieces policies rewrite, its non-JSON body, and the client's
+/// JSON bytes (sent as they are while nothing changes the body); a continued next link
+/// ([`NextLink`]) replaces path, query, method and body.
 fn outgoing(
     connector: &ConnectorPlan,
-    op: &OperationPlan,
     parts: &Parts,
-    bound: &Bound,
-    out_body: OutBody,
-    credentials: &[Credential],
-) -> Result<(Outgoing, RequestBody, Option<Bytes>), Error> {
-    let mut violations = Vec::new();
-    let mut path = String::with_capacity(96);
-    upstream::push_path(&mut path, op, bound, &mut violations);
-    let mut query = String::new();
-    if upstream::push_query(&mut query, op, bound) {
-        query.remove(0);
-    }
-    let mut headers =
-        upstream::build_headers(op, parts, &bound.values, credentials, &mut violations)?;
-    if !violations.is_empty() {
-        return Err(Error::invalid(violations));
-    }
-    let (json, original, other) = match out_body {
-        OutBody::Json {
-            value,
-            original,
-            content_type,
-        } => {
-            headers.insert(header::CONTENT_TYPE, content_type);
-            (Some(value), original, OutBody::Empty)
-        }
-        other => (None, None, other),
+    built: Outbound,
+) -> (Outgoing, RequestBody, Option<Bytes>) {
+    let (json, original, mut body) = match built.body {
+        OutboundBody::Json { value, original } => (Some(value), original, RequestBody::Empty),
+        OutboundBody::Encoded(body) => (None, None, body),
     };
-    let mut body =
-        upstream::request_body(op, parts, other, &bound.values, &bound.files, &mut headers)?;
-    headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
     let mut out = Outgoing {
-        method: parts.method.clone(),
+        method: built.method,
         original_method: parts.method.clone(),
         base: connector.base_url.clone().unwrap_or_default(),
-        path,
-        query,
-        headers,
+        path: built.path,
+        query: built.query,
+        headers: built.headers,
         body: json,
         body_changed: false,
         next_link: false,
@@ -753,7 +700,7 @@ fn outgoing(
         out.headers.remove(header::CONTENT_LENGTH);
         out.next_link = true;
     }
-    Ok((out, body, original))
+    (out, body, original)
 }
 
 /// The response side of an operation with a policy plan, on what the backend said (fresh,
