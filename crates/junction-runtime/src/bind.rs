@@ -90,13 +90,27 @@ where
         violations: Vec::new(),
     };
     binder.values.resize_with(op.params.len(), || None);
-
     for (capture, &index) in captures.into_iter().zip(&op.path_params) {
         if let Some(param) = op.params.get(index) {
             binder.bind(index, param, vec![Cow::Owned(capture)]);
         }
     }
+    bind_parameters(&mut binder, op, parts);
+    let mut files = Vec::new();
+    let body = bind_body(&mut binder, &mut files, op, parts, request_body, limit).await?;
+    if binder.violations.is_empty() {
+        Ok(Bound {
+            values: binder.values,
+            files,
+            body,
+        })
+    } else {
+        Err(Error::invalid(binder.violations))
+    }
+}
 
+/// Binds the query, header and cookie parameters.
+fn bind_parameters(binder: &mut Binder, op: &OperationPlan, parts: &Parts) {
     let mut query: Option<Vec<(Cow<'_, str>, Cow<'_, str>)>> = None;
     let mut cookies: Option<Vec<(&str, &str)>> = None;
     for (index, param) in op.params.iter().enumerate() {
@@ -141,9 +155,23 @@ where
             }
         }
     }
+}
 
-    let mut files = Vec::new();
-    let body = match &op.body {
+/// Binds the body: streamed, read as JSON, or read as form fields (which bind the
+/// `formData` parameters, files into `files`).
+async fn bind_body<B>(
+    binder: &mut Binder,
+    files: &mut Vec<FilePart>,
+    op: &OperationPlan,
+    parts: &Parts,
+    request_body: B,
+    limit: u64,
+) -> Result<OutBody, Error>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    Ok(match &op.body {
         BodyPlan::None => OutBody::Empty,
         BodyPlan::Raw {
             required,
@@ -222,17 +250,7 @@ where
                 multipart: *multipart,
             }
         }
-    };
-
-    if binder.violations.is_empty() {
-        Ok(Bound {
-            values: binder.values,
-            files,
-            body,
-        })
-    } else {
-        Err(Error::invalid(binder.violations))
-    }
+    })
 }
 
 struct Binder {
@@ -400,53 +418,18 @@ where
     B::Error: Into<BoxError>,
 {
     let client_type = parts.headers.get(header::CONTENT_TYPE);
-    if let Some(client_type) = client_type {
-        let text = client_type.to_str().unwrap_or_default();
-        let essence = essence(text);
-        // RFC 8259: JSON between systems is UTF-8; a body labelled otherwise would be read
-        // one way here and another way by the backend.
-        if is_json(&essence)
-            && let Some(charset) = charset(text)
-            && !charset.eq_ignore_ascii_case("utf-8")
-            && !charset.eq_ignore_ascii_case("utf8")
-        {
-            return Err(Error::new(
-                ErrorKind::UnsupportedMediaType,
-                format!(
-                    "operation '{}' takes JSON in UTF-8, not in charset {charset}",
-                    op.id
-                ),
-            ));
-        }
-        if !is_json(&essence) {
-            if plan.other_media.iter().any(|m| *m == essence || m == "*/*") {
-                return Ok(if body::is_empty(&request_body) {
-                    OutBody::Empty
-                } else {
-                    OutBody::Stream {
-                        body: RequestBody::stream(request_body, limit),
-                        content_type: Some(client_type.clone()),
-                    }
-                });
+    if let Some(client_type) = client_type
+        && !json_media(plan, op, client_type)?
+    {
+        // A declared type that is not JSON: streamed through unread.
+        return Ok(if body::is_empty(&request_body) {
+            OutBody::Empty
+        } else {
+            OutBody::Stream {
+                body: RequestBody::stream(request_body, limit),
+                content_type: Some(client_type.clone()),
             }
-            let accepted =
-                std::iter::once(plan.content_type.to_str().unwrap_or("application/json"))
-                    .chain(plan.other_media.iter().map(String::as_str))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-            return Err(Error::new(
-                ErrorKind::UnsupportedMediaType,
-                format!(
-                    "operation '{}' accepts a body of type {accepted}, not {}",
-                    op.id,
-                    if essence.is_empty() {
-                        "this Content-Type"
-                    } else {
-                        &essence
-                    }
-                ),
-            ));
-        }
+        });
     }
     let content_type = client_type
         .cloned()
@@ -523,6 +506,55 @@ fn declared_type(op: &OperationPlan, values: &[Option<(Value, Origin)>]) -> Opti
         None => op.params.get(index)?.default.as_ref()?,
     };
     HeaderValue::from_str(value.as_str()?).ok()
+}
+
+/// Whether a client's Content-Type says JSON (in UTF-8), or another type the operation
+/// declares; anything else is refused (415).
+fn json_media(
+    plan: &JsonBody,
+    op: &OperationPlan,
+    client_type: &HeaderValue,
+) -> Result<bool, Error> {
+    let text = client_type.to_str().unwrap_or_default();
+    let essence = essence(text);
+    if is_json(&essence) {
+        // RFC 8259: JSON between systems is UTF-8; a body labelled otherwise would be read
+        // one way here and another way by the backend.
+        return match charset(text) {
+            Some(charset)
+                if !charset.eq_ignore_ascii_case("utf-8")
+                    && !charset.eq_ignore_ascii_case("utf8") =>
+            {
+                Err(Error::new(
+                    ErrorKind::UnsupportedMediaType,
+                    format!(
+                        "operation '{}' takes JSON in UTF-8, not in charset {charset}",
+                        op.id
+                    ),
+                ))
+            }
+            _ => Ok(true),
+        };
+    }
+    if plan.other_media.iter().any(|m| *m == essence || m == "*/*") {
+        return Ok(false);
+    }
+    let accepted = std::iter::once(plan.content_type.to_str().unwrap_or("application/json"))
+        .chain(plan.other_media.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(Error::new(
+        ErrorKind::UnsupportedMediaType,
+        format!(
+            "operation '{}' accepts a body of type {accepted}, not {}",
+            op.id,
+            if essence.is_empty() {
+                "this Content-Type"
+            } else {
+                &essence
+            }
+        ),
+    ))
 }
 
 /// Fills in missing internal properties; returns whether anything changed.

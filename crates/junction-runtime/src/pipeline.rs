@@ -57,18 +57,10 @@ impl Gateway {
     {
         let (mut parts, request_body) = request.into_parts();
 
-        // Route.
-        let path = parts.uri.path();
-        let Some(rest) = path.strip_prefix(CONNECTORS_PREFIX) else {
-            return Err(Error::new(
-                ErrorKind::NotFound,
-                format!("nothing is served at {path}"),
-            ));
-        };
         // Admit: the client and its connection, when a store is configured (see `connection`).
         let admitted = match &self.admission {
             Some(admission) => {
-                let name = rest.split('/').next().unwrap_or_default().to_owned();
+                let name = connector_name(parts.uri.path())?.to_owned();
                 Some(admission.admit(self, &mut parts, &name).await?)
             }
             None => None,
@@ -76,8 +68,62 @@ impl Gateway {
         if let Some(admitted) = &admitted {
             ctx.client_id = Some(admitted.id.clone());
         }
+
+        // Route.
+        let Routed {
+            connector,
+            index,
+            op,
+            captures,
+        } = self.route(&parts)?;
+        ctx.route = connector.op_metrics.get(index).map(Arc::as_ref);
+        ctx.operation_path = Some(op.path.as_str());
+        if let Some(admitted) = &admitted {
+            admitted.check(&connector.name, &op.id)?;
+        }
+        if let Some(refusal) = &op.refusal {
+            return Err(Error::new(refusal.kind, refusal.message.to_string()));
+        }
+        // A followed next link: only one the gateway issued, for this operation and
+        // connection (see `paging`).
+        if let Some(next) = crate::paging::continued(&self.links, connector, op, &parts)? {
+            parts.extensions.insert(next);
+        }
+
+        // Rate limits (cache hits count too: they are the client's requests).
+        let decision =
+            if self.traffic.per_client.is_some() || connector.traffic.per_connection.is_some() {
+                let connection = crate::connection::attached(&parts).map(|c| c.id.as_str());
+                self.rate_limit(connector, ctx.peer, connection).await?
+            } else {
+                None
+            };
+
+        // Body limit, then bind and validate.
+        let limit = self.limits.max_body_bytes;
+        body::check_declared_length(&parts.headers, limit)?;
+        let bound = bind::bind(op, &parts, captures, request_body, limit).await?;
+
+        let at = Routed {
+            connector,
+            index,
+            op,
+            captures: Vec::new(),
+        };
+        let mut response = self.answer(ctx, at, parts, bound).await?;
+        if let Some(decision) = decision {
+            ratelimit::write_headers(response.headers_mut(), &decision);
+        }
+        Ok(response)
+    }
+
+    /// Finds the operation a request's path and method name: its connector, its index and
+    /// plan, and the values the path template captured.
+    fn route(&self, parts: &http::request::Parts) -> Result<Routed<'_>, Error> {
         let path = parts.uri.path();
-        let rest = path.strip_prefix(CONNECTORS_PREFIX).unwrap_or_default();
+        let rest = path.strip_prefix(CONNECTORS_PREFIX).ok_or_else(|| {
+            Error::new(ErrorKind::NotFound, format!("nothing is served at {path}"))
+        })?;
         let (name, operation_path) = match rest.find('/') {
             Some(at) => rest.split_at(at),
             None => (rest, ""),
@@ -109,52 +155,39 @@ impl Gateway {
                 ));
             }
         };
-        drop(segments);
         let index = usize::try_from(index).unwrap_or(usize::MAX);
         let op = connector
             .operations
             .get(index)
             .ok_or_else(|| Error::new(ErrorKind::Internal, "the route table is inconsistent"))?;
-        ctx.route = connector.op_metrics.get(index).map(Arc::as_ref);
-        ctx.operation_path = Some(op.path.as_str());
+        Ok(Routed {
+            connector,
+            index,
+            op,
+            captures,
+        })
+    }
 
-        if let Some(admitted) = &admitted {
-            admitted.check(name, &op.id)?;
-        }
-
-        if let Some(refusal) = &op.refusal {
-            return Err(Error::new(refusal.kind, refusal.message.to_string()));
-        }
-
-        // A followed next link: only one the gateway issued, for this operation and
-        // connection (see `paging`).
-        if let Some(next) = crate::paging::continued(&self.links, connector, op, &parts)? {
-            parts.extensions.insert(next);
-        }
-
-        // Rate limits (cache hits count too: they are the client's requests).
-        let decision =
-            if self.traffic.per_client.is_some() || connector.traffic.per_connection.is_some() {
-                let connection = crate::connection::attached(&parts).map(|c| c.id.as_str());
-                self.rate_limit(connector, ctx.peer, connection).await?
-            } else {
-                None
-            };
-
-        // Body limit.
-        let limit = self.limits.max_body_bytes;
-        body::check_declared_length(&parts.headers, limit)?;
-
-        // Bind and validate.
-        let bound = bind::bind(op, &parts, captures, request_body, limit).await?;
-
-        // Cache, then upstream (with the request policies when the operation has some):
-        // what the backend said, fresh or cached. Then the response policies, for this
-        // request.
+    /// The answer to a bound request: from the cache or the backend (with the request
+    /// policies when the operation has some), i.e. what the backend said; then the
+    /// response policies, for this request.
+    async fn answer(
+        &self,
+        ctx: &RequestCtx<'_>,
+        at: Routed<'_>,
+        parts: http::request::Parts,
+        bound: bind::Bound,
+    ) -> Result<http::Response<UpstreamBody>, Error> {
+        let Routed {
+            connector,
+            index,
+            op,
+            ..
+        } = at;
         let refused = crate::connection::unauthorized_hook(&parts);
         let responds = op.policies.as_deref().filter(|plan| plan.responds());
         let values = responds.map(|_| bound.values.clone());
-        let (mut response, parts) = match (&op.cache, &self.traffic.cache) {
+        let (response, parts) = match (&op.cache, &self.traffic.cache) {
             (Some(policy), Some(cache)) => {
                 let at = OpRef {
                     connector,
@@ -174,15 +207,13 @@ impl Gateway {
             ),
         };
         crate::connection::after_call(refused, &response);
-        if let (Some(plan), Some(values), Some(parts)) = (responds, values, &parts) {
-            response =
+        match (responds, values, &parts) {
+            (Some(plan), Some(values), Some(parts)) => {
                 crate::policy::respond(connector, op, plan, parts, &values, &self.links, response)
-                    .await?;
+                    .await
+            }
+            _ => Ok(response),
         }
-        if let Some(decision) = decision {
-            ratelimit::write_headers(response.headers_mut(), &decision);
-        }
-        Ok(response)
     }
 
     /// Counts the request against the per-client and per-connection limits; the decision
@@ -213,6 +244,23 @@ impl Gateway {
         let decided: Vec<Decision> = decisions.into_iter().flatten().collect();
         Ok(ratelimit::tightest(&decided))
     }
+}
+
+/// Where a request was routed.
+struct Routed<'a> {
+    connector: &'a ConnectorPlan,
+    index: usize,
+    op: &'a crate::plan::OperationPlan,
+    /// The path template's captures, in order.
+    captures: Vec<String>,
+}
+
+/// The connector named by a path under `/connectors/`.
+fn connector_name(path: &str) -> Result<&str, Error> {
+    let rest = path
+        .strip_prefix(CONNECTORS_PREFIX)
+        .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("nothing is served at {path}")))?;
+    Ok(rest.split('/').next().unwrap_or_default())
 }
 
 fn display_path(path: &str) -> &str {

@@ -199,7 +199,46 @@ where
     {
         response.headers_mut().insert(SERVER_TIMING, value);
     }
+    let served = Served {
+        method: &method,
+        path: uri.path(),
+        peer: client,
+        request_id: request_id.as_ref(),
+        trace_id: trace_id.as_str(),
+        started,
+        ended,
+        failed,
+        upstream: timings.upstream,
+    };
+    record(metrics, &ctx, &trace, &served, &response);
+    response
+}
+
+/// What the server knows of a request once it is answered, for its telemetry.
+struct Served<'a> {
+    method: &'a http::Method,
+    path: &'a str,
+    peer: Option<IpAddr>,
+    request_id: Option<&'a HeaderValue>,
+    trace_id: &'a str,
+    started: Instant,
+    ended: Instant,
+    /// The problem type, when the gateway answered a problem.
+    failed: Option<&'static str>,
+    upstream: Option<std::time::Duration>,
+}
+
+/// A request's telemetry, read from its context once it is answered: the route's counters
+/// and latency, the server span, the access log line.
+fn record(
+    metrics: &telemetry::Metrics,
+    ctx: &RequestCtx<'_>,
+    trace: &RequestTrace,
+    served: &Served<'_>,
+    response: &http::Response<DataBody>,
+) {
     let cache = telemetry::cache_outcome(response.headers());
+    let elapsed = served.ended.duration_since(served.started);
     let route = ctx.route.unwrap_or(metrics.unrouted());
     route.record(response.status(), cache, elapsed);
     let (connector, operation, view) = match &route.name {
@@ -211,84 +250,98 @@ where
         RouteName::Unrouted => (None, None, None),
     };
     if trace.recorded() {
-        let route_template = match (connector, view) {
-            (Some(connector), _) => Some(format!(
-                "/connectors/{connector}{}",
-                ctx.operation_path.unwrap_or_default()
-            )),
-            (None, Some(view)) => Some(format!("{}{view}", junction_runtime::VIEWS_PREFIX)),
-            (None, None) => None,
-        };
-        let name = match &route_template {
-            Some(route) => format!("{method} {route}"),
-            None => method.to_string(),
-        };
-        if let Some(mut span) = trace.server_span(name, started, ended) {
-            span.set("http.request.method", method.as_str().to_owned());
-            span.set("url.path", uri.path().to_owned());
-            if let Some(route) = route_template {
-                span.set("http.route", route);
-            }
-            span.set(
-                "http.response.status_code",
-                i64::from(response.status().as_u16()),
-            );
-            if let Some(connector) = connector {
-                span.set("junction.connector", connector.to_owned());
-            }
-            if let Some(operation) = operation {
-                span.set("junction.operation", operation.to_owned());
-            }
-            if let Some(view) = view {
-                span.set("junction.view", view.to_owned());
-            }
-            if let Some(client_id) = &ctx.client_id {
-                span.set("junction.client_id", client_id.clone());
-            }
-            if let Some(ip) = client {
-                span.set("client.address", ip.to_canonical().to_string());
-            }
-            span.set("junction.cache", cache.unwrap_or("none"));
-            match failed {
-                Some(slug) => {
-                    span.set("error.type", slug);
-                    span.fail(slug);
-                }
-                None if response.status().is_server_error() => {
-                    let status = response.status().as_str().to_owned();
-                    span.set("error.type", status.clone());
-                    span.fail(status);
-                }
-                None => {}
-            }
-            span.end(ended);
-        }
+        server_span(ctx, trace, served, response, (connector, operation, view));
     }
     if let Some(log) = metrics.access_log() {
         log.write(&AccessLine {
             time: telemetry::rfc3339(SystemTime::now()),
             // The client's, else the one a problem answer was given.
-            request_id: request_id
-                .as_ref()
+            request_id: served
+                .request_id
                 .or_else(|| response.headers().get(problem::REQUEST_ID))
                 .and_then(|id| id.to_str().ok()),
-            trace_id: Some(trace_id.as_str()),
-            client: client.map(|ip| ip.to_canonical().to_string()),
+            trace_id: Some(served.trace_id),
+            client: served.peer.map(|ip| ip.to_canonical().to_string()),
             client_id: ctx.client_id.as_deref(),
-            method: method.as_str(),
-            path: uri.path(),
+            method: served.method.as_str(),
+            path: served.path,
             connector,
             operation,
             view,
             status: response.status().as_u16(),
-            error: failed,
+            error: served.failed,
             duration_ms: telemetry::millis(elapsed),
-            upstream_ms: timings.upstream.map(telemetry::millis),
+            upstream_ms: served.upstream.map(telemetry::millis),
             cache: cache.unwrap_or("none"),
             bytes: response.body().size_hint().exact(),
         });
     }
-    response
+}
+
+/// The request's server span: its route, status, connector, operation or view, client and
+/// cache outcome (never a query or a header value).
+fn server_span(
+    ctx: &RequestCtx<'_>,
+    trace: &RequestTrace,
+    served: &Served<'_>,
+    response: &http::Response<DataBody>,
+    (connector, operation, view): (Option<&str>, Option<&str>, Option<&str>),
+) {
+    let method = served.method;
+    let route_template = match (connector, view) {
+        (Some(connector), _) => Some(format!(
+            "/connectors/{connector}{}",
+            ctx.operation_path.unwrap_or_default()
+        )),
+        (None, Some(view)) => Some(format!("{}{view}", junction_runtime::VIEWS_PREFIX)),
+        (None, None) => None,
+    };
+    let name = match &route_template {
+        Some(route) => format!("{method} {route}"),
+        None => method.to_string(),
+    };
+    let Some(mut span) = trace.server_span(name, served.started, served.ended) else {
+        return;
+    };
+    span.set("http.request.method", method.as_str().to_owned());
+    span.set("url.path", served.path.to_owned());
+    if let Some(route) = route_template {
+        span.set("http.route", route);
+    }
+    span.set(
+        "http.response.status_code",
+        i64::from(response.status().as_u16()),
+    );
+    if let Some(connector) = connector {
+        span.set("junction.connector", connector.to_owned());
+    }
+    if let Some(operation) = operation {
+        span.set("junction.operation", operation.to_owned());
+    }
+    if let Some(view) = view {
+        span.set("junction.view", view.to_owned());
+    }
+    if let Some(client_id) = &ctx.client_id {
+        span.set("junction.client_id", client_id.clone());
+    }
+    if let Some(ip) = served.peer {
+        span.set("client.address", ip.to_canonical().to_string());
+    }
+    let cache = telemetry::cache_outcome(response.headers());
+    span.set("junction.cache", cache.unwrap_or("none"));
+    match served.failed {
+        Some(slug) => {
+            span.set("error.type", slug);
+            span.fail(slug);
+        }
+        None if response.status().is_server_error() => {
+            let status = response.status().as_str().to_owned();
+            span.set("error.type", status.clone());
+            span.fail(status);
+        }
+        None => {}
+    }
+    span.end(served.ended);
 }
 
 /// The W3C `Server-Timing` response header.
