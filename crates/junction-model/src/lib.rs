@@ -11,7 +11,9 @@ mod connector;
 mod diag;
 mod name;
 mod operation;
+pub mod secret;
 mod security;
+pub mod units;
 
 pub use connector::{
     ApiProperties, ConnectionParameter, ConnectionParameterSet, ConnectionParameterSets, Connector,
@@ -23,4 +25,5 @@ pub use operation::{
     CollectionFormat, Method, Operation, ParamLocation, Parameter, RequestBody, Response,
     UrlEncoding, Visibility,
 };
+pub use secret::Secret;
 pub use security::{ApiKeyLocation, SecurityRequirement, SecurityScheme};

@@ -22,8 +22,8 @@ use http::{HeaderName, HeaderValue};
 use indexmap::IndexMap;
 use junction_model::{ApiKeyLocation, Connector, SecurityRequirement, SecurityScheme};
 
+use crate::Secret;
 use crate::encode;
-use crate::secret::Secret;
 
 /// One credential to attach to every upstream request of an operation.
 #[derive(Debug, Clone)]

@@ -16,12 +16,12 @@ use http::request::Parts;
 use indexmap::IndexMap;
 use junction_model::{Connector, SecurityRequirement};
 
+use crate::Secret;
 use crate::auth::{self, AuthPlan, AuthProblem, Credential};
 use crate::error::{Error, ErrorKind};
 use crate::gateway::{ConnectorPlan, Gateway};
 use crate::plan::OperationPlan;
 use crate::policy;
-use crate::secret::Secret;
 
 /// A boxed future, as [`Admission`] returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -25,7 +25,6 @@ mod context;
 mod error;
 mod gateway;
 mod host;
-mod secret;
 
 mod auth;
 mod bind;
@@ -44,9 +43,7 @@ pub mod view;
 
 // Traffic: the response cache, rate limits and resilience, with their Redis link.
 pub mod cache;
-pub mod ratelimit;
-pub mod redis_link;
-pub mod resilience;
+pub use junction_traffic::{ratelimit, redis_link, resilience};
 mod traffic;
 
 // Telemetry: request counters, latency histograms, the last hour's statistics and the
@@ -64,9 +61,9 @@ pub use context::RequestCtx;
 pub use error::{BoxError, Error, ErrorKind, InputLocation, Source, Violation};
 pub use gateway::{Compiled, ConnectorSummary, Gateway, OperationSummary, SharedGateway};
 pub use host::valid_host;
+pub use junction_model::Secret;
 pub use pipeline::CONNECTORS_PREFIX;
 pub use policy::NEXT_LINK_PARAMETER;
-pub use secret::Secret;
 pub use traffic::{RetryCounts, TrafficStatus};
 pub use upstream::{SentTo, USER_AGENT, install_crypto_provider, strip_hop_by_hop};
 pub use view::{PARTIAL_HEADER, VIEWS_PREFIX, ViewSource};

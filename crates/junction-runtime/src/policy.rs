@@ -31,6 +31,7 @@ use junction_policy::{
 };
 use serde_json::{Map, Value};
 
+use crate::Secret;
 use crate::auth::Credential;
 use crate::bind::Bound;
 use crate::body::{self, RequestBody, UpstreamBody};
@@ -39,7 +40,6 @@ use crate::error::{Error, ErrorKind};
 use crate::gateway::ConnectorPlan;
 use crate::paging::{self, NextLink};
 use crate::plan::{OperationPlan, Refusal, essence, is_json};
-use crate::secret::Secret;
 use crate::telemetry::StageTimings;
 use crate::telemetry::trace::{self, Kind as SpanKind, Span};
 use crate::upstream::outbound::{self, Outbound, OutboundBody};

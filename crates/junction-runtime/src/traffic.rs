@@ -20,6 +20,7 @@ use junction_model::{Diagnostic, Diagnostics, Severity};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::Secret;
 use crate::cache::memory::MemoryStore;
 use crate::cache::redis::RedisStore;
 use crate::cache::{Backend, CacheSnapshot, CacheStore, ResponseCache};
@@ -32,7 +33,6 @@ use crate::resilience::HoldOffs;
 use crate::resilience::breaker::{Breaker, BreakerSnapshot};
 use crate::resilience::concurrency::{ConcurrencyLimit, ConcurrencySnapshot};
 use crate::resilience::retry::RetryPolicy;
-use crate::secret::Secret;
 
 /// The gateway-wide traffic objects.
 #[derive(Debug, Default)]

@@ -83,24 +83,7 @@ impl Target {
     }
 }
 
-impl SentTo {
-    pub(crate) fn new(url: &str, base: &str) -> Self {
-        SentTo {
-            url: url.split_once('?').map_or(url, |(path, _)| path).to_owned(),
-            base: base.to_owned(),
-        }
-    }
-}
-
-/// Where a request with a policy plan was sent: what its response side needs to read the
-/// backend's next links (relative ones resolve against `url`; they must stay below
-/// `base`). It travels with the answer, through the cache too. The URL is kept without its
-/// query, which may carry credentials.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SentTo {
-    pub url: String,
-    pub base: String,
-}
+pub use junction_traffic::cache::entry::SentTo;
 
 /// The credentials an operation sends, or why it cannot be called.
 pub(crate) fn credentials(op: &OperationPlan) -> Result<&[Credential], Error> {
@@ -224,7 +207,7 @@ mod tests {
 
     #[test]
     fn a_query_credential_replaces_a_parameter_of_its_name() {
-        let credentials = [Credential::Query(crate::secret::Secret::new("code=s3cret"))];
+        let credentials = [Credential::Query(crate::Secret::new("code=s3cret"))];
         let mut url = "/items?code=mine&q=1".to_owned();
         let mut first = false;
         push_credential_query(&mut url, &credentials, &mut first);

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{Builder, Scalar, units};
-use crate::secret::Secret;
+use crate::Secret;
 
 /// The default SQLite file, relative to the configuration directory.
 pub const DEFAULT_STORE_FILE: &str = "junction.db";

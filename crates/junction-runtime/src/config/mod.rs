@@ -12,7 +12,7 @@
 pub mod access;
 pub mod env;
 pub mod traffic;
-pub mod units;
+pub use junction_model::units;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -23,7 +23,7 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::secret::Secret;
+use crate::Secret;
 use traffic::{
     CacheOverrides, ConnectorTraffic, RawBreaker, RawCache, RawCachePolicy, RawConnectorLimits,
     RawConnectorTraffic, RawRateLimit, RawRedis, RawRetry, TrafficConfig, Values,

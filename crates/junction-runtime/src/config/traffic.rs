@@ -14,6 +14,7 @@ use http::{HeaderName, StatusCode};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::Secret;
 use crate::cache::{Backend, CachePolicy, CacheSettings};
 use crate::config::units;
 use crate::ratelimit::{FailMode, Rate};
@@ -21,7 +22,6 @@ use crate::redis_link::RedisSettings;
 use crate::resilience::breaker::BreakerSettings;
 use crate::resilience::concurrency::ConcurrencySettings;
 use crate::resilience::retry::RetrySettings;
-use crate::secret::Secret;
 
 /// Expands values and records problems; implemented by the configuration builder.
 pub(crate) trait Reader {

@@ -20,7 +20,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::Serialize;
 use tokio::sync::OnceCell;
 
-use crate::secret::Secret;
+use junction_model::Secret;
 
 /// How to reach Redis (`[redis]` in `junction.toml`).
 #[derive(Debug, Clone)]

@@ -10,7 +10,24 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
-use crate::upstream::SentTo;
+/// Where a request with a policy plan was sent: what its response side needs to read the
+/// backend's next links (relative ones resolve against `url`; they must stay below
+/// `base`). It travels with the answer, through the cache too. The URL is kept without its
+/// query, which may carry credentials.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SentTo {
+    pub url: String,
+    pub base: String,
+}
+
+impl SentTo {
+    pub fn new(url: &str, base: &str) -> Self {
+        SentTo {
+            url: url.split_once('?').map_or(url, |(path, _)| path).to_owned(),
+            base: base.to_owned(),
+        }
+    }
+}
 
 /// A response as the cache keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]

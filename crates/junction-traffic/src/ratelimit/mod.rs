@@ -52,7 +52,7 @@ impl Rate {
             "m" | "min" | "minute" => Duration::from_secs(60),
             "h" | "hour" => Duration::from_secs(3600),
             "d" | "day" => Duration::from_secs(86_400),
-            other => crate::config::units::parse_duration(other).map_err(|_| help())?,
+            other => junction_model::units::parse_duration(other).map_err(|_| help())?,
         };
         if period.is_zero() {
             return Err(format!("`{text}`: the period must be longer than zero"));
