@@ -121,7 +121,11 @@ impl Gateway {
     /// Compiles `connectors` with `config`. Fails with every diagnostic (errors and
     /// warnings) when any error was found.
     pub fn compile(config: &Config, connectors: &[Connector]) -> Result<Compiled, Diagnostics> {
-        Gateway::compile_with_metrics(config, connectors, Metrics::new())
+        Gateway::compile_with_metrics(
+            config,
+            connectors,
+            Metrics::new(crate::telemetry::problem_types()),
+        )
     }
 
     /// [`Gateway::compile`], counting into `metrics`: a reload passes the metrics of the

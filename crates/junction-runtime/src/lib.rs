@@ -48,7 +48,7 @@ mod traffic;
 
 // Telemetry: request counters, latency histograms, the last hour's statistics and the
 // access log.
-pub mod stats;
+pub use junction_telemetry::stats;
 pub mod telemetry;
 
 pub use body::{BodyTimedOut, BodyTooLarge, ClientBody, DeadlinePassed, RequestBody, UpstreamBody};

@@ -17,21 +17,22 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 use junction_model::{Diagnostic, Diagnostics, Severity};
-use serde::Serialize;
 use sha2::{Digest, Sha256};
+
+pub use junction_traffic::status::{RetryCounts, TrafficStatus};
 
 use crate::Secret;
 use crate::cache::memory::MemoryStore;
 use crate::cache::redis::RedisStore;
-use crate::cache::{Backend, CacheSnapshot, CacheStore, ResponseCache};
+use crate::cache::{Backend, CacheStore, ResponseCache};
 use crate::config::traffic::ConnectorTraffic;
 use crate::config::{Config, ConnectorConfig};
 use crate::error::{Error, ErrorKind};
-use crate::ratelimit::{self, Decision, Limit, LimitSnapshot, LimitStore, Rate, Verdict};
-use crate::redis_link::{RedisLink, RedisStatus};
+use crate::ratelimit::{self, Decision, Limit, LimitStore, Rate, Verdict};
+use crate::redis_link::RedisLink;
 use crate::resilience::HoldOffs;
-use crate::resilience::breaker::{Breaker, BreakerSnapshot};
-use crate::resilience::concurrency::{ConcurrencyLimit, ConcurrencySnapshot};
+use crate::resilience::breaker::Breaker;
+use crate::resilience::concurrency::ConcurrencyLimit;
 use crate::resilience::retry::RetryPolicy;
 
 /// The gateway-wide traffic objects.
@@ -79,31 +80,6 @@ pub(crate) struct BackendGuard {
     pub per_backend: Option<Arc<Limit>>,
     /// A backend's `429` + `Retry-After`, per connection.
     pub holds: HoldOffs,
-}
-
-/// Traffic state as the admin API shows it (`GET /api/v1/traffic`).
-#[derive(Debug, Clone, Serialize)]
-pub struct TrafficStatus {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub redis: Option<RedisStatus>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cache: Option<CacheSnapshot>,
-    pub limits: Vec<LimitSnapshot>,
-    pub breakers: Vec<BreakerSnapshot>,
-    pub concurrency: Vec<ConcurrencySnapshot>,
-    pub retries: Vec<RetryCounts>,
-    /// The upstream connection pools (filled in by the gateway, which owns the clients).
-    pub pool: crate::upstream::PoolSnapshot,
-}
-
-/// A connector's retry counters.
-#[derive(Debug, Clone, Serialize)]
-pub struct RetryCounts {
-    pub connector: String,
-    /// Retries sent.
-    pub retries: u64,
-    /// Retries the budget refused.
-    pub budget_exhausted: u64,
 }
 
 impl Traffic {

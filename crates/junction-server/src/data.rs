@@ -177,7 +177,7 @@ where
     let mut response = match result {
         Ok(response) => response.map(DataBody::Upstream),
         Err(error) => {
-            metrics.error(error.kind());
+            metrics.error(error.kind().slug());
             failed = Some(error.kind().slug());
             local(problem::traced_response(
                 &error,

@@ -277,7 +277,8 @@ fn open_tracer(config: &Config, gateway: &SharedGateway) -> Result<Option<Export
     if metrics.tracer().is_some() {
         return Ok(None);
     }
-    let (tracer, exporter) = Exporter::start(settings).map_err(StartError::Tracer)?;
+    let (tracer, exporter) =
+        junction_runtime::telemetry::start_exporter(settings).map_err(StartError::Tracer)?;
     metrics.set_tracer(tracer);
     Ok(Some(exporter))
 }

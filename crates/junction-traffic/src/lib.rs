@@ -11,6 +11,7 @@ pub mod cache;
 pub mod ratelimit;
 pub mod redis_link;
 pub mod resilience;
+pub mod status;
 
 /// A boxed error, as the HTTP stack passes them around.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

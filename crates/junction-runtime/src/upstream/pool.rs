@@ -18,6 +18,7 @@
 //! connections close after 90 s, and a request that never left because its pooled
 //! connection had just closed is sent once more on a new connection.
 
+pub use junction_traffic::status::PoolSnapshot;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::hash::BuildHasherDefault;
@@ -66,32 +67,6 @@ struct Shared {
     closed: AtomicU64,
     /// Requests sent through hyper-util's client (HTTPS).
     tls_requests: AtomicU64,
-}
-
-/// How the pools of a client are used, for `/metrics`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct PoolSnapshot {
-    /// Plain-HTTP connections open now (idle or carrying a request).
-    pub open: u64,
-    /// Of those, the ones waiting in a pool.
-    pub idle: u64,
-    /// Plain-HTTP connections opened since the client was made.
-    pub opened: u64,
-    /// Requests sent on a connection taken from a pool.
-    pub reused: u64,
-    /// Requests to HTTPS backends (hyper-util's pool, not itemised).
-    pub tls_requests: u64,
-}
-
-impl PoolSnapshot {
-    /// Adds `other`'s figures to these.
-    pub fn add(&mut self, other: PoolSnapshot) {
-        self.open += other.open;
-        self.idle += other.idle;
-        self.opened += other.opened;
-        self.reused += other.reused;
-        self.tls_requests += other.tls_requests;
-    }
 }
 
 /// The idle connections of one thread (or a few, when there are more threads than shards),

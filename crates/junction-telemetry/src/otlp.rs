@@ -17,16 +17,21 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use std::sync::Arc;
+
 use bytes::Bytes;
-use http::{HeaderValue, Uri, header};
-use http_body_util::BodyExt;
+use futures_util::future::BoxFuture;
+use http::Uri;
 use prost::Message as _;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::trace::{SpanRecord, Value};
-use crate::body::RequestBody;
-use crate::upstream::HttpClient;
+
+/// Posts one batch to the collector: the endpoint's URI and the protobuf bytes; `Ok` when
+/// the collector took it, else why not. The gateway gives one built on its own pooled
+/// HTTP client (`junction-runtime`), so that this crate makes no connection itself.
+pub type Post = Arc<dyn Fn(Uri, Bytes) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
 /// Spans waiting for the exporter at most; more are dropped.
 pub const QUEUE_CAPACITY: usize = 4096;
@@ -196,17 +201,19 @@ pub struct Exporter {
 }
 
 impl Exporter {
-    /// Starts the exporter task on the current runtime. Fails when no HTTP client can be
-    /// built (TLS set-up).
-    pub fn start(settings: ExporterSettings) -> Result<(std::sync::Arc<Tracer>, Exporter), String> {
-        let client = crate::upstream::client(Duration::from_secs(5))?;
+    /// Starts the exporter task on the current runtime, sending batches with `post`. Fails
+    /// when the endpoint is not a usable URL.
+    pub fn start(
+        settings: ExporterSettings,
+        post: Post,
+    ) -> Result<(Arc<Tracer>, Exporter), String> {
         let uri: Uri = settings
             .endpoint
             .as_str()
             .parse()
             .map_err(|e| format!("[telemetry] otlp_endpoint is not a usable URL: {e}"))?;
         let (queue, spans) = mpsc::channel(QUEUE_CAPACITY);
-        let tracer = std::sync::Arc::new(Tracer {
+        let tracer = Arc::new(Tracer {
             queue,
             dropped_full: AtomicU64::new(0),
             dropped_failed: AtomicU64::new(0),
@@ -224,7 +231,7 @@ impl Exporter {
                 .unwrap_or_default()
         );
         let task = Task {
-            client,
+            post,
             uri,
             shown,
             resource: resource(&settings.service_name),
@@ -249,12 +256,12 @@ impl Exporter {
 }
 
 struct Task {
-    client: HttpClient,
+    post: Post,
     uri: Uri,
     /// The endpoint as logged: scheme, host and port.
     shown: String,
     resource: proto::Resource,
-    tracer: std::sync::Arc<Tracer>,
+    tracer: Arc<Tracer>,
     failing: AtomicBool,
 }
 
@@ -320,30 +327,7 @@ impl Task {
     }
 
     async fn post(&self, body: Vec<u8>) -> Result<(), String> {
-        let mut request = http::Request::new(RequestBody::full(Bytes::from(body)));
-        *request.method_mut() = http::Method::POST;
-        *request.uri_mut() = self.uri.clone();
-        request.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/x-protobuf"),
-        );
-        request.headers_mut().insert(
-            header::USER_AGENT,
-            HeaderValue::from_static(crate::upstream::USER_AGENT),
-        );
-        let response = self
-            .client
-            .request(request)
-            .await
-            .map_err(|e| format!("the request failed: {e}"))?;
-        let status = response.status();
-        // Read the answer to its end, so the connection can be used again.
-        let _ = response.into_body().collect().await;
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(format!("the collector answered {status}"))
-        }
+        (self.post)(self.uri.clone(), Bytes::from(body)).await
     }
 }
 
@@ -450,7 +434,8 @@ mod tests {
 
     use super::proto::Message as _;
     use super::*;
-    use crate::telemetry::trace::Kind;
+    use crate::trace::Kind;
+    use http::HeaderValue;
 
     fn record() -> SpanRecord {
         let start = Instant::now();
