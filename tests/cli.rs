@@ -226,3 +226,27 @@ async fn clients_and_connections_from_the_command_line() {
     }
     assert!(!String::from_utf8_lossy(&stored).contains(SECRET));
 }
+
+/// `junction config schema` prints the generated schema of `junction.toml`; `--view`
+/// that of a view file; both are the library's.
+#[test]
+fn config_schema_is_printed() {
+    for (args, expected) in [
+        (
+            vec!["config", "schema"],
+            junction_runtime::config::schema::config(),
+        ),
+        (
+            vec!["config", "schema", "--view"],
+            junction_runtime::config::schema::view(),
+        ),
+    ] {
+        let output = Command::new(junction_binary())
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(printed, expected);
+    }
+}

@@ -21,6 +21,7 @@ mod oidc;
 mod policies;
 mod prism;
 mod redis_support;
+mod schema;
 mod store;
 mod support;
 mod telemetry;

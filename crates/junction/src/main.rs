@@ -2,6 +2,7 @@
 //! surface, run the demo, and talk to a running gateway's admin listener.
 
 mod admin;
+mod config;
 mod demo;
 mod export;
 mod manage;
@@ -48,6 +49,9 @@ enum Command {
     /// Master key: generate one, or rotate the store to a new one.
     #[command(subcommand)]
     Keys(manage::Keys),
+    /// What a configuration may hold: `junction config schema [--view]`.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
 }
 
 fn main() -> ExitCode {
@@ -72,5 +76,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Clients(command) => manage::clients(command),
         Command::Audit(args) => manage::audit(args),
         Command::Keys(command) => manage::keys(command),
+        Command::Config(command) => config::run(command),
     }
 }

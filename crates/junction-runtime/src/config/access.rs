@@ -8,8 +8,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::config::spanned::Spanned;
 use serde::Deserialize;
-use toml::Spanned;
 
 use super::{Builder, Scalar, units};
 use crate::Secret;
@@ -63,7 +63,7 @@ pub struct AdminConfig {
     pub token: Option<Secret>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStore {
     path: Option<Spanned<String>>,
@@ -72,13 +72,13 @@ pub(super) struct RawStore {
     key_file: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawClients {
     jwt: Option<RawJwt>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawJwt {
     issuer: Spanned<String>,
@@ -88,14 +88,14 @@ pub(super) struct RawJwt {
     leeway: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 enum StringOrList {
     One(String),
     Many(Vec<String>),
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAdmin {
     token: Option<Spanned<Scalar>>,

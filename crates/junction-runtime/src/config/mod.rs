@@ -11,6 +11,8 @@
 
 pub mod access;
 pub mod env;
+pub mod schema;
+pub mod spanned;
 pub mod traffic;
 pub use junction_model::units;
 
@@ -19,9 +21,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::config::spanned::Spanned;
 use indexmap::IndexMap;
 use serde::Deserialize;
-use toml::Spanned;
 
 use crate::Secret;
 use traffic::{
@@ -416,7 +418,7 @@ fn position(text: &str, offset: usize) -> (Option<u32>, Option<u32>) {
     (u32::try_from(line).ok(), u32::try_from(column).ok())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     listen: Option<Spanned<String>>,
@@ -441,7 +443,7 @@ struct RawConfig {
     telemetry: Option<RawTelemetry>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawTelemetry {
     otlp_endpoint: Option<Spanned<String>>,
@@ -449,14 +451,14 @@ struct RawTelemetry {
     server_timing: Option<bool>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawNextLinks {
     key: Option<Spanned<String>>,
     ttl: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawLog {
     access: Option<bool>,
@@ -464,13 +466,13 @@ struct RawLog {
     format: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawViewSection {
     cache: Option<RawCachePolicy>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawLimits {
     max_body_bytes: Option<Spanned<Scalar>>,
@@ -481,14 +483,14 @@ struct RawLimits {
     max_connections: Option<Spanned<Scalar>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawUpstream {
     connect_timeout: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawConnector {
     backend: Option<Spanned<String>>,
@@ -509,7 +511,7 @@ struct RawConnector {
     queue_timeout: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawOperation {
     transform: Option<RawTransforms>,
@@ -519,14 +521,14 @@ struct RawOperation {
 
 /// jq code is not expanded from the environment: `$name` is jq syntax, and `$ENV` would
 /// reach the process environment.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawTransforms {
     request: Option<Spanned<String>>,
     response: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawPaging {
     max_pages: Option<Spanned<Scalar>>,
@@ -534,7 +536,7 @@ struct RawPaging {
 }
 
 /// A value that may be written as a string (and so use `${VAR}`) or as a number or boolean.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 enum Scalar {
     String(String),

@@ -10,9 +10,9 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::config::spanned::Spanned;
 use http::{HeaderName, StatusCode};
 use serde::Deserialize;
-use toml::Spanned;
 
 use crate::Secret;
 use crate::cache::{Backend, CachePolicy, CacheSettings};
@@ -32,7 +32,7 @@ pub(crate) trait Reader {
 }
 
 /// A value that may be written as a string (to use `${VAR}`) or as a TOML scalar.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub(crate) enum Flex {
     String(String),
@@ -44,7 +44,7 @@ pub(crate) enum Flex {
 // ------------------------------------------------------------------ raw sections
 
 /// `[redis]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRedis {
     url: Option<Spanned<String>>,
@@ -55,7 +55,7 @@ pub(crate) struct RawRedis {
 }
 
 /// `[cache]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawCache {
     backend: Option<Spanned<String>>,
@@ -64,7 +64,7 @@ pub(crate) struct RawCache {
 }
 
 /// `[rate_limit]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRateLimit {
     backend: Option<Spanned<String>>,
@@ -73,7 +73,7 @@ pub(crate) struct RawRateLimit {
 }
 
 /// `[connector.NAME.cache]` and `[connector.NAME.operation.ID.cache]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawCachePolicy {
     enabled: Option<Spanned<Flex>>,
@@ -87,7 +87,7 @@ pub(crate) struct RawCachePolicy {
 }
 
 /// `[connector.NAME.rate_limit]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawConnectorLimits {
     per_connection: Option<Spanned<String>>,
@@ -95,7 +95,7 @@ pub(crate) struct RawConnectorLimits {
 }
 
 /// `[connector.NAME.retry]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRetry {
     retries: Option<Spanned<Flex>>,
@@ -107,7 +107,7 @@ pub(crate) struct RawRetry {
 }
 
 /// `[connector.NAME.breaker]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawBreaker {
     enabled: Option<Spanned<Flex>>,

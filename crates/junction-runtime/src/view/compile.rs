@@ -17,6 +17,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::spanned::Spanned;
 use indexmap::IndexMap;
 use jsonschema::{Draft, Validator};
 use junction_model::{
@@ -25,7 +26,6 @@ use junction_model::{
 use junction_policy::jq::Transform;
 use serde::Serialize;
 use serde_json::{Map, Value};
-use toml::Spanned;
 
 use super::syntax::{
     self, ArgText, PathStep, RawReference, RawRoot, RawStep, RawView, is_identifier, toml_to_json,

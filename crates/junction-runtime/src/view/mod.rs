@@ -88,3 +88,8 @@ pub fn view_name(file: &Path) -> String {
         .unwrap_or_default();
     junction_model::connector_name(&stem)
 }
+
+/// The JSON Schema of a view file, generated from the type that reads it.
+pub(crate) fn raw_schema() -> serde_json::Value {
+    schemars::schema_for!(syntax::RawView).to_value()
+}

@@ -3,14 +3,14 @@
 
 use std::ops::Range;
 
+use crate::config::spanned::Spanned;
 use indexmap::IndexMap;
 use serde::Deserialize;
 use serde_json::{Map, Number, Value};
-use toml::Spanned;
 
 /// A view file. Top-level keys come before the first `[input.…]` / `[step.…]` table (TOML
 /// puts later keys into the table above them).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawView {
     pub summary: Option<Spanned<String>>,
@@ -20,15 +20,19 @@ pub(super) struct RawView {
     /// jq program producing the result; default `.steps`.
     pub shape: Option<Spanned<String>>,
     /// JSON Schema of the result (for `junction export`).
+    #[schemars(with = "Option<serde_json::Value>")]
     pub output: Option<Spanned<toml::Value>>,
+    /// `[input.NAME]`: a JSON Schema written in TOML, plus `required`, `summary`,
+    /// `visibility`.
     #[serde(default)]
+    #[schemars(with = "IndexMap<String, IndexMap<String, serde_json::Value>>")]
     pub input: IndexMap<String, Spanned<IndexMap<String, Spanned<toml::Value>>>>,
     #[serde(default)]
     pub step: IndexMap<String, Spanned<RawStep>>,
 }
 
 /// `[step.NAME]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStep {
     /// `CONNECTOR.OPERATION_ID`.
@@ -36,9 +40,11 @@ pub(super) struct RawStep {
     /// Another view, by name.
     pub view: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "IndexMap<String, serde_json::Value>")]
     pub args: IndexMap<String, Spanned<toml::Value>>,
     pub timeout: Option<Spanned<String>>,
     pub optional: Option<Spanned<bool>>,
+    #[schemars(with = "Option<serde_json::Value>")]
     pub fallback: Option<Spanned<toml::Value>>,
     pub for_each: Option<Spanned<String>>,
     pub concurrency: Option<Spanned<i64>>,
