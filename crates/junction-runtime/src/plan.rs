@@ -184,9 +184,11 @@ pub(crate) fn compile_operation(
                     // Surrounding whitespace (a stray trailing CR is common in published
                     // definitions) is not part of a field value (RFC 9110 §5.5).
                     let text = value_text(d);
-                    HeaderValue::from_str(text.trim_matches(|c: char| c.is_ascii_whitespace())).map_err(|_| {
+                    let text = text.trim_matches(|c: char| c.is_ascii_whitespace());
+                    HeaderValue::from_str(text).map_err(|_| {
                         let message = format!(
-                            "the default of header parameter '{}' of operation '{}' is not a valid header value (CR, LF or another control character)",
+                            "the default of header parameter '{}' of operation '{}' is not a \
+                             valid header value (CR, LF or another control character)",
                             p.name, op.id
                         );
                         notes.push(Note {
