@@ -45,7 +45,8 @@ impl Gateway {
     }
 
     /// Serves one request in its context `ctx` (who sent it, the shared table), telling
-    /// `ctx` which operation answered and which client (with a store) asked.
+    /// `ctx` which operation answered, which client (with a store) asked, and how long
+    /// the stages took.
     pub async fn serve_in<'g, B>(
         &'g self,
         ctx: &mut RequestCtx<'g>,
@@ -114,6 +115,7 @@ impl Gateway {
         if let Some(decision) = decision {
             ratelimit::write_headers(response.headers_mut(), &decision);
         }
+        ctx.answered(&mut response);
         Ok(response)
     }
 

@@ -25,7 +25,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 use junction_runtime::RequestCtx;
 use junction_runtime::telemetry::trace::{self, RequestTrace};
-use junction_runtime::telemetry::{self, AccessLine, RouteName, StageTimings};
+use junction_runtime::telemetry::{self, AccessLine, RouteName};
 use junction_runtime::{BoxError, ClientBody, SharedGateway, UpstreamBody};
 use serde_json::json;
 
@@ -188,14 +188,9 @@ where
         }
     };
     let ended = Instant::now();
-    let elapsed = ended.duration_since(started);
-    let timings = {
-        let timings = StageTimings::of(response.extensions_mut());
-        timings.total = elapsed;
-        *timings
-    };
+    ctx.timings.total = ended.duration_since(started);
     if table.server_timing()
-        && let Ok(value) = HeaderValue::from_str(&timings.server_timing())
+        && let Ok(value) = HeaderValue::from_str(&ctx.timings.server_timing())
     {
         response.headers_mut().insert(SERVER_TIMING, value);
     }
@@ -208,7 +203,6 @@ where
         started,
         ended,
         failed,
-        upstream: timings.upstream,
     };
     record(metrics, &ctx, &trace, &served, &response);
     response
@@ -225,7 +219,6 @@ struct Served<'a> {
     ended: Instant,
     /// The problem type, when the gateway answered a problem.
     failed: Option<&'static str>,
-    upstream: Option<std::time::Duration>,
 }
 
 /// A request's telemetry, read from its context once it is answered: the route's counters
@@ -237,10 +230,9 @@ fn record(
     served: &Served<'_>,
     response: &http::Response<DataBody>,
 ) {
-    let cache = telemetry::cache_outcome(response.headers());
-    let elapsed = served.ended.duration_since(served.started);
+    let elapsed = ctx.timings.total;
     let route = ctx.route.unwrap_or(metrics.unrouted());
-    route.record(response.status(), cache, elapsed);
+    route.record(response.status(), ctx.cache, elapsed);
     let (connector, operation, view) = match &route.name {
         RouteName::Operation {
             connector,
@@ -271,8 +263,8 @@ fn record(
             status: response.status().as_u16(),
             error: served.failed,
             duration_ms: telemetry::millis(elapsed),
-            upstream_ms: served.upstream.map(telemetry::millis),
-            cache: cache.unwrap_or("none"),
+            upstream_ms: ctx.timings.upstream.map(telemetry::millis),
+            cache: ctx.cache.unwrap_or("none"),
             bytes: response.body().size_hint().exact(),
         });
     }
@@ -327,8 +319,7 @@ fn server_span(
     if let Some(ip) = served.peer {
         span.set("client.address", ip.to_canonical().to_string());
     }
-    let cache = telemetry::cache_outcome(response.headers());
-    span.set("junction.cache", cache.unwrap_or("none"));
+    span.set("junction.cache", ctx.cache.unwrap_or("none"));
     match served.failed {
         Some(slug) => {
             span.set("error.type", slug);

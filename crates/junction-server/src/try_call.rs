@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 use http_body::Body;
 use http_body_util::BodyExt;
 use junction_runtime::telemetry::{StageTimings, millis};
-use junction_runtime::{Error, ErrorKind, SharedGateway};
+use junction_runtime::{Error, ErrorKind, RequestCtx, SharedGateway};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -121,11 +121,12 @@ pub async fn run(
     };
     let path = request.uri().path().to_owned();
     let started = Instant::now();
-    let answer = match table.handle(request).await {
-        Ok(response) => shown(response, started, &secrets).await,
+    let mut ctx = RequestCtx::default();
+    let answer = match table.serve_in(&mut ctx, request).await {
+        Ok(response) => shown(response, started, &ctx.timings, &secrets).await,
         Err(error) => {
             let response = problem::response(&error, &path, &problem::request_id(None));
-            shown(response, started, &secrets).await
+            shown(response, started, &ctx.timings, &secrets).await
         }
     };
     if let Some((access, id)) = audit {
@@ -145,7 +146,12 @@ pub async fn run(
 }
 
 /// The answer for `response`: status, redacted headers and body, timing.
-async fn shown<B>(response: http::Response<B>, started: Instant, secrets: &[String]) -> Value
+async fn shown<B>(
+    response: http::Response<B>,
+    started: Instant,
+    stages: &StageTimings,
+    secrets: &[String],
+) -> Value
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
@@ -177,7 +183,7 @@ where
         "headers": headers,
         "body": body,
         "size": bytes.len(),
-        "timing": timing(&parts.extensions, total),
+        "timing": timing(stages, total),
     });
     if truncated {
         answer["truncated"] = Value::Bool(true);
@@ -189,19 +195,17 @@ where
 }
 
 /// The timing breakdown of a call: `total_ms` as measured to the response headers, and
-/// the stages the pipeline recorded in the response's [`StageTimings`] (`cache_ms`,
-/// `policies_ms`, `upstream_ms`). Stages that did not happen are left out.
-pub fn timing(extensions: &http::Extensions, total: Duration) -> Value {
+/// the stages the pipeline recorded in the request's context (`cache_ms`, `policies_ms`,
+/// `upstream_ms`). Stages that did not happen are left out.
+pub fn timing(stages: &StageTimings, total: Duration) -> Value {
     let mut out = json!({"total_ms": millis(total)});
-    if let Some(stages) = extensions.get::<StageTimings>() {
-        for (name, stage) in [
-            ("cache_ms", stages.cache),
-            ("policies_ms", stages.policies),
-            ("upstream_ms", stages.upstream),
-        ] {
-            if let Some(stage) = stage {
-                out[name] = json!(millis(stage));
-            }
+    for (name, stage) in [
+        ("cache_ms", stages.cache),
+        ("policies_ms", stages.policies),
+        ("upstream_ms", stages.upstream),
+    ] {
+        if let Some(stage) = stage {
+            out[name] = json!(millis(stage));
         }
     }
     out
@@ -287,16 +291,15 @@ mod tests {
 
     #[test]
     fn timing_has_the_total_and_the_stages_that_happened() {
-        let mut extensions = http::Extensions::new();
+        let mut stages = StageTimings::default();
         assert_eq!(
-            timing(&extensions, Duration::from_micros(2500)),
+            timing(&stages, Duration::from_micros(2500)),
             json!({"total_ms": 2.5})
         );
-        let stages = StageTimings::of(&mut extensions);
         stages.upstream = Some(Duration::from_millis(2));
         stages.cache = Some(Duration::from_micros(100));
         assert_eq!(
-            timing(&extensions, Duration::from_millis(3)),
+            timing(&stages, Duration::from_millis(3)),
             json!({"total_ms": 3.0, "upstream_ms": 2.0, "cache_ms": 0.1})
         );
     }

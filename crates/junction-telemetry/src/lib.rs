@@ -10,7 +10,7 @@
 //! instead of counting twice.
 //!
 //! Traces are in [`trace`] (W3C trace context, spans) and [`otlp`] (the exporter); the
-//! stages' times of one response are its [`StageTimings`] extension.
+//! stages' times of one request are its [`StageTimings`].
 //!
 //! Why not the `metrics` facade: its recorder is process-global, and one process runs many
 //! gateways (the tests start dozens); each gateway owns its [`Metrics`] here, and a reload
@@ -987,11 +987,13 @@ pub fn millis(elapsed: Duration) -> f64 {
     elapsed.as_micros() as f64 / 1_000.0
 }
 
-/// How long the stages of one response took, in its extensions: the upstream exchange
-/// (put there by the upstream call, retries included, to the response headers), the
-/// operation's request and response policies (together), the cache lookup, and the whole
-/// request to its response headers (put there by the server). A stage that did not run is
-/// `None`. Spans and the `Server-Timing` header are made from the same instants.
+/// How long the stages of one request took: the upstream exchange (retries included, to
+/// the response headers), the operation's request and response policies (together), the
+/// cache lookup, and the whole request to its response headers. A stage that did not run
+/// is `None`. Each stage writes its time on the response it hands on (its extensions, so
+/// that a cached answer keeps the backend's); the pipeline takes them into the request's
+/// context once answered, and the server adds the total. Spans and the `Server-Timing`
+/// header are made from the same instants.
 ///
 /// A view's response carries its own cache lookup and total; its steps' stages show as
 /// spans.

@@ -113,7 +113,8 @@ impl Gateway {
 
     /// Serves one request under `/views/` in its context `ctx`: the view's steps call as the
     /// same caller (its address counts their per-client limits, its client their grants),
-    /// and `ctx` learns which view answered and which client asked.
+    /// and `ctx` learns which view answered, which client asked and how long the stages
+    /// took.
     pub async fn serve_view_in<'g, B>(
         &'g self,
         ctx: &mut RequestCtx<'g>,
@@ -123,7 +124,9 @@ impl Gateway {
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError>,
     {
-        self.view_request(ctx, request).await
+        let mut response = self.view_request(ctx, request).await?;
+        ctx.answered(&mut response);
+        Ok(response)
     }
 
     async fn view_request<'g, B>(
