@@ -17,9 +17,9 @@ use std::sync::Arc;
 
 use http::Response;
 
+use crate::body::UpstreamBody;
 use crate::gateway::Gateway;
 use crate::telemetry::{RouteMetrics, StageTimings, cache_outcome};
-use crate::body::UpstreamBody;
 
 /// One request's context. See the module documentation.
 #[derive(Debug, Default)]
