@@ -22,6 +22,7 @@ mod policies;
 mod prism;
 mod redis_support;
 mod schema;
+mod soap;
 mod store;
 mod support;
 mod telemetry;

@@ -42,6 +42,7 @@ pub fn connector(name: &str, backend: SocketAddr, operations: Vec<Operation>) ->
         properties: None,
         extensions: Map::new(),
         source: format!("{name}/apiDefinition.swagger.json"),
+        soap: None,
     }
 }
 
@@ -85,6 +86,7 @@ pub fn op(method: Method, path: &str, id: &str) -> Operation {
             path.replace('/', "~1"),
             method.as_str().to_lowercase()
         ),
+        soap: None,
     }
 }
 

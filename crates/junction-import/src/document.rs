@@ -80,7 +80,7 @@ pub(crate) fn build(
             .any(|i| DYNAMIC_HOST_POLICIES.contains(&i.template_id.as_str()))
     });
     let upstream = match format {
-        SourceFormat::Swagger2 => swagger_upstream(obj, dynamic_host, sink),
+        SourceFormat::Swagger2 | SourceFormat::Wsdl11 => swagger_upstream(obj, dynamic_host, sink),
         SourceFormat::OpenApi30 | SourceFormat::OpenApi31 => {
             openapi_upstream(obj, dynamic_host, sink)
         }
@@ -92,7 +92,7 @@ pub(crate) fn build(
         .map(|s| crate::security::requirements(s, &root.key("security"), &schemes, sink))
         .unwrap_or_default();
     let (consumes, produces) = match format {
-        SourceFormat::Swagger2 => (
+        SourceFormat::Swagger2 | SourceFormat::Wsdl11 => (
             fields::strings(obj, "consumes", &root, sink).unwrap_or_default(),
             fields::strings(obj, "produces", &root, sink).unwrap_or_default(),
         ),
@@ -124,6 +124,7 @@ pub(crate) fn build(
         properties,
         extensions: fields::extensions(obj),
         source: source.to_owned(),
+        soap: None,
     })
 }
 

@@ -1,4 +1,4 @@
-//! Reads connector definitions (Power Platform packages, Swagger 2.0, OpenAPI 3.x) into the model, with diagnostics.
+//! Reads connector definitions (Power Platform packages, Swagger 2.0, OpenAPI 3.x, WSDL 1.1) into the model, with diagnostics.
 //!
 //! [`load`] reads a connector folder or a definition file, [`load_from_str`] the same from
 //! text in memory, and [`discover`] finds every connector under a directory tree. Loading
@@ -12,6 +12,7 @@
 //! `apiProperties.json`, [`document`] reads the definition (with [`paths`], [`swagger`],
 //! [`openapi`], [`security`] and [`schema`]), [`extensions`] looks for misspelled `x-ms-…`
 //! keys, and [`locate`] finally gives each diagnostic its line and column in one scan per file.
+//! A WSDL takes its own path, [`wsdl`], from XML to the same model.
 
 mod document;
 mod extensions;
@@ -27,6 +28,7 @@ mod security;
 mod sink;
 mod source;
 mod swagger;
+mod wsdl;
 
 use std::collections::HashSet;
 use std::fs;
@@ -68,8 +70,9 @@ const FOLDER_DEFINITIONS: [&str; 6] = [
 ];
 
 /// Loads a connector folder (Power Platform package: `apiDefinition.swagger.json` [+
-/// `apiProperties.json`]; or a folder holding one `openapi.{json,yaml,yml}` /
-/// `swagger.{json,yaml,yml}`) or a single definition file (`.json`/`.yaml`/`.yml`).
+/// `apiProperties.json`]; a folder holding one `openapi.{json,yaml,yml}` /
+/// `swagger.{json,yaml,yml}`; or a folder holding a WSDL 1.1, under any name, with the
+/// files it imports) or a single definition file (`.json`/`.yaml`/`.yml`, or a WSDL).
 /// `connector` is `None` when any diagnostic is an error.
 pub fn load(path: &Path) -> Loaded {
     let display = path.display().to_string();
@@ -93,15 +96,24 @@ pub fn load(path: &Path) -> Loaded {
             })
             .unwrap_or_default();
         let Some(def) = folder_definition(path) else {
-            return fail(Diagnostic::new(
-                Severity::Error,
-                "no-definition",
-                display,
-                "",
-                format!(
-                    "no {PACKAGE_DEFINITION}, openapi.{{json,yaml,yml}} or swagger.{{json,yaml,yml}} in this folder"
-                ),
-            ));
+            return match wsdl::folder_wsdl(path) {
+                Ok(Some(wsdl)) => {
+                    let mut loaded = wsdl::load(&folder, &wsdl);
+                    loaded.source = path.to_path_buf();
+                    loaded
+                }
+                Ok(None) => fail(Diagnostic::new(
+                    Severity::Error,
+                    "no-definition",
+                    display,
+                    "",
+                    format!(
+                        "no {PACKAGE_DEFINITION}, openapi.{{json,yaml,yml}}, \
+                         swagger.{{json,yaml,yml}} or WSDL in this folder"
+                    ),
+                )),
+                Err(diagnostic) => fail(diagnostic),
+            };
         };
         let props = find_file(path, PACKAGE_PROPERTIES);
         (folder, def, props)
@@ -110,6 +122,9 @@ pub fn load(path: &Path) -> Loaded {
             .file_stem()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        if wsdl::is_wsdl_file(path) {
+            return wsdl::load(&stem, path);
+        }
         (stem, path.to_path_buf(), None)
     };
     let script = if metadata.is_dir() {
@@ -357,6 +372,12 @@ fn folder_definition(dir: &Path) -> Option<PathBuf> {
         .map(|found| dir.join(found))
 }
 
+/// Whether `dir` is a connector folder: it has a definition file or a WSDL (an invalid
+/// mix of WSDLs counts: loading it explains why).
+fn is_connector_folder(dir: &Path) -> bool {
+    folder_definition(dir).is_some() || !matches!(wsdl::folder_wsdl(dir), Ok(None))
+}
+
 /// Whether a loose file in a tree looks like a definition: `openapi*` / `swagger*` /
 /// `*.openapi` / `*.swagger` with a `.json`, `.yaml` or `.yml` extension.
 fn is_definition_file(path: &Path) -> bool {
@@ -377,15 +398,15 @@ fn is_definition_file(path: &Path) -> bool {
 }
 
 /// Every connector folder / definition file under `root` (recursively; a folder that is a
-/// package is not descended further), sorted by path. If `root` itself is a package or a
-/// file, just `[root]`.
+/// package, or holds a WSDL, is not descended further), sorted by path. If `root` itself
+/// is a package or a file, just `[root]`.
 ///
 /// In a folder that is not a package, loose files named like definitions (`openapi*.json`,
 /// `*.swagger.yaml` …) count as connectors; other files are ignored. Hidden folders,
 /// `target` and `node_modules` are not searched, and a folder reached twice through links is
 /// searched once.
 pub fn discover(root: &Path) -> Vec<PathBuf> {
-    if !root.is_dir() || folder_definition(root).is_some() {
+    if !root.is_dir() || is_connector_folder(root) {
         return vec![root.to_path_buf()];
     }
     let mut out = Vec::new();
@@ -407,7 +428,7 @@ pub fn discover(root: &Path) -> Vec<PathBuf> {
                 if name.starts_with('.') || name == "target" || name == "node_modules" {
                     continue;
                 }
-                if folder_definition(&path).is_some() {
+                if is_connector_folder(&path) {
                     out.push(path);
                 } else {
                     stack.push(path);

@@ -157,7 +157,9 @@ fn operation(
         }
     };
     let parts = match ctx.format {
-        SourceFormat::Swagger2 => swagger::operation_parts(ctx, op, at, params, sink),
+        SourceFormat::Swagger2 | SourceFormat::Wsdl11 => {
+            swagger::operation_parts(ctx, op, at, params, sink)
+        }
         SourceFormat::OpenApi30 | SourceFormat::OpenApi31 => {
             openapi::operation_parts(ctx, op, at, params, sink)
         }
@@ -190,6 +192,7 @@ fn operation(
         tags: fields::strings(op, "tags", at, sink).unwrap_or_default(),
         extensions: fields::extensions(op),
         pointer: at.render(),
+        soap: None,
     }
 }
 

@@ -151,7 +151,7 @@ impl<'d> Schemas<'d> {
             out: Map::new(),
         };
         let root: &[&str] = match format {
-            SourceFormat::Swagger2 => &["definitions"],
+            SourceFormat::Swagger2 | SourceFormat::Wsdl11 => &["definitions"],
             SourceFormat::OpenApi30 | SourceFormat::OpenApi31 => &["components", "schemas"],
         };
         let mut cur = Some(doc);

@@ -17,7 +17,9 @@ pub(crate) fn schemes(
 ) -> IndexMap<String, SecurityScheme> {
     let mut out = IndexMap::new();
     let (defs, at_str) = match format {
-        SourceFormat::Swagger2 => (doc.get("securityDefinitions"), "/securityDefinitions"),
+        SourceFormat::Swagger2 | SourceFormat::Wsdl11 => {
+            (doc.get("securityDefinitions"), "/securityDefinitions")
+        }
         SourceFormat::OpenApi30 | SourceFormat::OpenApi31 => (
             doc.get("components").and_then(|c| c.get("securitySchemes")),
             "/components/securitySchemes",
@@ -47,7 +49,9 @@ pub(crate) fn schemes(
         };
         let scheme_at = Ptr::rendered(&resolved.pointer);
         let scheme = match format {
-            SourceFormat::Swagger2 => swagger_scheme(resolved.map, &scheme_at, sink),
+            SourceFormat::Swagger2 | SourceFormat::Wsdl11 => {
+                swagger_scheme(resolved.map, &scheme_at, sink)
+            }
             SourceFormat::OpenApi30 | SourceFormat::OpenApi31 => {
                 openapi_scheme(resolved.map, &scheme_at, sink)
             }

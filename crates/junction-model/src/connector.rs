@@ -19,6 +19,9 @@ pub enum SourceFormat {
     OpenApi30,
     #[serde(rename = "openapi-3.1")]
     OpenApi31,
+    /// A WSDL 1.1 service whose SOAP operations are served as JSON.
+    #[serde(rename = "wsdl-1.1")]
+    Wsdl11,
 }
 
 /// Where the definition says the backend lives. `[connector.NAME] backend = "URL"` replaces it.
@@ -64,6 +67,8 @@ pub struct Connector {
     pub properties: Option<ApiProperties>,
     /// Top-level `x-…` extensions of the definition.
     pub extensions: Extensions,
+    /// The XML types of a connector imported from a WSDL.
+    pub soap: Option<crate::soap::SoapService>,
     /// Path of the definition file the connector was read from, for messages.
     pub source: String,
 }

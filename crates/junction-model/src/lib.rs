@@ -1,7 +1,8 @@
 //! The normalized connector model that every importer produces and every later stage reads.
 //!
 //! A [`Connector`] is one backend API as Junction understands it, whatever format it was
-//! written in (a Power Platform package, Swagger 2.0, OpenAPI 3.0 or 3.1). Schemas are kept
+//! written in (a Power Platform package, Swagger 2.0, OpenAPI 3.0 or 3.1, or a WSDL whose
+//! operations are served as JSON, see [`soap`]). Schemas are kept
 //! as JSON Schema documents (`serde_json::Value`) normalized to draft 2020-12, with every
 //! local `$ref` rewritten to `#/definitions/NAME` and checked to exist, so that
 //! [`Connector::definitions`] is the one place a reference can point to. Nothing here does
@@ -13,6 +14,7 @@ mod name;
 mod operation;
 pub mod secret;
 mod security;
+pub mod soap;
 pub mod units;
 
 pub use connector::{

@@ -235,6 +235,9 @@ pub struct Operation {
     pub visibility: Visibility,
     pub tags: Vec<String>,
     pub extensions: Extensions,
+    /// How the operation talks SOAP, for operations imported from a WSDL (their JSON body
+    /// becomes an envelope, their answer JSON again).
+    pub soap: Option<crate::soap::SoapOperation>,
     pub pointer: String,
 }
 

@@ -37,6 +37,8 @@ pub enum SecurityScheme {
     },
     /// OpenID Connect discovery.
     OpenIdConnect { url: String },
+    /// WS-Security UsernameToken in the SOAP envelope's header (SOAP connectors).
+    WsSecurity,
 }
 
 /// One way to satisfy security: scheme name → required scopes. All entries apply together;

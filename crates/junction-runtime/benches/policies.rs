@@ -103,6 +103,7 @@ fn operation() -> Operation {
         tags: Vec::new(),
         extensions: Map::new(),
         pointer: "/paths/~1items~1{id}/get".into(),
+        soap: None,
     }
 }
 
@@ -138,6 +139,7 @@ fn connector(name: &str, backend: SocketAddr, policies: Vec<Value>) -> Connector
         }),
         extensions: Map::new(),
         source: format!("{name}/apiDefinition.swagger.json"),
+        soap: None,
     }
 }
 

@@ -13,6 +13,10 @@
 //! | `apiKey` (header, query or cookie named by the scheme) | `api_key`; else the value named like the scheme; else the value of the connector's only secret-typed connection parameter |
 //! | `basic` | `username` and `password` |
 //! | `oauth2`, `bearer`, `openIdConnect` | `access_token`, else `token`, sent as `Authorization: Bearer …` |
+//! | WS-Security UsernameToken (SOAP connectors) | `username`, `password` and `ws_security` = `PasswordText` or `PasswordDigest`, written into each envelope's header |
+//!
+//! An API key scheme that travels in a header uses the header `api_key_header` names, when
+//! the connection sets it (a SOAP service names its own).
 //!
 //! Credentials are built once at load; header values are marked sensitive.
 
@@ -24,6 +28,7 @@ use junction_model::{ApiKeyLocation, Connector, SecurityRequirement, SecuritySch
 
 use crate::Secret;
 use crate::encode;
+use crate::upstream::soap::wsse::UsernameToken;
 
 /// One credential to attach to every upstream request of an operation.
 #[derive(Debug, Clone)]
@@ -33,6 +38,8 @@ pub(crate) enum Credential {
     Query(Secret),
     /// An already encoded `name=value` cookie pair.
     Cookie(Secret),
+    /// A WS-Security UsernameToken the SOAP codec writes into the envelope.
+    UsernameToken(UsernameToken),
 }
 
 /// How an operation authenticates upstream.
@@ -158,6 +165,10 @@ fn need(connector: &Connector, scheme_name: &str, scheme: &SecurityScheme) -> St
                 "security scheme '{scheme_name}' needs `access_token` in {section} (OAuth flows are not supported yet)"
             )
         }
+        SecurityScheme::WsSecurity => format!(
+            "security scheme '{scheme_name}' needs `username`, `password` and `ws_security` \
+             (PasswordText or PasswordDigest) in {section}"
+        ),
     }
 }
 
@@ -174,6 +185,9 @@ fn credential(
             };
             Ok(Some(match location {
                 ApiKeyLocation::Header => {
+                    let name = connection
+                        .get("api_key_header")
+                        .map_or(name.as_str(), Secret::expose);
                     let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
                         AuthProblem::Invalid(format!(
                             "security scheme '{scheme_name}' of connector '{}' names header '{name}', which is not a valid header name",
@@ -208,6 +222,27 @@ fn credential(
             };
             let value = header_value(connector, key, &format!("Bearer {}", token.expose()))?;
             Ok(Some(Credential::Header(http::header::AUTHORIZATION, value)))
+        }
+        SecurityScheme::WsSecurity => {
+            let (Some(username), Some(password), Some(kind)) = (
+                connection.get("username"),
+                connection.get("password"),
+                connection.get("ws_security"),
+            ) else {
+                return Ok(None);
+            };
+            let Some(digest) = UsernameToken::kind(kind.expose()) else {
+                return Err(AuthProblem::Invalid(format!(
+                    "connection value 'ws_security' of connector '{}' must be PasswordText or \
+                     PasswordDigest",
+                    connector.name
+                )));
+            };
+            Ok(Some(Credential::UsernameToken(UsernameToken {
+                username: username.clone(),
+                password: password.clone(),
+                digest,
+            })))
         }
     }
 }

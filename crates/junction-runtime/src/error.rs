@@ -83,11 +83,16 @@ pub enum ErrorKind {
     Forbidden,
     /// What is being created already exists (admin API).
     Conflict,
+    /// 400: a SOAP service answered with a Client (1.1) or Sender (1.2) fault: the request
+    /// was wrong in the service's eyes.
+    SoapFault,
+    /// 502: a SOAP service answered with any other fault (Server, Receiver …).
+    SoapServerFault,
 }
 
 impl ErrorKind {
     /// Every kind, in declaration order (for counters indexed by kind).
-    pub const ALL: [ErrorKind; 22] = [
+    pub const ALL: [ErrorKind; 24] = [
         ErrorKind::NotFound,
         ErrorKind::MethodNotAllowed,
         ErrorKind::InvalidRequest,
@@ -110,6 +115,8 @@ impl ErrorKind {
         ErrorKind::Unauthenticated,
         ErrorKind::Forbidden,
         ErrorKind::Conflict,
+        ErrorKind::SoapFault,
+        ErrorKind::SoapServerFault,
     ];
 
     pub fn status(self) -> StatusCode {
@@ -135,6 +142,8 @@ impl ErrorKind {
             ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
             ErrorKind::Forbidden => StatusCode::FORBIDDEN,
             ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::SoapFault => StatusCode::BAD_REQUEST,
+            ErrorKind::SoapServerFault => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -149,13 +158,15 @@ impl ErrorKind {
             | ErrorKind::RateLimited
             | ErrorKind::Unauthenticated
             | ErrorKind::Forbidden
-            | ErrorKind::Conflict => Source::Client,
+            | ErrorKind::Conflict
+            | ErrorKind::SoapFault => Source::Client,
             ErrorKind::UpstreamUnreachable
             | ErrorKind::CircuitOpen
             | ErrorKind::BackendBusy
             | ErrorKind::UpstreamTimeout
             | ErrorKind::UpstreamInvalid
             | ErrorKind::ViewStepFailed
+            | ErrorKind::SoapServerFault
             | ErrorKind::ConnectionUnauthenticated => Source::Upstream,
             ErrorKind::Misconfigured
             | ErrorKind::Internal
@@ -204,6 +215,8 @@ impl ErrorKind {
             ErrorKind::Unauthenticated => "unauthenticated",
             ErrorKind::Forbidden => "forbidden",
             ErrorKind::Conflict => "conflict",
+            ErrorKind::SoapFault => "soap-fault",
+            ErrorKind::SoapServerFault => "soap-server-fault",
         }
     }
 
@@ -232,6 +245,8 @@ impl ErrorKind {
             ErrorKind::Unauthenticated => "Client not authenticated",
             ErrorKind::Forbidden => "Forbidden",
             ErrorKind::Conflict => "Conflict",
+            ErrorKind::SoapFault => "The service refused the request",
+            ErrorKind::SoapServerFault => "The service failed",
         }
     }
 }
@@ -303,6 +318,8 @@ pub struct Error {
     /// Headers the response carries besides the problem's own (`Retry-After`,
     /// `RateLimit-*`); boxed, as most errors have none.
     headers: Option<Box<HeaderMap>>,
+    /// A SOAP fault's code, reason and detail (as JSON), for the problem's `fault` member.
+    fault: Option<Box<serde_json::Value>>,
     cause: Option<BoxError>,
 }
 
@@ -315,6 +332,7 @@ impl Error {
             violations: Vec::new(),
             allow: Vec::new(),
             headers: None,
+            fault: None,
             cause: None,
         }
     }
@@ -375,6 +393,7 @@ impl Error {
             violations: Vec::new(),
             allow: self.allow.clone(),
             headers: self.headers.clone(),
+            fault: self.fault.clone(),
             cause: None,
         }
     }
@@ -390,6 +409,17 @@ impl Error {
     pub fn with_cause(mut self, cause: impl Into<BoxError>) -> Self {
         self.cause = Some(cause.into());
         self
+    }
+
+    /// Adds a SOAP fault (`{"code", "reason", "detail"}`) for the problem's `fault` member.
+    pub fn with_fault(mut self, fault: serde_json::Value) -> Self {
+        self.fault = Some(Box::new(fault));
+        self
+    }
+
+    /// The SOAP fault the service answered, if this error is one.
+    pub fn fault(&self) -> Option<&serde_json::Value> {
+        self.fault.as_deref()
     }
 
     pub fn kind(&self) -> ErrorKind {

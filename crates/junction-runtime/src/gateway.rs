@@ -449,6 +449,9 @@ fn compile_connector(
     }
 
     let base_url = match &section.backend {
+        // A WSDL connector's operations are sent to their port's address path; a `backend`
+        // with a path replaces that path (see `soap_view`).
+        Some(url) if connector.soap.is_some() => Some(url.origin().ascii_serialization()),
         Some(url) => {
             let mut url = url.clone();
             url.set_query(None);
@@ -492,10 +495,18 @@ fn compile_connector(
     let mut routes = RouteTable::default();
     let mut operations = Vec::new();
     let mut operation_security = Vec::new();
+    let soap_types = connector.soap.clone().map(Arc::new);
+    check_soap_port(connector, section, &config.file, diagnostics);
     for op in &connector.operations {
         if op.is_trigger() {
             continue;
         }
+        // Requirements are borrowed from the connector: a renamed SOAP operation is a copy.
+        let security = op.security.as_ref();
+        let Some(op) = soap_view(op, section) else {
+            continue;
+        };
+        let op = op.as_ref();
         let template = route::parse_template(&op.path);
         let index = u32::try_from(operations.len()).unwrap_or(u32::MAX);
         if let Err(existing) = routes.insert(&template, op.method, index) {
@@ -514,13 +525,7 @@ fn compile_connector(
             );
             continue;
         }
-        let auth = auth_for(
-            &mut auth_plans,
-            connector,
-            op.security.as_ref(),
-            section,
-            diagnostics,
-        );
+        let auth = auth_for(&mut auth_plans, connector, security, section, diagnostics);
         let mut notes = Vec::new();
         let mut compiled =
             plan::compile_operation(connector, op, &template, &schemas, auth, &mut notes);
@@ -528,7 +533,12 @@ fn compile_connector(
             policies.for_operation(connector, op, section, section.operations.get(&op.id));
         compiled.policies = plan;
         compiled.refusal = refusal;
-        compiled.read_json = read_json;
+        compiled.read_json |= read_json;
+        let op_config = section.operations.get(&op.id);
+        compiled.idempotent |= op_config.is_some_and(|o| o.idempotent || o.read_only);
+        compiled.soap = soap_types
+            .as_ref()
+            .and_then(|types| upstream::soap::SoapPlan::compile(types, op).map(Box::new));
         compiled.cache = cache_policy(connector, op, section, traffic, diagnostics);
         operations.push(compiled);
         operation_security.push(op.security.clone());
@@ -582,6 +592,7 @@ fn compile_connector(
             connector: Connector {
                 operations: Vec::new(),
                 definitions: serde_json::Map::new(),
+                soap: None,
                 ..connector.clone()
             },
             operations: operation_security,
@@ -589,6 +600,79 @@ fn compile_connector(
         op_metrics: Vec::new(),
         upstream_metrics: Arc::default(),
     }
+}
+
+/// A SOAP operation as its connector's section serves it: with `soap_port`, only the
+/// operations of that port, each under its WSDL name (`None` for another port's); with a
+/// `backend` that has a path, sent to that address. Any other operation as it is.
+fn soap_view<'o>(
+    op: &'o junction_model::Operation,
+    section: &ConnectorConfig,
+) -> Option<std::borrow::Cow<'o, junction_model::Operation>> {
+    use std::borrow::Cow;
+    let Some(soap) = &op.soap else {
+        return Some(Cow::Borrowed(op));
+    };
+    let mut view = Cow::Borrowed(op);
+    if let Some(port) = &section.soap_port {
+        if &soap.port != port {
+            return None;
+        }
+        if op.id != soap.name {
+            let op = view.to_mut();
+            op.id = soap.name.clone();
+            op.path = format!("/{}", soap.name);
+        }
+    }
+    // `backend = "http://host:port/path"` is the service's address: its path replaces the
+    // port's (a bare `http://host:port` keeps the port's path).
+    if let Some(backend) = &section.backend
+        && backend.path() != "/"
+        && let Some(soap) = &mut view.to_mut().soap
+    {
+        soap.address = backend.to_string();
+    }
+    Some(view)
+}
+
+/// An error when `soap_port` names no port of the connector (or it is not a WSDL one).
+fn check_soap_port(
+    connector: &Connector,
+    section: &ConnectorConfig,
+    file: &std::path::Path,
+    diagnostics: &mut Diagnostics,
+) {
+    let Some(port) = &section.soap_port else {
+        return;
+    };
+    let mut ports: Vec<&str> = connector
+        .operations
+        .iter()
+        .filter_map(|op| op.soap.as_ref().map(|s| s.port.as_str()))
+        .collect();
+    ports.dedup();
+    if ports.contains(&port.as_str()) {
+        return;
+    }
+    let known = if ports.is_empty() {
+        "it is not a WSDL connector".to_owned()
+    } else {
+        format!("its ports are {}", ports.join(", "))
+    };
+    let mut diagnostic = Diagnostic::new(
+        Severity::Error,
+        "unknown-soap-port",
+        file.display().to_string(),
+        format!("/connector/{}/soap_port", connector.name),
+        format!(
+            "[connector.{}] soap_port = \"{port}\" names no port of connector '{}': {known}",
+            connector.name, connector.name
+        ),
+    );
+    if let Some(line) = section.line {
+        diagnostic = diagnostic.at(line, 1);
+    }
+    diagnostics.push(diagnostic);
 }
 
 /// Gives `plan` its series in `metrics`: one per operation, and its upstream histogram.
@@ -695,7 +779,9 @@ fn cache_policy(
     let policy = CacheOverrides::resolve(section.traffic.cache.as_ref(), own)?;
     traffic.cache.as_ref()?;
     let method = http::Method::from_bytes(op.method.as_str().as_bytes()).ok()?;
-    if !policy.applies_to(&method) {
+    // A `read_only` operation is cached wherever a GET would be.
+    let read_only = section.operations.get(&op.id).is_some_and(|o| o.read_only);
+    if !(policy.applies_to(&method) || read_only && policy.applies_to(&http::Method::GET)) {
         // A connector-wide section quietly skips the methods it does not cache; an
         // operation's own section that cannot apply is almost always a mistake.
         if own.is_some() {

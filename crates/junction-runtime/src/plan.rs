@@ -124,6 +124,11 @@ pub(crate) struct OperationPlan {
     /// A header parameter `Content-Type` (its index in `params`): it declares the body's
     /// media type, as Power Platform sends it, whatever `consumes` says.
     pub content_type_param: Option<usize>,
+    /// Whether the request may be sent again (its method is idempotent, or the
+    /// configuration says the operation is `idempotent` or `read_only`).
+    pub idempotent: bool,
+    /// How the operation talks SOAP, for operations imported from a WSDL.
+    pub soap: Option<Box<crate::upstream::soap::SoapPlan>>,
 }
 
 /// An operation the gateway refuses to call, and why.
@@ -263,7 +268,18 @@ pub(crate) fn compile_operation(
     }
 
     let mut next_capture = path_params.iter();
-    let segments = template
+    // A SOAP operation is routed by its name and sent to its port's address.
+    let soap_path = op.soap.as_ref().map(|soap| {
+        let path = soap.address_path();
+        let path = path.split(['?', '#']).next().unwrap_or(path);
+        path.trim_start_matches('/')
+            .split('/')
+            .map(|segment| vec![Piece::Literal(segment.to_owned())])
+            .collect::<Vec<_>>()
+    });
+    let segments = soap_path
+        .as_deref()
+        .unwrap_or(template)
         .iter()
         .map(|segment| {
             segment
@@ -298,10 +314,12 @@ pub(crate) fn compile_operation(
         segments,
         body,
         auth,
-        read_json: false,
+        read_json: op.soap.is_some(),
         policies: None,
         refusal: None,
         cache: None,
+        idempotent: op.method.is_idempotent(),
+        soap: None,
     }
 }
 

@@ -8,7 +8,8 @@
 //! `date`, `email`, `uuid` …); unknown formats are annotations. A schema that does not
 //! compile (published definitions contain some junk) is reported and left unvalidated.
 
-use jsonschema::{Draft, Registry, Validator};
+use jsonschema::error::ValidationErrorKind;
+use jsonschema::{Draft, Registry, ValidationError, Validator};
 use junction_model::Connector;
 use serde_json::{Map, Value, json};
 
@@ -152,6 +153,42 @@ fn add_integer_bounds(map: &mut Map<String, Value>) {
     map.entry("maximum").or_insert(max);
 }
 
+/// Adds `error` to `out`; for an `anyOf` or `oneOf` that no branch satisfied, the errors of
+/// the one branch whose type fits the value instead, recursively: a nullable object sent
+/// with a bad member reports that member, not "not valid under any of the schemas".
+fn fitting_branch(error: ValidationError<'static>, out: &mut Vec<ValidationError<'static>>) {
+    let fits = |branch: &Vec<ValidationError<'static>>| {
+        !branch.iter().any(|e| {
+            matches!(e.kind(), ValidationErrorKind::Type { .. })
+                && e.instance_path() == error.instance_path()
+        })
+    };
+    let single = match error.kind() {
+        ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } => {
+            let mut fitting = context.iter().enumerate().filter(|(_, b)| fits(b));
+            match (fitting.next(), fitting.next()) {
+                (Some((index, _)), None) => Some(index),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    let Some(index) = single else {
+        out.push(error);
+        return;
+    };
+    let (ValidationErrorKind::AnyOf { mut context }
+    | ValidationErrorKind::OneOfNotValid { mut context }) = error.into_parts().kind
+    else {
+        return;
+    };
+    if index < context.len() {
+        for inner in context.swap_remove(index) {
+            fitting_branch(inner, out);
+        }
+    }
+}
+
 /// Validates `value`, appending at most [`MAX_VIOLATIONS`] violations in total.
 /// Parameters are named by `name`; the body by JSON pointer.
 pub(crate) fn check(
@@ -161,7 +198,11 @@ pub(crate) fn check(
     name: Option<&str>,
     out: &mut Vec<Violation>,
 ) {
+    let mut errors = Vec::new();
     for error in validator.iter_errors(value) {
+        fitting_branch(error.to_owned(), &mut errors);
+    }
+    for error in errors {
         if out.len() >= MAX_VIOLATIONS {
             break;
         }
@@ -229,6 +270,7 @@ mod tests {
             properties: None,
             extensions: Map::new(),
             source: "pets.json".into(),
+            soap: None,
         }
     }
 
@@ -266,6 +308,38 @@ mod tests {
         assert!(pointers.contains(&"/0".to_owned()));
         assert!(pointers.contains(&"/0/tag/id".to_owned()));
         assert!(pointers.contains(&"/1/name".to_owned()));
+    }
+
+    #[test]
+    fn a_nullable_object_reports_its_members_not_the_any_of() {
+        let (compiler, _) = SchemaCompiler::new(&connector(json!({
+            "Address": {"type": "object", "required": ["street"],
+                        "properties": {"zip": {"type": "string", "pattern": "^[0-9]{5}$"}}}
+        })));
+        let v = compiler
+            .compile(
+                &json!({"type": "object", "properties": {"address": {"anyOf": [
+                    {"$ref": "#/definitions/Address"}, {"type": "null"}
+                ]}}}),
+                &[],
+            )
+            .unwrap()
+            .unwrap();
+        let found = violations(&v, json!({"address": {"zip": "12"}}));
+        let pointers: Vec<_> = found.iter().map(|v| v.pointer.clone().unwrap()).collect();
+        assert_eq!(pointers, ["/address", "/address/zip"], "{found:?}");
+        assert!(
+            found[0]
+                .message
+                .contains("\"street\" is a required property"),
+            "{found:?}"
+        );
+        assert!(found[1].message.contains("does not match"), "{found:?}");
+        // A value of neither type still names the alternatives.
+        let found = violations(&v, json!({"address": 5}));
+        assert_eq!(found.len(), 1);
+        assert!(found[0].message.contains("anyOf"), "{found:?}");
+        assert!(violations(&v, json!({"address": null})).is_empty());
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! policies has them rewrite it in between), [`codec`] turns its arguments into the
 //! backend's body and the answer into the client's, [`exchange`] passes the backend's
 //! guards and retries, and [`transport`] carries the request to the backend. `codec` and
-//! `transport` are where new kinds of backends plug in (SOAP envelopes; an outbound agent).
+//! `transport` are where new kinds of backends plug in: [`soap`] is the codec of operations
+//! imported from a WSDL (an outbound agent is the next transport).
 //! The response keeps status, headers (minus hop-by-hop ones) and a streamed body.
 
 use http::request::Parts;
@@ -23,6 +24,7 @@ pub(crate) mod codec;
 pub(crate) mod exchange;
 pub(crate) mod outbound;
 mod pool;
+pub(crate) mod soap;
 pub(crate) mod transport;
 
 pub(crate) use exchange::{Call, Held};

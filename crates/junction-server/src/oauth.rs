@@ -540,6 +540,7 @@ mod tests {
             }),
             extensions: serde_json::Map::new(),
             source: "graph".into(),
+            soap: None,
         }
     }
 

@@ -37,6 +37,9 @@ struct Problem<'a> {
     trace_id: Option<&'a str>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     errors: &'a [Violation],
+    /// A SOAP service's fault: code, reason and detail.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fault: Option<&'a serde_json::Value>,
 }
 
 /// The request id: the client's `X-Request-Id` when it is short and plain, else a new one.
@@ -87,6 +90,7 @@ pub fn traced_response(
         request_id,
         trace_id,
         errors: error.violations(),
+        fault: error.fault(),
     };
     let body = serde_json::to_vec(&problem).unwrap_or_else(|_| b"{}".to_vec());
     let mut response = Response::new(Body::from(body));

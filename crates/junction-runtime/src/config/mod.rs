@@ -204,6 +204,9 @@ pub struct ConnectorConfig {
     pub operations: IndexMap<String, OperationConfig>,
     /// Cache, rate limits, retries, breaker and concurrency limit of the connector.
     pub traffic: ConnectorTraffic,
+    /// `soap_port`: of a WSDL connector, serve only this port's operations, under their
+    /// own names.
+    pub soap_port: Option<String>,
     /// Line of the section header in the file, for messages.
     pub line: Option<u32>,
 }
@@ -216,6 +219,11 @@ pub struct OperationConfig {
     pub paging: Option<Paging>,
     /// `[connector.NAME.operation.ID.cache]`: overrides the connector's cache keys.
     pub cache: Option<CacheOverrides>,
+    /// `read_only`: the operation changes nothing although its method is POST (a SOAP
+    /// query): a cache section caches it, and it is retried like a GET.
+    pub read_only: bool,
+    /// `idempotent`: sending it twice does no more than once: it is retried like a PUT.
+    pub idempotent: bool,
     /// Line of the section header, for messages.
     pub line: Option<u32>,
 }
@@ -509,6 +517,7 @@ struct RawConnector {
     breaker: Option<RawBreaker>,
     max_concurrency: Option<Spanned<traffic::Flex>>,
     queue_timeout: Option<Spanned<String>>,
+    soap_port: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -517,6 +526,8 @@ struct RawOperation {
     transform: Option<RawTransforms>,
     paging: Option<Spanned<RawPaging>>,
     cache: Option<RawCachePolicy>,
+    read_only: Option<bool>,
+    idempotent: Option<bool>,
 }
 
 /// jq code is not expanded from the environment: `$name` is jq syntax, and `$ENV` would
@@ -655,6 +666,8 @@ impl Builder<'_> {
                             .cache
                             .as_ref()
                             .map(|c| Values(self).cache_policy(c, &format!("{op_key}.cache"))),
+                        read_only: op.read_only.unwrap_or(false),
+                        idempotent: op.idempotent.unwrap_or(false),
                         line: op_line,
                     },
                 );
@@ -671,6 +684,7 @@ impl Builder<'_> {
                     paging,
                     operations,
                     traffic: connector_traffic,
+                    soap_port: section.soap_port.map(Spanned::into_inner),
                     line,
                 },
             );

@@ -1,8 +1,8 @@
 //! How an operation's arguments become the backend's request body, and its answer the
-//! client's: the codec of the operation. Today JSON (forwarded byte for byte, or written
-//! from the validated value), url-encoded and multipart forms, and raw bodies streamed
-//! through; answers pass unchanged. This is the one place another encoding (a SOAP
-//! envelope from JSON arguments, and JSON from its XML answer) is added.
+//! client's: the codec of the operation. JSON (forwarded byte for byte, or written from
+//! the validated value), url-encoded and multipart forms, and raw bodies streamed through,
+//! whose answers pass unchanged; and SOAP ([`super::soap`]): the JSON arguments written as
+//! an envelope when the request is sent, the XML answer read back into JSON here.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -17,6 +17,7 @@ use crate::bind::{FilePart, Origin, OutBody};
 use crate::body::{RequestBody, UpstreamBody};
 use crate::encode;
 use crate::error::{Error, ErrorKind};
+use crate::gateway::ConnectorPlan;
 use crate::plan::{OperationPlan, value_text};
 
 /// Encodes the body to send: `bound` as bytes, a stream or a form, with its Content-Type set in
@@ -76,14 +77,26 @@ pub(crate) fn encode(
     })
 }
 
-/// The backend's answer as the client gets it. Every codec of today passes it unchanged;
-/// a codec that translates (an XML envelope to JSON) does it here, before the response
-/// policies and the cache see it.
-pub(crate) fn decode(
-    _op: &OperationPlan,
+/// The backend's answer as the client gets it: a SOAP envelope read into JSON (or its
+/// fault into an error), anything else unchanged; before the response policies and the
+/// cache see it.
+pub(crate) async fn decode(
+    connector: &ConnectorPlan,
+    op: &OperationPlan,
     response: http::Response<UpstreamBody>,
 ) -> Result<http::Response<UpstreamBody>, Error> {
-    Ok(response)
+    match &op.soap {
+        Some(soap) => {
+            super::soap::read(
+                soap,
+                &connector.name,
+                connector.max_response_bytes,
+                response,
+            )
+            .await
+        }
+        None => Ok(response),
+    }
 }
 
 /// Form values as `application/x-www-form-urlencoded`.

@@ -72,7 +72,7 @@ pub(crate) async fn exchange(call: Call<'_>) -> Result<(http::Response<Incoming>
         span.rename(format!("{method} {}/{}", connector.name, op.id));
     }
     let admitted = admit(connector, &uri).await?;
-    let replay = Replay::of(method, &uri, &headers, &body);
+    let replay = Replay::of(op, method, &uri, &headers, &body);
     // Scheme, host and path of the call (never its query), for the client span.
     let span_uri = span.as_ref().map(|_| uri.clone());
     let started = Instant::now();
@@ -195,12 +195,14 @@ struct Replay {
 
 impl Replay {
     fn of(
+        op: &OperationPlan,
         method: &http::Method,
         uri: &Uri,
         headers: &HeaderMap,
         body: &RequestBody,
     ) -> Option<Self> {
-        if !is_idempotent(method) {
+        // The operation's own method may be rewritten by a policy: both must allow it.
+        if !(is_idempotent(method) || (op.idempotent && method == http::Method::POST)) {
             return None;
         }
         let body = match body {

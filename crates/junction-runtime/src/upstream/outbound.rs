@@ -80,11 +80,16 @@ pub(crate) fn build(
         return Err(Error::invalid(violations));
     }
     let body = match bound.body {
+        // A SOAP operation's JSON is written as an envelope when it is sent.
+        OutBody::Empty if op.soap.is_some() => OutboundBody::Json {
+            value: Value::Null,
+            original: None,
+        },
         OutBody::Json {
             value,
             original,
             content_type,
-        } if keep_json => {
+        } if keep_json || op.soap.is_some() => {
             headers.insert(header::CONTENT_TYPE, content_type);
             OutboundBody::Json { value, original }
         }
@@ -117,7 +122,40 @@ pub(crate) async fn send(
     credentials: &[Credential],
 ) -> Result<http::Response<UpstreamBody>, Error> {
     let uri = uri(connector, op, &out, credentials)?;
-    let body = match out.body {
+    let mut headers = out.headers;
+    let body = match (out.body, &op.soap) {
+        (OutboundBody::Json { value, original }, Some(soap)) => {
+            let value = match (value, original) {
+                (Value::Null, Some(bytes)) => serde_json::from_slice(&bytes).unwrap_or_default(),
+                (value, _) => value,
+            };
+            let token = credentials.iter().find_map(|c| match c {
+                Credential::UsernameToken(token) => Some(token),
+                _ => None,
+            });
+            soap.headers(&mut headers);
+            RequestBody::full(Bytes::from(super::soap::write(soap, &value, token)?))
+        }
+        (body, _) => plain_body(body)?,
+    };
+    let (response, held) = exchange::exchange(Call {
+        connector,
+        op,
+        method: &out.method,
+        uri,
+        headers,
+        body,
+    })
+    .await?;
+    let mut response =
+        response.map(|incoming| UpstreamBody::new(incoming, held, connector.timeout));
+    strip_hop_by_hop(response.headers_mut());
+    codec::decode(connector, op, response).await
+}
+
+/// The body of a request that is not a SOAP envelope, as bytes to send.
+fn plain_body(body: OutboundBody) -> Result<RequestBody, Error> {
+    Ok(match body {
         OutboundBody::Encoded(body) => body,
         OutboundBody::Json {
             original: Some(bytes),
@@ -128,20 +166,7 @@ pub(crate) async fn send(
                 Error::new(ErrorKind::Internal, "could not write the request body").with_cause(e)
             })?))
         }
-    };
-    let (response, held) = exchange::exchange(Call {
-        connector,
-        op,
-        method: &out.method,
-        uri,
-        headers: out.headers,
-        body,
     })
-    .await?;
-    let mut response =
-        response.map(|incoming| UpstreamBody::new(incoming, held, connector.timeout));
-    strip_hop_by_hop(response.headers_mut());
-    codec::decode(op, response)
 }
 
 /// The URI of `out`: on the connector's target from its parsed pieces (no URL parsing on
@@ -423,7 +448,7 @@ pub(crate) fn build_headers(
                 }
                 cookie.push_str(pair.expose());
             }
-            Credential::Query(_) => {}
+            Credential::Query(_) | Credential::UsernameToken(_) => {}
         }
     }
     if !cookie.is_empty() {

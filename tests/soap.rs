@@ -1,0 +1,649 @@
+//! SOAP connectors against a real SOAP server: `tests/python/soap_people.py`, a spyne
+//! (PyPI) service started by the test, whose WSDLs are fetched from it once and placed in
+//! the connector folders. Covers SOAP 1.1 and 1.2 ports, document/literal wrapped and
+//! rpc/literal operations, simple, nested and recursive-free complex types, arrays of one
+//! and of many, optional and nillable elements, attributes, an enumeration, dates, faults,
+//! a one-way operation, WS-Security UsernameToken, the read-only cache and a view that
+//! combines a SOAP and a REST operation. Import problems (remote imports, cycles, DTDs)
+//! are checked on files written by the test.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Path as UrlPath;
+use axum::routing::get;
+use junction_server::RunningServer;
+use serde_json::{Value, json};
+use tokio::io::AsyncBufReadExt;
+
+use crate::harness::{serve_dir, write_config};
+use crate::support::*;
+
+/// `$JUNCTION_TEST_PYTHON` (scripts/test sets it to its virtual environment's, with spyne
+/// and lxml installed), else `python3` when that one has spyne.
+fn python() -> String {
+    let candidate = std::env::var("JUNCTION_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = std::process::Command::new(&candidate)
+        .args(["-c", "import spyne, lxml"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "a Python with spyne and lxml is needed: run scripts/test, which installs them, or \
+         set JUNCTION_TEST_PYTHON (tried `{candidate}`)"
+    );
+    candidate
+}
+
+/// The spyne service, stopped when dropped.
+pub struct SoapService {
+    _child: tokio::process::Child,
+    pub port: u16,
+}
+
+impl SoapService {
+    pub async fn start() -> SoapService {
+        let script = crate::harness::workspace_root().join("tests/python/soap_people.py");
+        let mut child = tokio::process::Command::new(python())
+            .arg(script)
+            .arg("0")
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("the SOAP service did not start within 30 s")
+            .unwrap()
+            .expect("the SOAP service exited");
+        let port = line
+            .strip_prefix("listening ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"));
+        SoapService {
+            _child: child,
+            port,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Fetches the WSDL of `path` and writes it to `connectors/{folder}/service.wsdl`.
+    pub async fn place_wsdl(&self, path: &str, dir: &Path, folder: &str) {
+        let reply = fetch(self.url(&format!("{path}?wsdl"))).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        let folder = dir.join("connectors").join(folder);
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join("service.wsdl"), &reply.body).unwrap();
+    }
+
+    /// How many POSTs each path answered.
+    async fn calls(&self, path: &str) -> u64 {
+        let reply = fetch(self.url("/stats")).await;
+        String::from_utf8_lossy(&reply.body)
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{path} ")))
+            .map_or(0, |n| n.parse().unwrap())
+    }
+}
+
+/// A gateway over the service's SOAP 1.1, SOAP 1.2 and rpc/literal endpoints (`people`,
+/// `people12`, `calc`), with `toml` added to its configuration and `more` run on the
+/// configuration directory before it starts.
+async fn gateway_over(
+    service: &SoapService,
+    toml: &str,
+    more: impl AsyncFnOnce(&Path),
+) -> (RunningServer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    service.place_wsdl("/soap11", dir.path(), "people").await;
+    service.place_wsdl("/soap12", dir.path(), "people12").await;
+    service.place_wsdl("/rpc", dir.path(), "calc").await;
+    more(dir.path()).await;
+    write_config(dir.path(), toml);
+    let server = serve_dir(dir.path()).await;
+    (server, dir)
+}
+
+async fn call(server: &RunningServer, path: &str, body: Value) -> Reply {
+    collect(
+        client()
+            .post(format!("{}/connectors/{path}", server.data_url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+fn ada() -> Value {
+    json!({
+        "id": 1,
+        "name": "Ada Lovelace",
+        "age": 36,
+        "born": "1815-12-10",
+        "seen": "1852-11-27T12:00:00+00:00",
+        "height": 1.65,
+        "salary": 1234.5,
+        "active": false,
+        "status": "retired",
+        "address": {"street": "12 St James's Square", "city": "London", "zip": "10001"},
+        "nicknames": {"string": ["Enchantress of Numbers"]},
+        "phones": ["+44 20 0000 0001", "+44 20 0000 0002"],
+    })
+}
+
+#[tokio::test]
+async fn soap_spyne_operations_over_soap_1_1_1_2_and_rpc_literal() {
+    let service = SoapService::start().await;
+    let (server, _dir) = gateway_over(&service, "", async |_: &Path| {}).await;
+    assert!(server.diagnostics.is_empty(), "{:?}", server.diagnostics);
+
+    // Arrays of many and of one: always arrays.
+    let reply = call(
+        &server,
+        "people/SayHello",
+        json!({"name": "Ann", "times": 2}),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(
+        reply.json(),
+        json!({"SayHelloResult": {"string": ["Hello, Ann (1)", "Hello, Ann (2)"]}})
+    );
+    let reply = call(
+        &server,
+        "people/SayHello",
+        json!({"name": "Ann", "times": 1}),
+    )
+    .await;
+    assert_eq!(
+        reply.json(),
+        json!({"SayHelloResult": {"string": ["Hello, Ann (1)"]}})
+    );
+
+    // Nested types, an attribute, an enumeration, dates, numbers and booleans, typed; the
+    // properties in schema order. The same over SOAP 1.2.
+    for connector in ["people", "people12"] {
+        let reply = call(&server, &format!("{connector}/GetPerson"), json!({"id": 1})).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert_eq!(reply.json(), json!({"GetPersonResult": ada()}));
+        let keys: Vec<String> = reply.json()["GetPersonResult"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(keys.first().map(String::as_str), Some("id"), "{keys:?}");
+        assert_eq!(keys.get(1).map(String::as_str), Some("name"), "{keys:?}");
+    }
+    // Optional elements absent, an empty array present, markup in text read back intact.
+    let reply = call(&server, "people/GetPerson", json!({"id": 2})).await;
+    assert_eq!(
+        reply.json(),
+        json!({"GetPersonResult": {"id": 2, "name": "Grace <Hopper> & Co",
+            "nicknames": {"string": []}, "phones": ["+1 555 0100"]}})
+    );
+
+    // A round trip: escaping of & < > " and non-ASCII, nested objects, an explicit null
+    // (xsi:nil) read back as absent by spyne.
+    let person = json!({
+        "id": 5, "name": "Zoë <&> \"q\" ' 日本", "age": 7, "born": "2019-01-02",
+        "status": "active", "address": {"street": "Main & 1st", "zip": "12345"},
+        "nicknames": {"string": ["a", "b"]}, "phones": ["1"], "height": null,
+    });
+    let reply = call(&server, "people/EchoPerson", json!({"person": person})).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let mut expected = person.clone();
+    expected.as_object_mut().unwrap().remove("height");
+    assert_eq!(reply.json(), json!({"EchoPersonResult": expected}));
+
+    // rpc/literal: parts as unqualified children of the operation element.
+    let reply = call(&server, "calc/Add", json!({"a": 2, "b": 40})).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.json(), json!({"sum": 42}));
+
+    // One-way: 202 with no body; the service did get it.
+    let reply = call(&server, "people/Notify", json!({"line": "hi"})).await;
+    assert_eq!(reply.status, 202, "{reply:?}");
+    assert!(reply.body.is_empty());
+    let reply = call(&server, "people/Logged", json!({})).await;
+    assert_eq!(
+        reply.json(),
+        json!({"LoggedResult": {"string": ["notified: hi"]}})
+    );
+}
+
+#[tokio::test]
+async fn soap_faults_and_invalid_input_are_problems() {
+    let service = SoapService::start().await;
+    let (server, _dir) = gateway_over(&service, "", async |_: &Path| {}).await;
+
+    // A Client fault (SOAP 1.1) and a Sender fault (SOAP 1.2): 400, with code, reason and
+    // detail as JSON.
+    for connector in ["people", "people12"] {
+        let reply = call(&server, &format!("{connector}/GetPerson"), json!({"id": 9})).await;
+        let problem = reply.problem(400, "soap-fault");
+        assert_eq!(problem["fault"]["reason"], "no person 9", "{problem}");
+        assert_eq!(problem["fault"]["detail"], json!({"id": "9"}), "{problem}");
+        assert!(
+            problem["fault"]["code"]
+                .as_str()
+                .is_some_and(|c| c.contains("Client") || c.contains("Sender")),
+            "{problem}"
+        );
+    }
+    // A Server fault: 502.
+    let reply = call(&server, "people/Explode", json!({"why": "boom"})).await;
+    let problem = reply.problem(502, "soap-server-fault");
+    assert_eq!(problem["fault"]["reason"], "exploded: boom", "{problem}");
+
+    // Invalid input is refused before any call, naming each field.
+    let before = service.calls("/soap11").await;
+    let reply = call(
+        &server,
+        "people/EchoPerson",
+        json!({"person": {"name": "x", "age": 200, "status": "nope", "address": {"zip": "12"}}}),
+    )
+    .await;
+    let problem = reply.problem(400, "invalid-request");
+    let pointers: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["pointer"].as_str().unwrap())
+        .collect();
+    for pointer in [
+        "/person/age",
+        "/person/status",
+        "/person/address",
+        "/person/address/zip",
+    ] {
+        assert!(pointers.contains(&pointer), "{pointer}: {problem}");
+    }
+    let reply = call(&server, "people/SayHello", json!({"times": 1})).await;
+    let problem = reply.problem(400, "invalid-request");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("name"),
+        "{problem}"
+    );
+    assert_eq!(service.calls("/soap11").await, before);
+}
+
+#[tokio::test]
+async fn soap_ws_security_username_token_text_and_digest() {
+    let service = SoapService::start().await;
+    let toml = r#"
+[connector.secure-text.connection]
+username = "alice"
+password = "wonderland"
+ws_security = "PasswordText"
+
+[connector.secure-digest.connection]
+username = "alice"
+password = "wonderland"
+ws_security = "PasswordDigest"
+
+[connector.secure-wrong.connection]
+username = "alice"
+password = "queen"
+ws_security = "PasswordDigest"
+"#;
+    let (server, _dir) = gateway_over(&service, toml, async |dir: &Path| {
+        for folder in ["secure-text", "secure-digest", "secure-wrong", "open"] {
+            service.place_wsdl("/secure", dir, folder).await;
+        }
+    })
+    .await;
+    for connector in ["secure-text", "secure-digest"] {
+        let reply = call(&server, &format!("{connector}/GetPerson"), json!({"id": 1})).await;
+        assert_eq!(reply.status, 200, "{connector}: {reply:?}");
+        assert_eq!(reply.json(), json!({"GetPersonResult": ada()}));
+    }
+    // The service refuses a wrong digest and a missing token with a Client fault.
+    let reply = call(&server, "secure-wrong/GetPerson", json!({"id": 1})).await;
+    let problem = reply.problem(400, "soap-fault");
+    assert_eq!(problem["fault"]["reason"], "wrong digest", "{problem}");
+    assert!(!reply.body.windows(5).any(|w| w == b"queen"));
+    let reply = call(&server, "open/GetPerson", json!({"id": 1})).await;
+    let problem = reply.problem(400, "soap-fault");
+    assert_eq!(
+        problem["fault"]["reason"], "no wsse:UsernameToken",
+        "{problem}"
+    );
+}
+
+/// A REST backend for the view: `GET /badges/{id}`.
+const BADGES: &str = r#"{
+  "swagger": "2.0",
+  "info": {"title": "Badges", "version": "1.0"},
+  "host": "localhost",
+  "basePath": "/",
+  "schemes": ["http"],
+  "paths": {"/badges/{id}": {"get": {
+    "operationId": "GetBadge",
+    "parameters": [{"name": "id", "in": "path", "required": true, "type": "integer"}],
+    "responses": {"200": {"description": "a badge", "schema": {"type": "object"}}}
+  }}}
+}"#;
+
+const PROFILE_VIEW: &str = r#"summary = "A person with their badge"
+shape = '{name: .steps.person.GetPersonResult.name, city: .steps.person.GetPersonResult.address.city, badge: .steps.badge.badge}'
+
+[input.id]
+type = "integer"
+required = true
+
+[step.person]
+operation = "people.GetPerson"
+args = { body = { id = "$inputs.id" } }
+
+[step.badge]
+operation = "badges.GetBadge"
+args = { id = "$inputs.id" }
+"#;
+
+#[tokio::test]
+async fn soap_read_only_operation_is_cached_and_a_view_combines_soap_and_rest() {
+    let service = SoapService::start().await;
+    let badges =
+        start_backend(Router::new().route(
+            "/badges/{id}",
+            get(|UrlPath(id): UrlPath<u32>| async move {
+                axum::Json(json!({"badge": format!("B-{id}")}))
+            }),
+        ))
+        .await;
+    let toml = format!(
+        r#"
+[connector.badges]
+backend = "http://{badges}/"
+
+[connector.people.cache]
+ttl = "60s"
+
+[connector.people.operation.GetPerson]
+read_only = true
+
+[rate_limit]
+per_client = "1000/min"
+"#
+    );
+    let (server, _dir) = gateway_over(&service, &toml, async |dir: &Path| {
+        let folder = dir.join("connectors/badges");
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join("apiDefinition.swagger.json"), BADGES).unwrap();
+        let views = dir.join("views");
+        std::fs::create_dir_all(&views).unwrap();
+        std::fs::write(views.join("profile.toml"), PROFILE_VIEW).unwrap();
+    })
+    .await;
+    assert!(server.diagnostics.is_empty(), "{:?}", server.diagnostics);
+
+    // The read-only operation is cached (keyed by its body); the others are not.
+    let before = service.calls("/soap11").await;
+    let first = call(&server, "people/GetPerson", json!({"id": 1})).await;
+    assert_eq!(x_cache(&first), "MISS");
+    let second = call(&server, "people/GetPerson", json!({"id": 1})).await;
+    assert_eq!(x_cache(&second), "HIT");
+    assert_eq!(second.json(), first.json());
+    let other = call(&server, "people/GetPerson", json!({"id": 2})).await;
+    assert_eq!(x_cache(&other), "MISS");
+    assert_eq!(service.calls("/soap11").await, before + 2);
+    let reply = call(&server, "people/SayHello", json!({"name": "A"})).await;
+    assert_eq!(reply.header("x-cache"), None);
+
+    // The view: the SOAP step (from the cache) and the REST step at once.
+    let reply = fetch(format!("{}/views/profile?id=1", server.data_url())).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(
+        reply.json(),
+        json!({"name": "Ada Lovelace", "city": "London", "badge": "B-1"})
+    );
+    // A fault in a required step fails the view with the step's problem, named.
+    let reply = fetch(format!("{}/views/profile?id=9", server.data_url())).await;
+    let problem = reply.problem(400, "soap-fault");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("required step 'person' (people.GetPerson) failed"),
+        "{problem}"
+    );
+}
+
+// ---------------------------------------------------------------- import problems
+
+fn load_codes(path: &Path) -> (bool, Vec<String>) {
+    let loaded = junction_import::load(path);
+    let codes = loaded
+        .diagnostics
+        .iter()
+        .map(|d| {
+            format!(
+                "{} {}:{}:{} {}",
+                d.code,
+                d.file,
+                d.line.unwrap_or(0),
+                d.column.unwrap_or(0),
+                d.message
+            )
+        })
+        .collect();
+    (loaded.connector.is_some(), codes)
+}
+
+const WSDL_HEAD: &str = r#"<?xml version="1.0"?>
+<definitions xmlns="http://schemas.xmlsoap.org/wsdl/" xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/"
+    xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:tns="urn:t" targetNamespace="urn:t">
+"#;
+
+/// A WSDL whose types import `types.xsd`, which includes `more.xsd` and imports `other.xsd`,
+/// and whose operation is defined in `ops.wsdl` (a `wsdl:import`).
+fn write_imports(dir: &Path, types_import: &str) {
+    std::fs::write(
+        dir.join("main.wsdl"),
+        format!(
+            r#"{WSDL_HEAD}  <import namespace="urn:t" location="ops.wsdl"/>
+  <types><xsd:schema targetNamespace="urn:t">
+    <xsd:import namespace="urn:t" schemaLocation="{types_import}"/>
+  </xsd:schema></types>
+  <service name="S"><port name="P" binding="tns:B"><soap:address location="http://127.0.0.1:1/s"/></port></service>
+</definitions>"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("ops.wsdl"),
+        format!(
+            r#"{WSDL_HEAD}  <message name="In"><part name="p" element="tns:Ask"/></message>
+  <message name="Out"><part name="p" element="tns:Answer"/></message>
+  <portType name="PT"><operation name="Ask"><input message="tns:In"/><output message="tns:Out"/></operation></portType>
+  <binding name="B" type="tns:PT"><soap:binding style="document" transport="http://schemas.xmlsoap.org/soap/http"/>
+    <operation name="Ask"><soap:operation soapAction="urn:t#Ask"/>
+      <input><soap:body use="literal"/></input><output><soap:body use="literal"/></output></operation>
+  </binding>
+</definitions>"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("types.xsd"),
+        r#"<xsd:schema xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:o="urn:o" targetNamespace="urn:t" xmlns:tns="urn:t" elementFormDefault="qualified">
+  <xsd:include schemaLocation="more.xsd"/>
+  <xsd:import namespace="urn:o" schemaLocation="other.xsd"/>
+  <xsd:element name="Ask"><xsd:complexType><xsd:sequence>
+    <xsd:element name="query" type="xsd:string"/><xsd:element name="where" type="o:Place"/>
+  </xsd:sequence></xsd:complexType></xsd:element>
+  <xsd:element name="Answer" type="tns:Answer"/>
+</xsd:schema>"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("more.xsd"),
+        r#"<xsd:schema xmlns:xsd="http://www.w3.org/2001/XMLSchema" elementFormDefault="qualified">
+  <xsd:complexType name="Answer"><xsd:sequence><xsd:element name="text" type="xsd:string" maxOccurs="unbounded"/></xsd:sequence></xsd:complexType>
+</xsd:schema>"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("other.xsd"),
+        r#"<xsd:schema xmlns:xsd="http://www.w3.org/2001/XMLSchema" targetNamespace="urn:o">
+  <xsd:complexType name="Place"><xsd:attribute name="city" type="xsd:string"/></xsd:complexType>
+</xsd:schema>"#,
+    )
+    .unwrap();
+}
+
+#[test]
+fn soap_import_follows_wsdl_and_schema_imports_and_includes() {
+    let dir = tempfile::tempdir().unwrap();
+    write_imports(dir.path(), "types.xsd");
+    let loaded = junction_import::load(dir.path());
+    let connector = loaded
+        .connector
+        .unwrap_or_else(|| panic!("{:#?}", loaded.diagnostics));
+    let op = &connector.operations[0];
+    assert_eq!(op.id, "Ask");
+    let schema = &op.body.as_ref().unwrap().schema;
+    assert_eq!(schema["required"], json!(["query", "where"]), "{schema}");
+}
+
+#[test]
+fn soap_import_problems_are_diagnostics_with_positions() {
+    // A remote import names the file to place beside the WSDL.
+    let dir = tempfile::tempdir().unwrap();
+    write_imports(dir.path(), "https://example.com/schemas/types.xsd?v=2");
+    let (ok, codes) = load_codes(dir.path());
+    assert!(!ok);
+    let remote = codes
+        .iter()
+        .find(|c| c.starts_with("remote-import"))
+        .unwrap();
+    assert!(remote.contains("main.wsdl:6:5 "), "{remote}");
+    assert!(remote.contains("save types.xsd beside"), "{remote}");
+
+    // A cycle loads, with a warning where it closes.
+    let dir = tempfile::tempdir().unwrap();
+    write_imports(dir.path(), "types.xsd");
+    let more = dir.path().join("more.xsd");
+    let text = std::fs::read_to_string(&more).unwrap().replace(
+        "elementFormDefault=\"qualified\">",
+        "elementFormDefault=\"qualified\">\n  <xsd:include schemaLocation=\"types.xsd\"/>",
+    );
+    std::fs::write(&more, text).unwrap();
+    let (ok, codes) = load_codes(dir.path());
+    assert!(ok, "{codes:?}");
+    assert!(
+        codes
+            .iter()
+            .any(|c| c.starts_with("import-cycle") && c.contains("more.xsd:2:")),
+        "{codes:?}"
+    );
+
+    // A DOCTYPE (here an external entity) is refused, naming where.
+    let dir = tempfile::tempdir().unwrap();
+    write_imports(dir.path(), "types.xsd");
+    std::fs::write(
+        dir.path().join("other.xsd"),
+        "<?xml version=\"1.0\"?>\n<!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]>\n<x>&e;</x>",
+    )
+    .unwrap();
+    let (ok, codes) = load_codes(dir.path());
+    assert!(!ok);
+    assert!(
+        codes
+            .iter()
+            .any(|c| c.starts_with("xml-doctype") && c.contains("other.xsd:2:1")),
+        "{codes:?}"
+    );
+
+    // A billion-laughs WSDL: refused before any entity is expanded.
+    let dir = tempfile::tempdir().unwrap();
+    let mut laughs =
+        String::from("<?xml version=\"1.0\"?>\n<!DOCTYPE lolz [\n<!ENTITY lol \"lol\">\n");
+    for i in 1..10 {
+        let prev = if i == 1 {
+            "lol".to_owned()
+        } else {
+            format!("lol{}", i - 1)
+        };
+        laughs.push_str(&format!(
+            "<!ENTITY lol{i} \"{}\">\n",
+            format!("&{prev};").repeat(10)
+        ));
+    }
+    laughs.push_str(
+        "]>\n<definitions xmlns=\"http://schemas.xmlsoap.org/wsdl/\">&lol9;</definitions>\n",
+    );
+    std::fs::write(dir.path().join("laughs.wsdl"), laughs).unwrap();
+    let (ok, codes) = load_codes(dir.path());
+    assert!(!ok);
+    assert_eq!(codes.len(), 1, "{codes:?}");
+    assert!(
+        codes[0].starts_with("xml-doctype") && codes[0].contains(":2:1"),
+        "{codes:?}"
+    );
+}
+
+#[tokio::test]
+async fn soap_malformed_answers_are_502_naming_the_problem() {
+    // A backend that answers the SOAP call with what a broken service might.
+    let answers = Router::new()
+        .route(
+            "/doctype",
+            axum::routing::post(|| async {
+                "<?xml version=\"1.0\"?><!DOCTYPE e [<!ENTITY a \"aaaa\">]><e>&a;</e>"
+            }),
+        )
+        .route(
+            "/html",
+            axum::routing::post(|| async {
+                (
+                    http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "<html><body>Proxy error</body></html>",
+                )
+            }),
+        )
+        .route(
+            "/cut",
+            axum::routing::post(|| async {
+                "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body><x"
+            }),
+        );
+    let backend = start_backend(answers).await;
+    let service = SoapService::start().await;
+    let toml = format!(
+        "[connector.doctype]\nbackend = \"http://{backend}/doctype\"\n\
+         [connector.html]\nbackend = \"http://{backend}/html\"\n\
+         [connector.cut]\nbackend = \"http://{backend}/cut\"\n"
+    );
+    let (server, _dir) = gateway_over(&service, &toml, async |dir: &Path| {
+        for folder in ["doctype", "html", "cut"] {
+            service.place_wsdl("/soap11", dir, folder).await;
+        }
+    })
+    .await;
+    for (connector, expected) in [
+        ("doctype", "has a DOCTYPE"),
+        (
+            "html",
+            "is not a SOAP envelope (its root element is 'html'; HTTP 500)",
+        ),
+        ("cut", "is not well-formed XML (line 1"),
+    ] {
+        let reply = call(&server, &format!("{connector}/GetPerson"), json!({"id": 1})).await;
+        let problem = reply.problem(502, "upstream-invalid");
+        assert!(
+            problem["detail"].as_str().unwrap().contains(expected),
+            "{connector}: {problem}"
+        );
+    }
+}
