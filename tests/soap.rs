@@ -647,3 +647,163 @@ async fn soap_malformed_answers_are_502_naming_the_problem() {
         );
     }
 }
+
+// ---------------------------------------------------------------- zeep's test WSDLs
+
+/// Operations and their top-level input names, per `python -m zeep FILE` (SOAP ports only;
+/// header arguments, which Junction does not map, left out).
+fn zeep_operations(file: &Path) -> Result<Vec<(String, Vec<String>)>, String> {
+    let output = std::process::Command::new(python())
+        .args(["-m", "zeep"])
+        .arg(file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(stderr.lines().last().unwrap_or_default().to_owned());
+    }
+    let mut out = Vec::new();
+    let mut soap_port = false;
+    for line in stdout.lines() {
+        if let Some(port) = line.trim_start().strip_prefix("Port: ") {
+            soap_port = port.contains("(Soap11Binding") || port.contains("(Soap12Binding");
+            continue;
+        }
+        if !soap_port || !line.starts_with("            ") {
+            continue;
+        }
+        let line = line.trim();
+        let Some((name, rest)) = line.split_once('(') else {
+            continue;
+        };
+        // The arguments: up to the `)` that closes the list, split at top-level commas.
+        let (mut depth, mut args, mut current) = (0, Vec::new(), String::new());
+        for c in rest.chars() {
+            match c {
+                '(' | '{' => depth += 1,
+                '}' => depth -= 1,
+                ')' if depth == 0 => break,
+                ')' => depth -= 1,
+                ',' if depth == 0 => {
+                    args.push(std::mem::take(&mut current));
+                    continue;
+                }
+                _ => {}
+            }
+            current.push(c);
+        }
+        args.push(current);
+        let mut names: Vec<String> = args
+            .iter()
+            .map(|a| a.trim())
+            .filter(|a| !a.is_empty() && !a.starts_with("_soapheaders="))
+            .map(|a| a.split_once(": ").map_or("", |(n, _)| n).to_owned())
+            .collect();
+        names.sort();
+        out.push((name.to_owned(), names));
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// The same from Junction's import: each SOAP operation's WSDL name and the properties of
+/// its JSON body.
+fn junction_operations(file: &Path) -> Result<Vec<(String, Vec<String>)>, String> {
+    let loaded = junction_import::load(file);
+    let Some(connector) = loaded.connector else {
+        let codes: Vec<&str> = loaded.diagnostics.iter().map(|d| d.code).collect();
+        return Err(codes.join(", "));
+    };
+    let mut out: Vec<(String, Vec<String>)> = connector
+        .operations
+        .iter()
+        .map(|op| {
+            let mut schema = op
+                .body
+                .as_ref()
+                .map(|b| b.schema.clone())
+                .unwrap_or_default();
+            if let Some(name) = schema["$ref"].as_str().and_then(|r| r.rsplit('/').next()) {
+                schema = connector.definitions.get(name).cloned().unwrap_or_default();
+            }
+            let mut names: Vec<String> = match schema.get("properties") {
+                Some(Value::Object(properties)) => properties.keys().cloned().collect(),
+                // A bare simple-typed part: one nameless argument, as zeep shows it.
+                _ if schema.get("type").is_some_and(|t| t != "object") => vec![String::new()],
+                _ => Vec::new(),
+            };
+            names.sort();
+            (op.soap.as_ref().unwrap().name.clone(), names)
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// Whether zeep's and Junction's operations agree. zeep shows the content of a bare
+/// document part of simple type as one nameless argument; in JSON it needs a name, the
+/// element's.
+fn same(zeep: &[(String, Vec<String>)], junction: &[(String, Vec<String>)]) -> bool {
+    zeep.len() == junction.len()
+        && zeep.iter().zip(junction).all(|((zn, za), (jn, ja))| {
+            zn == jn && (za == ja || (za.as_slice() == [String::new()] && ja.len() == 1))
+        })
+}
+
+#[test]
+fn soap_import_agrees_with_zeep_on_its_test_wsdls() {
+    let Ok(tests) = std::env::var("JUNCTION_TEST_ZEEP_TESTS") else {
+        panic!(
+            "JUNCTION_TEST_ZEEP_TESTS must name the tests/ folder of zeep's source \
+             distribution: run scripts/test, which downloads it"
+        );
+    };
+    let tests = Path::new(&tests);
+    let mut files = Vec::new();
+    for dir in ["wsdl_files", "integration"] {
+        for entry in std::fs::read_dir(tests.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "wsdl") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    assert!(files.len() >= 10, "{files:?}");
+    let mut compared = 0;
+    let mut report = Vec::new();
+    for file in &files {
+        let name = file.strip_prefix(tests).unwrap().display().to_string();
+        let zeep = zeep_operations(file);
+        let junction = junction_operations(file);
+        match (&zeep, &junction) {
+            (Ok(z), Ok(j)) if same(z, j) => compared += 1,
+            // No SOAP port: zeep lists none, Junction refuses the file saying so.
+            (Ok(z), Err(codes)) if z.is_empty() && codes.contains("wsdl-no-operation") => {
+                compared += 1;
+            }
+            // zeep lists the services of the file it is given only; Junction also those of
+            // the WSDLs it imports (this file imports the one with the service).
+            (Ok(z), Ok(j))
+                if z.is_empty() && name.ends_with("hello_world_recursive_import.wsdl") =>
+            {
+                assert_eq!(j.len(), 6, "{j:?}");
+                report.push(format!("{name}: services only in an imported WSDL"));
+            }
+            // Files zeep itself cannot read (it fetches the SOAP encoding schema from the
+            // network, which this machine does not reach); Junction must still load them.
+            (Err(reason), Ok(_)) => report.push(format!("{name}: zeep cannot read it: {reason}")),
+            // A WSDL made to be imported (no service of its own), which zeep cannot read
+            // either.
+            (Err(reason), Err(codes)) if codes.contains("wsdl-no-service") => {
+                report.push(format!("{name}: no service; zeep cannot read it: {reason}"));
+            }
+            _ => panic!("{name}: zeep says {zeep:?}, Junction {junction:?}"),
+        }
+    }
+    eprintln!("compared {compared} of {} WSDLs; {report:#?}", files.len());
+    assert!(compared >= 7, "{report:#?}");
+}

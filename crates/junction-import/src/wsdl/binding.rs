@@ -275,7 +275,7 @@ pub(crate) fn read(
                             );
                         }
                     }
-                    let parts = message_parts(&components, abstract_msg, body);
+                    let parts = message_parts(&components, abstract_msg, binding_msg, body);
                     let body_namespace = body.and_then(|b| b.attribute("namespace")).or(namespace);
                     match style {
                         SoapStyle::Rpc => {
@@ -399,28 +399,47 @@ fn port_address(port: Node<'_, '_>) -> Option<(SoapVersion, String)> {
     })
 }
 
-/// The parts of a message the body carries (all, or those `soap:body parts` names).
+/// The parts of a message the body carries: those `soap:body parts` names, else every part
+/// that no `soap:header` of the binding's message (`binding_msg`) carries.
 fn message_parts<'a, 'i>(
     components: &Components<'a, 'i>,
     abstract_msg: Option<Node<'_, '_>>,
+    binding_msg: Option<Node<'_, '_>>,
     body: Option<Node<'_, '_>>,
 ) -> Vec<Node<'a, 'i>> {
-    let Some(message) = abstract_msg
-        .and_then(|m| m.attribute("message").map(|name| resolve_qname(m, name)))
-        .and_then(|name| components.messages.get(&name).copied())
+    let Some(name) =
+        abstract_msg.and_then(|m| m.attribute("message").map(|name| resolve_qname(m, name)))
     else {
+        return Vec::new();
+    };
+    let Some(message) = components.messages.get(&name).copied() else {
         return Vec::new();
     };
     let wanted: Option<Vec<&str>> = body
         .and_then(|b| b.attribute("parts"))
         .map(|p| p.split_whitespace().collect());
+    let in_headers: Vec<&str> = binding_msg
+        .iter()
+        .flat_map(|b| b.children())
+        .filter(|n| {
+            n.has_tag_name((SOAP11_BINDING_NS, "header"))
+                || n.has_tag_name((SOAP12_BINDING_NS, "header"))
+        })
+        .filter(|h| {
+            h.attribute("message")
+                .is_some_and(|m| resolve_qname(*h, m) == name)
+        })
+        .filter_map(|h| h.attribute("part"))
+        .collect();
     message
         .children()
         .filter(|n| n.has_tag_name((WSDL_NS, "part")))
         .filter(|part| {
-            wanted
-                .as_ref()
-                .is_none_or(|w| w.contains(&part.attribute("name").unwrap_or_default()))
+            let part_name = part.attribute("name").unwrap_or_default();
+            match &wanted {
+                Some(wanted) => wanted.contains(&part_name),
+                None => !in_headers.contains(&part_name),
+            }
         })
         .collect()
 }
