@@ -133,7 +133,7 @@ fn read_json(path: &Path) -> Value {
 }
 
 /// `openapi-spec-validator`: `$OPENAPI_SPEC_VALIDATOR`, else the one on PATH.
-fn spec_validator() -> String {
+pub(crate) fn spec_validator() -> String {
     let candidate =
         std::env::var("OPENAPI_SPEC_VALIDATOR").unwrap_or_else(|_| "openapi-spec-validator".into());
     match Command::new(&candidate).arg("--help").output() {

@@ -807,3 +807,82 @@ fn soap_import_agrees_with_zeep_on_its_test_wsdls() {
     eprintln!("compared {compared} of {} WSDLs; {report:#?}", files.len());
     assert!(compared >= 7, "{report:#?}");
 }
+
+// ---------------------------------------------------------------- export
+
+#[tokio::test]
+async fn soap_export_round_trip_a_second_junction_calls_the_soap_operation() {
+    let service = SoapService::start().await;
+    let (first, dir) = gateway_over(&service, "", async |_: &Path| {}).await;
+    let config = junction_runtime::Config::load(dir.path()).unwrap();
+    let connectors: Vec<_> = junction_import::discover(&config.connectors_dir)
+        .iter()
+        .filter_map(|path| junction_import::load(path).connector)
+        .collect();
+    assert_eq!(connectors.len(), 3);
+    let compiled = junction_runtime::Gateway::compile(&config, &connectors).unwrap();
+    let surface = junction_export::Surface::new(&connectors, &compiled.gateway);
+    let options = junction_export::Options {
+        base_url: url::Url::parse(&first.data_url()).unwrap(),
+        title: "SOAP through Junction".into(),
+        name: "junction".into(),
+        client_keys: false,
+    };
+    let out = tempfile::tempdir().unwrap();
+    junction_export::write(&surface, &options, out.path()).unwrap();
+
+    // Both documents pass an independent validator, and the package loads back.
+    for file in [
+        "junction.openapi.json",
+        "junction/apiDefinition.swagger.json",
+    ] {
+        let output = std::process::Command::new(crate::export::spec_validator())
+            .arg(out.path().join(file))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "openapi-spec-validator refused {file}:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let package = junction_import::load(&out.path().join("junction"));
+    assert!(
+        !package.diagnostics.has_errors(),
+        "{:#?}",
+        package.diagnostics
+    );
+
+    // A second Junction, fronting the first with its export, calls the SOAP operations.
+    let second_dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        second_dir.path().join("junction.toml"),
+        format!(
+            "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nconnectors_dir = \"{}\"\n",
+            out.path().display()
+        ),
+    )
+    .unwrap();
+    let second = serve_dir(second_dir.path()).await;
+    for connector in ["junction", "junction-openapi"] {
+        let through = format!("{connector}/connectors/people/GetPerson");
+        let reply = call(&second, &through, json!({"id": 1})).await;
+        assert_eq!(reply.status, 200, "{connector}: {reply:?}");
+        assert_eq!(reply.json(), json!({"GetPersonResult": ada()}));
+        let reply = call(
+            &second,
+            &format!("{connector}/connectors/calc/Add"),
+            json!({"a": 1, "b": 2}),
+        )
+        .await;
+        assert_eq!(reply.json(), json!({"sum": 3}), "{connector}");
+        // The second refuses what the derived schema refuses, before calling the first.
+        let reply = call(&second, &through, json!({"id": "one"})).await;
+        reply.problem(400, "invalid-request");
+        // A fault comes back through both as the first's problem.
+        let reply = call(&second, &through, json!({"id": 9})).await;
+        assert_eq!(reply.status, 400, "{connector}: {reply:?}");
+        assert_eq!(reply.json()["fault"]["reason"], "no person 9");
+    }
+}
