@@ -344,6 +344,38 @@ async fn second_fronts_the_first(second: &RunningServer) {
             String::from_utf8_lossy(&reply.body)
         );
         assert_eq!(reply.json()["status"], "open");
+        // The SOAP payroll's operation, and the view over it and the directory.
+        let reply = collect(
+            client()
+                .post(format!(
+                    "{base}/connectors/{connector}/connectors/payroll/GetPayslips"
+                ))
+                .json(&json!({"employeeId": "e1", "months": 1}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        assert_eq!(reply.json()["payslip"][0]["currency"], "EUR");
+        assert_eq!(reply.json()["payslip"].as_array().unwrap().len(), 1);
+        let reply = fetch(format!(
+            "{base}/connectors/{connector}/views/pay?employee=e2&months=2"
+        ))
+        .await;
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        assert_eq!(reply.json()["employee"]["id"], "e2");
+        assert_eq!(reply.json()["payslips"].as_array().unwrap().len(), 2);
     }
 }
 
@@ -360,7 +392,7 @@ async fn export_round_trip_through_a_gateway_that_checks_client_keys() {
     let created = collect(
         client()
             .post(format!("{}/api/v1/clients", first.admin_url()))
-            .json(&json!({"name": "power-app", "grants": ["directory", "helpdesk", "news", "view:home", "view:open-case"]}))
+            .json(&json!({"name": "power-app", "grants": ["directory", "helpdesk", "news", "payroll", "view:home", "view:open-case", "view:pay"]}))
             .send()
             .await
             .unwrap(),

@@ -1,7 +1,8 @@
 //! The sample backends: small in-process HTTP services the demo connectors front.
 //!
 //! Each one checks what a real service would (its API key, its basic credentials, its
-//! `api-version`), so a request the gateway built wrongly fails visibly here.
+//! `api-version`, the payroll's `SOAPAction` and envelope), so a request the gateway built
+//! wrongly fails visibly here.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -10,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -30,6 +31,8 @@ pub struct Backends {
     pub directory: SocketAddr,
     pub news: SocketAddr,
     pub helpdesk: SocketAddr,
+    /// The SOAP payroll service, at `/payroll/Payroll.svc`.
+    pub payroll: SocketAddr,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -41,16 +44,18 @@ impl Drop for Backends {
     }
 }
 
-/// Starts the three sample backends on ephemeral loopback ports.
+/// Starts the four sample backends on ephemeral loopback ports.
 pub async fn start() -> std::io::Result<Backends> {
     let (directory, t1) = spawn(directory()).await?;
     let (news, t2) = spawn(news()).await?;
     let (helpdesk, t3) = spawn(helpdesk()).await?;
+    let (payroll, t4) = spawn(payroll()).await?;
     Ok(Backends {
         directory,
         news,
         helpdesk,
-        tasks: vec![t1, t2, t3],
+        payroll,
+        tasks: vec![t1, t2, t3, t4],
     })
 }
 
@@ -263,4 +268,96 @@ fn helpdesk() -> Router {
         .route("/cases", get(list).post(create))
         .route("/cases/{id}", get(one))
         .with_state(Arc::new(Mutex::new(seed)))
+}
+
+const SOAP_ENVELOPE: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+const PAYROLL_NS: &str = "urn:junction:demo:payroll";
+
+/// A SOAP 1.1 envelope around `body`.
+fn soap(status: StatusCode, body: &str) -> Response {
+    let envelope = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\
+         <s:Envelope xmlns:s=\"{SOAP_ENVELOPE}\"><s:Body>{body}</s:Body></s:Envelope>"
+    );
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+        envelope,
+    )
+        .into_response()
+}
+
+/// A SOAP 1.1 fault: `Client` (the caller's mistake) or `Server`.
+fn soap_fault(code: &str, reason: &str) -> Response {
+    soap(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &format!(
+            "<s:Fault><faultcode>s:{code}</faultcode><faultstring>{reason}</faultstring>\
+             </s:Fault>"
+        ),
+    )
+}
+
+/// The payroll: `GetPayslips(employeeId, months?)` over SOAP 1.1, the payslips of the
+/// directory's employees, newest first.
+fn payroll() -> Router {
+    async fn call(headers: HeaderMap, body: String) -> Response {
+        if headers.get("soapaction").map(|v| v.as_bytes())
+            != Some(b"\"urn:junction:demo:payroll#GetPayslips\"")
+        {
+            return soap_fault("Client", "unknown SOAPAction");
+        }
+        let options = roxmltree::ParsingOptions {
+            allow_dtd: false,
+            ..roxmltree::ParsingOptions::default()
+        };
+        let Ok(doc) = roxmltree::Document::parse_with_options(&body, options) else {
+            return soap_fault("Client", "the request is not well-formed XML");
+        };
+        let Some(request) = doc
+            .descendants()
+            .find(|n| n.has_tag_name((SOAP_ENVELOPE, "Body")))
+            .and_then(|b| {
+                b.children()
+                    .find(|n| n.has_tag_name((PAYROLL_NS, "GetPayslips")))
+            })
+        else {
+            return soap_fault("Client", "expected a GetPayslips element in the SOAP body");
+        };
+        let field = |name: &str| {
+            request
+                .children()
+                .find(|n| n.has_tag_name((PAYROLL_NS, name)))
+                .and_then(|n| n.text())
+        };
+        let Some(employee) = field("employeeId") else {
+            return soap_fault("Client", "employeeId is required");
+        };
+        let months: usize = field("months").and_then(|m| m.parse().ok()).unwrap_or(3);
+        let Some(index) = employees().iter().position(|e| e["id"] == employee) else {
+            return soap_fault("Client", &format!("no employee {employee}"));
+        };
+        let base = 4000 + 300 * index;
+        let slips: String = (0..months.min(12))
+            .map(|i| {
+                let month = 11 - i;
+                let gross = base + if month == 11 { 500 } else { 0 };
+                let note = if month == 11 {
+                    "<note>includes the Q4 bonus &amp; overtime</note>"
+                } else {
+                    ""
+                };
+                format!(
+                    "<payslip currency=\"EUR\"><month>2026-{month:02}-30</month>\
+                     <gross>{gross}.00</gross><net>{}.50</net>{note}</payslip>",
+                    gross * 3 / 4
+                )
+            })
+            .collect();
+        soap(
+            StatusCode::OK,
+            &format!("<GetPayslipsResponse xmlns=\"{PAYROLL_NS}\">{slips}</GetPayslipsResponse>"),
+        )
+    }
+    Router::new().route("/payroll/Payroll.svc", post(call))
 }

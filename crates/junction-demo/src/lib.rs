@@ -1,8 +1,9 @@
 //! The demo: sample backends, the connectors that front them, and a gateway over both.
 //!
-//! `junction demo` and the tests start the same thing with [`start`]: three backends on
+//! `junction demo` and the tests start the same thing with [`start`]: four backends on
 //! ephemeral loopback ports, a gateway whose connectors point at them with the
-//! credentials each backend expects, and a view over all three (`views/home.toml`).
+//! credentials each backend expects, a view over three of them (`views/home.toml`) and
+//! one over a REST and a SOAP service (`views/pay.toml`).
 
 pub mod backends;
 
@@ -27,8 +28,9 @@ pub struct SampleConnector {
 }
 
 /// The sample connectors: a Power Platform package with an API key (directory), one with
-/// basic authentication (helpdesk) and a plain OpenAPI 3.0 YAML file (news).
-pub const CONNECTORS: [SampleConnector; 3] = [
+/// basic authentication (helpdesk), a plain OpenAPI 3.0 YAML file (news) and a SOAP
+/// service's WSDL (payroll).
+pub const CONNECTORS: [SampleConnector; 4] = [
     SampleConnector {
         folder: "directory",
         definition_file: "apiDefinition.swagger.json",
@@ -47,10 +49,19 @@ pub const CONNECTORS: [SampleConnector; 3] = [
         definition: include_str!("../connectors/news/openapi.yaml"),
         properties: None,
     },
+    SampleConnector {
+        folder: "payroll",
+        definition_file: "Payroll.wsdl",
+        definition: include_str!("../connectors/payroll/Payroll.wsdl"),
+        properties: None,
+    },
 ];
 
 /// The sample views: `(file name, text)`.
-pub const VIEWS: [(&str, &str); 1] = [("home.toml", include_str!("../views/home.toml"))];
+pub const VIEWS: [(&str, &str); 2] = [
+    ("home.toml", include_str!("../views/home.toml")),
+    ("pay.toml", include_str!("../views/pay.toml")),
+];
 
 /// Why the demo could not start.
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +136,10 @@ pub fn config(backends: &Backends, listen: SocketAddr, admin_listen: SocketAddr)
     config
         .connectors
         .insert("news".into(), section(backends.news, "/v2", &[]));
+    // A bare address: the WSDL's port path (`/payroll/Payroll.svc`) is kept.
+    config
+        .connectors
+        .insert("payroll".into(), section(backends.payroll, "", &[]));
     config.views = VIEWS
         .iter()
         .map(|(file, text)| ViewSource::new(format!("views/{file}"), *text))
@@ -170,6 +185,10 @@ pub fn urls_to_try(base: &str) -> Vec<(&'static str, String)> {
         (
             "a view: profile, news and open cases in one call, the three backends called at once",
             format!("{base}/views/home?employee=e1"),
+        ),
+        (
+            "a view over a REST service and a SOAP one: a profile and its payslips",
+            format!("{base}/views/pay?employee=e1"),
         ),
         (
             "a bad request: 400 problem+json naming every violation",

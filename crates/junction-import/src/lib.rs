@@ -164,14 +164,17 @@ pub fn load(path: &Path) -> Loaded {
 
 /// Same as [`load`] but from text already in memory. `name` is the folder name before
 /// normalization; `definition_file` names the definition in messages and decides its syntax
-/// (`.yaml` / `.yml` → YAML, anything else JSON); `properties` is the file name and text of
-/// `apiProperties.json`, if any.
+/// (`.yaml` / `.yml` → YAML, `.wsdl` → a WSDL without imports, anything else JSON);
+/// `properties` is the file name and text of `apiProperties.json`, if any.
 pub fn load_from_str(
     name: &str,
     definition_file: &str,
     definition: &str,
     properties: Option<(&str, &str)>,
 ) -> Loaded {
+    if definition_file.ends_with(".wsdl") {
+        return wsdl::load_text(name, definition_file, definition);
+    }
     load_texts(
         name,
         definition_file,

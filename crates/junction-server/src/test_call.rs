@@ -30,8 +30,9 @@ pub async fn run(
         .map_err(store_error)?;
     let table = gateway.load();
     let Some(operation) = operation.or_else(|| table.test_operation(&row.connector)) else {
+        // A valid body that the loaded connector cannot serve: like an unknown operation.
         return Err(Error::new(
-            ErrorKind::InvalidRequest,
+            ErrorKind::Conflict,
             format!(
                 "connector '{}' declares no testConnection capability; name the operation to call",
                 row.connector

@@ -32,7 +32,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .await
             .context("the demo cannot start")?;
         let data = demo.server.data_url();
-        println!("Junction demo: three sample backends behind one gateway.\n");
+        println!("Junction demo: four sample backends (three REST, one SOAP) behind one gateway.\n");
         println!("  data plane   {data}/connectors/{{connector}}/{{path}}");
         println!("               {data}/views/{{view}}");
         println!(

@@ -93,13 +93,37 @@ pub(crate) fn load(name: &str, path: &Path) -> Loaded {
     let display = path.display().to_string();
     let mut report = Report::default();
     let files = files::collect(path, &display, &mut report);
+    finish(name, path, &files, report)
+}
+
+/// Loads a WSDL held in memory (an embedded one, without imports) as the connector `name`;
+/// `file` names it in messages.
+pub(crate) fn load_text(name: &str, file: &str, text: &str) -> Loaded {
+    let files = files::Files {
+        texts: vec![files::FileText {
+            display: file.to_owned(),
+            path: PathBuf::from(file),
+            text: text.to_owned(),
+        }],
+        links: Vec::new(),
+    };
+    finish(name, Path::new(file), &files, Report::default())
+}
+
+/// The connector built from `files` (unless reading them failed), with every diagnostic in
+/// the order the files were read, then by position.
+fn finish(name: &str, path: &Path, files: &files::Files, mut report: Report) -> Loaded {
+    let display = files
+        .texts
+        .first()
+        .map(|f| f.display.clone())
+        .unwrap_or_default();
     let connector = if report.has_errors() {
         None
     } else {
-        build(name, &display, &files, &mut report)
+        build(name, &display, files, &mut report)
     };
     let mut diagnostics = report.diagnostics;
-    // In the order the files were read, then by position.
     let order = |file: &str| files.texts.iter().position(|f| f.display == file);
     diagnostics.sort_by_key(|d| (order(&d.file), d.line, d.column));
     let diagnostics = Diagnostics(diagnostics);
