@@ -232,6 +232,8 @@ struct Setup {
     /// The login page of the `files` connector's identity provider.
     idp: String,
     _dir: tempfile::TempDir,
+    /// The demo's backends: the SOAP payroll is one of the console's connectors.
+    _backends: junction_demo::Backends,
 }
 
 async fn setup() -> Setup {
@@ -244,9 +246,25 @@ async fn setup() -> Setup {
         dir.path().join("junction.db").display(),
         key_file.display()
     );
+    let backends = junction_demo::backends::start().await.unwrap();
+    let toml = format!(
+        "{toml}\n[connector.payroll]\nbackend = \"http://{}\"\n",
+        backends.payroll
+    );
     let mut config = support::config(&toml);
     config.views = vec![ViewSource::new("views/home.toml", HOME_VIEW)];
-    let connectors = [pets(pets_addr), vault(vault_addr), files(pets_addr)];
+    // A SOAP connector: its form comes from the schema derived from the WSDL.
+    let payroll = junction_demo::connectors()
+        .unwrap()
+        .into_iter()
+        .find(|c| c.name == "payroll")
+        .unwrap();
+    let connectors = [
+        pets(pets_addr),
+        vault(vault_addr),
+        files(pets_addr),
+        payroll,
+    ];
     let server = match Server::start(&config, &connectors).await {
         Ok(server) => server,
         Err(junction_server::StartError::Compile(diagnostics)) => {
@@ -259,6 +277,7 @@ async fn setup() -> Setup {
         server,
         idp: format!("http://{pets_addr}/authorize"),
         _dir: dir,
+        _backends: backends,
     }
 }
 

@@ -152,6 +152,19 @@ try {
   check((await page.locator('#result-body').innerText()).includes('mock-pet-one'), 'GetPet body missing');
   await shot('required');
 
+  step('a SOAP operation: its JSON body from the schema derived from the WSDL');
+  await page.locator('a[data-operation="payroll.GetPayslips"]').click();
+  await page.getByRole('heading', { level: 1, name: 'The latest payslips of one employee, newest first.' }).waitFor();
+  const area = page.locator('[data-body="json"]');
+  await area.waitFor();
+  check((await area.inputValue()).includes('"employeeId"'), `the body skeleton lacks employeeId: ${await area.inputValue()}`);
+  await area.fill('{"employeeId": "e2", "months": 2}');
+  await page.getByRole('button', { name: 'Run' }).click();
+  await page.locator('#result-status', { hasText: '200' }).waitFor();
+  const slips = await page.locator('#result-body').innerText();
+  check(slips.includes('"payslip"') && slips.includes('"currency": "EUR"'), `the SOAP answer is not shown as JSON: ${slips.slice(0, 200)}`);
+  await shot('soap');
+
   step('views: the dependency graph');
   await nav('Views');
   const graph = page.locator('section[data-view="home"] svg.graph');
