@@ -48,7 +48,7 @@ CPU_LOAD = "0"      # wrk
 CPU_SERVERS = "1"   # backend + the server under test
 
 # Features that have landed. Scenarios that need something else are listed as "not yet".
-LANDED = {"pass-through", "policies", "cache", "views"}
+LANDED = {"pass-through", "policies", "cache", "views", "soap"}
 
 BACKEND_PORT = 18001
 NGINX_PORT = 18080
@@ -91,6 +91,15 @@ BASELINE = "junction-base"
 
 
 @dataclass
+class Post:
+    """A request body: every request of the scenario is a POST of it."""
+
+    body: str
+    content_type: str
+    action: str | None = None   # SOAPAction
+
+
+@dataclass
 class Scenario:
     letter: str
     title: str
@@ -100,11 +109,20 @@ class Scenario:
     needs: str = "pass-through"
     note: str = ""
     connector: str = "bench"  # the Junction connector the path is under
+    post: Post | None = None  # None: GET
 
 
 SMALL = "/items/abc-123?limit=10"
 LARGE = "/large/abc-123?limit=10"
 SLOW = "/slow/abc-123?limit=10"
+
+# (s) The same call to the SOAP backend: its envelope directly, and JSON through Junction.
+SOAP_DIRECT = Post(
+    '<?xml version="1.0" encoding="utf-8"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/">'
+    '<s:Body><GetItems xmlns="urn:junction:bench:items"><category>tools</category><limit>10</limit>'
+    '</GetItems></s:Body></s:Envelope>',
+    "text/xml; charset=utf-8", '"urn:junction:bench:items#GetItems"')
+SOAP_JSON = Post('{"category": "tools", "limit": 10}', "application/json")
 
 
 def junction_rows(letter: str, title: str, payload: str, path: str, needs: str = "pass-through"):
@@ -119,9 +137,11 @@ def with_baseline(scenarios: list[Scenario]) -> list[Scenario]:
     out = []
     for scenario in scenarios:
         out.append(scenario)
-        if scenario.server == "junction":
+        # A build from before SOAP cannot serve (s).
+        if scenario.server == "junction" and scenario.needs != "soap":
             out.append(Scenario(scenario.letter, scenario.title, scenario.payload, BASELINE,
-                                scenario.path, scenario.needs, scenario.note, scenario.connector))
+                                scenario.path, scenario.needs, scenario.note, scenario.connector,
+                                scenario.post))
     return out
 
 
@@ -147,6 +167,12 @@ SCENARIOS: list[Scenario] = [
     Scenario("e", "Junction cache hit", "cache", "junction", SMALL, needs="cache", connector="bench-cache"),
     # (f) a view of 3 parallel steps on the 20 ms backend (compared with one slow step)
     Scenario("f", "Junction view, 3 parallel 20 ms steps", "view", "junction", "/views/bench-three", needs="views"),
+    # (s) SOAP: a 10-item envelope from the backend directly, and through Junction as JSON
+    # (JSON validated and written as an envelope, the XML answer read back into JSON)
+    Scenario("s", "SOAP backend direct (envelope in, envelope out)", "soap", "backend", "/soap/items",
+             needs="soap", post=SOAP_DIRECT),
+    Scenario("s", "Junction SOAP: JSON in, JSON out", "soap", "junction", "/GetItems", needs="soap",
+             connector="bench-soap", post=SOAP_JSON),
 ]
 
 
@@ -347,6 +373,23 @@ class Bench:
                 cached, x_cache = response.read(), response.headers.get("X-Cache")
         if cached != expected[SMALL] or x_cache != "HIT":
             raise SystemExit(f"bench: the Junction cache did not answer a hit ({x_cache}): {cached[:80]!r}")
+        # (s) The SOAP backend answers its envelope; Junction the same 10 items as JSON.
+        def post(url: str, body: Post) -> tuple[int, bytes]:
+            headers = {"Content-Type": body.content_type}
+            if body.action:
+                headers["SOAPAction"] = body.action
+            request = urllib.request.Request(url, data=body.body.encode(), headers=headers, method="POST")
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status, response.read()
+        status, envelope = post(self.url("backend", "/soap/items"), SOAP_DIRECT)
+        if status != 200 or envelope.count(b"<item ") != 10:
+            raise SystemExit(f"bench: the SOAP backend answered {status}: {envelope[:80]!r}")
+        for name, _, _ in JUNCTION_VARIANTS:
+            status, answer = post(self.url(name, "/GetItems", "bench-soap"), SOAP_JSON)
+            items = json.loads(answer).get("item", [])
+            if status != 200 or len(items) != 10 or items[0].get("tag") != ["blue", "small"] \
+                    or items[0].get("id") != 1 or items[0].get("inStock") is not False:
+                raise SystemExit(f"bench: {name} SOAP GetItems answered {status}: {answer[:200]!r}")
         # (f) The view calls its three steps and shapes their answers.
         for name, _, _ in JUNCTION_VARIANTS:
             with urllib.request.urlopen(self.url(name, "/views/bench-three"), timeout=5) as response:
@@ -371,11 +414,20 @@ class Bench:
             if waited == 1.0:
                 print(f"  (waiting for other processes: {share:.2f} CPU busy)", flush=True)
 
-    def wrk(self, url: str, duration: float, connections: int, pids: set[int] | None = None) -> dict:
-        """Runs wrk (bounded: it stops itself after `duration`, and is killed 30 s later)."""
+    def wrk(self, url: str, duration: float, connections: int, pids: set[int] | None = None,
+            post: Post | None = None) -> dict:
+        """Runs wrk (bounded: it stops itself after `duration`, and is killed 30 s later);
+        with `post`, every request is a POST of its body (see report.lua)."""
         command = ["taskset", "-c", CPU_LOAD, self.args.wrk, "-t1", f"-c{connections}",
                    f"-d{duration:g}s", "--timeout", "5s", "-s", str(BENCH / "report.lua"), url]
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env = dict(os.environ)
+        if post is not None:
+            body_file = self.run_dir / f"body-{abs(hash(post.body))}"
+            body_file.write_text(post.body)
+            env.update({"WRK_BODY_FILE": str(body_file), "WRK_CONTENT_TYPE": post.content_type})
+            if post.action:
+                env["WRK_SOAPACTION"] = post.action
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         if pids is not None:
             pids.add(process.pid)
         try:
@@ -393,7 +445,7 @@ class Bench:
         backend = self.servers["backend"]
         url = self.url(scenario.server, scenario.path, scenario.connector)
         waited, _ = self.wait_for_quiet()
-        self.wrk(url, self.args.warmup, self.args.connections)  # warm-up, discarded
+        self.wrk(url, self.args.warmup, self.args.connections, post=scenario.post)  # warm-up, discarded
 
         pids = server.pids()
         server_cpu0 = sum(cpu_seconds(p) for p in pids)
@@ -410,7 +462,7 @@ class Bench:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         wrk_pids: set[int] = set()
-        result = self.wrk(url, self.args.duration, self.args.connections, wrk_pids)
+        result = self.wrk(url, self.args.duration, self.args.connections, wrk_pids, scenario.post)
         stop.set()
         sampler.join()
         peak[0] = max(peak[0], rss_kib(pids))
@@ -641,6 +693,13 @@ def report(data: dict) -> str:
         peak = data["peak"].get(name, {}).get("rss_hwm_kib", 0)
         out.append(f"| h | {label}: RSS idle after start | {idle['rss_kib'] / 1024:.1f} MB |")
         out.append(f"| h | {label}: peak RSS over the whole run (VmHWM) | {peak / 1024:.1f} MB |")
+    soap, plain = best("junction", "soap"), best("junction", "small")
+    if soap and plain:
+        added = soap["server_cpu_us_per_req"] - plain["server_cpu_us_per_req"]
+        out.append(f"| s | SOAP through Junction: Junction's CPU per call (all of it added to calling the "
+                   f"backend directly) | {soap['server_cpu_us_per_req']:.1f} µs |")
+        out.append(f"| s | … of which beyond a validated JSON pass-through (c, small): the SOAP codec | "
+                   f"{added:.1f} µs |")
     if v:
         out.append("")
         out.append(f"Corpus: {v['summary']} (`{Path(v['path']).name}`; uses both cores).")

@@ -1,5 +1,19 @@
 -- wrk script: prints one machine-readable line at the end, with exact percentiles
--- (wrk records every latency in a histogram of microseconds).
+-- (wrk records every latency in a histogram of microseconds). With WRK_BODY_FILE set, every
+-- request is a POST of that file's bytes, with WRK_CONTENT_TYPE and, when set, WRK_SOAPACTION.
+local body_file = os.getenv("WRK_BODY_FILE")
+if body_file then
+  local file = assert(io.open(body_file, "rb"))
+  wrk.method = "POST"
+  wrk.body = file:read("*a")
+  file:close()
+  wrk.headers["Content-Type"] = os.getenv("WRK_CONTENT_TYPE")
+  local action = os.getenv("WRK_SOAPACTION")
+  if action then
+    wrk.headers["SOAPAction"] = action
+  end
+end
+
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(

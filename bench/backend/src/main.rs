@@ -8,10 +8,12 @@
 //! | `/items/`  | a small JSON object (about 100 bytes) |
 //! | `/large/`  | a 100 KB JSON document |
 //! | `/slow/`   | the small JSON object, 20 ms later |
+//! | `/soap/`   | a SOAP 1.1 envelope of 10 items (`GetItemsResponse`, `bench/junction/connectors/bench-soap/Items.wsdl`), after reading the request |
 //! | `/healthz` | `ok` |
 //!
 //! Query strings and the rest of the path are ignored, so the same URLs work directly and
-//! through a proxy. Responses carry `Content-Length` and `Content-Type: application/json`.
+//! through a proxy. Responses carry `Content-Length` and `Content-Type: application/json`
+//! (`text/xml` for `/soap/`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -19,7 +21,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -33,6 +35,27 @@ const LARGE_BYTES: usize = 100 * 1024;
 
 const SMALL: &str =
     r#"{"id":42,"name":"widget","price":9.99,"in_stock":true,"tags":["blue","small"]}"#;
+
+/// The SOAP answer: 10 items, each with an attribute, text, numbers, a boolean, a date and
+/// a repeated element.
+fn soap_items() -> Bytes {
+    let mut out = String::from(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?><s:Envelope \
+         xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body>\
+         <GetItemsResponse xmlns=\"urn:junction:bench:items\">",
+    );
+    for i in 1..=10 {
+        out.push_str(&format!(
+            "<item id=\"{i}\"><name>widget {i} &amp; co</name><price>{i}.99</price>\
+             <quantity>{}</quantity><inStock>{}</inStock><updated>2026-11-{i:02}T10:00:00Z</updated>\
+             <tag>blue</tag><tag>small</tag></item>",
+            i * 7,
+            i % 2 == 0
+        ));
+    }
+    out.push_str("</GetItemsResponse></s:Body></s:Envelope>");
+    Bytes::from(out)
+}
 
 /// A JSON array of item objects, padded to exactly [`LARGE_BYTES`].
 fn large() -> Bytes {
@@ -63,13 +86,12 @@ fn large() -> Bytes {
     Bytes::from(out)
 }
 
-fn respond(body: &Bytes, status: StatusCode) -> Response<Full<Bytes>> {
+fn respond(body: &Bytes, status: StatusCode, content_type: &'static str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(body.clone()));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 
@@ -86,6 +108,7 @@ async fn main() -> std::io::Result<()> {
     };
     let small = Bytes::from_static(SMALL.as_bytes());
     let large = large();
+    let soap = soap_items();
     let ok = Bytes::from_static(b"ok");
     let missing = Bytes::from_static(br#"{"error":"not found"}"#);
 
@@ -101,10 +124,26 @@ async fn main() -> std::io::Result<()> {
             }
         };
         let _ = stream.set_nodelay(true);
-        let (small, large, ok, missing) =
-            (small.clone(), large.clone(), ok.clone(), missing.clone());
+        let (small, large, soap, ok, missing) = (
+            small.clone(),
+            large.clone(),
+            soap.clone(),
+            ok.clone(),
+            missing.clone(),
+        );
         let service = service_fn(move |request: Request<Incoming>| {
             let path = request.uri().path();
+            if path.starts_with("/soap/") {
+                let soap = soap.clone();
+                return Box::pin(async move {
+                    // The envelope is read whole, as a SOAP service must before answering.
+                    let _ = request.into_body().collect().await;
+                    Ok::<_, Infallible>(respond(&soap, StatusCode::OK, "text/xml; charset=utf-8"))
+                })
+                    as std::pin::Pin<
+                        Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>,
+                    >;
+            }
             let (body, status, slow) = if path.starts_with("/items/") {
                 (small.clone(), StatusCode::OK, false)
             } else if path.starts_with("/large/") {
@@ -116,12 +155,12 @@ async fn main() -> std::io::Result<()> {
             } else {
                 (missing.clone(), StatusCode::NOT_FOUND, false)
             };
-            async move {
+            Box::pin(async move {
                 if slow {
                     tokio::time::sleep(SLOW).await;
                 }
-                Ok::<_, Infallible>(respond(&body, status))
-            }
+                Ok::<_, Infallible>(respond(&body, status, "application/json"))
+            })
         });
         tokio::spawn(async move {
             let _ = http1::Builder::new()
