@@ -886,3 +886,104 @@ async fn soap_export_round_trip_a_second_junction_calls_the_soap_operation() {
         assert_eq!(reply.json()["fault"]["reason"], "no person 9");
     }
 }
+
+// ---------------------------------------------------------------- several ports
+
+/// spyne's SOAP 1.1 WSDL with its SOAP 1.2 binding and port added to the same service, as
+/// a WCF or Axis service publishes them: two ports with the same operations.
+async fn two_port_wsdl(service: &SoapService) -> String {
+    let get = async |path: &str| {
+        String::from_utf8(
+            fetch(service.url(&format!("{path}?wsdl")))
+                .await
+                .body
+                .to_vec(),
+        )
+        .unwrap()
+    };
+    let (wsdl11, wsdl12) = (get("/soap11").await, get("/soap12").await);
+    let start = wsdl12.find("<wsdl:binding").unwrap();
+    let end = wsdl12.find("</wsdl:binding>").unwrap() + "</wsdl:binding>".len();
+    let binding =
+        wsdl12[start..end].replacen("name=\"PeopleService\"", "name=\"PeopleService12\"", 1);
+    let port = format!(
+        "<wsdl:port name=\"PeopleService12\" binding=\"tns:PeopleService12\">\
+         <wsdlsoap12:address location=\"{}\"/></wsdl:port>",
+        service.url("/soap12")
+    );
+    wsdl11
+        .replacen("</wsdl:service>", &format!("{port}</wsdl:service>"), 1)
+        .replacen(
+            "</wsdl:definitions>",
+            &format!("{binding}</wsdl:definitions>"),
+            1,
+        )
+}
+
+#[tokio::test]
+async fn soap_every_port_is_served_and_soap_port_picks_one() {
+    let service = SoapService::start().await;
+    let wsdl = two_port_wsdl(&service).await;
+    let place = async |dir: &Path| {
+        let folder = dir.join("connectors/both");
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join("People.wsdl"), &wsdl).unwrap();
+    };
+
+    // Both ports: the second port's operations under PORT_NAME, with a warning that says so.
+    let dir = tempfile::tempdir().unwrap();
+    place(dir.path()).await;
+    let loaded = junction_import::load(&dir.path().join("connectors/both"));
+    let warning = loaded
+        .diagnostics
+        .iter()
+        .find(|d| d.code == "soap-port-names")
+        .unwrap_or_else(|| panic!("{:#?}", loaded.diagnostics));
+    assert!(
+        warning.message.contains("soap_port = \"PeopleService12\""),
+        "{warning}"
+    );
+    let (server, _dir) = gateway_over(&service, "", place).await;
+    let (calls11, calls12) = (
+        service.calls("/soap11").await,
+        service.calls("/soap12").await,
+    );
+    for operation in ["GetPerson", "PeopleService12_GetPerson"] {
+        let reply = call(&server, &format!("both/{operation}"), json!({"id": 1})).await;
+        assert_eq!(reply.status, 200, "{operation}: {reply:?}");
+        assert_eq!(reply.json(), json!({"GetPersonResult": ada()}));
+    }
+    assert_eq!(service.calls("/soap11").await, calls11 + 1);
+    assert_eq!(service.calls("/soap12").await, calls12 + 1);
+
+    // soap_port: that port only, under the plain names.
+    let toml = "[connector.both]\nsoap_port = \"PeopleService12\"\n";
+    let (server, _dir) = gateway_over(&service, toml, place).await;
+    let reply = call(&server, "both/GetPerson", json!({"id": 2})).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(service.calls("/soap12").await, calls12 + 2);
+    let reply = call(&server, "both/PeopleService12_GetPerson", json!({"id": 2})).await;
+    assert_eq!(reply.status, 404, "{reply:?}");
+
+    // A port the WSDL does not have: the start fails, naming the ports there are.
+    let dir = tempfile::tempdir().unwrap();
+    place(dir.path()).await;
+    write_config(dir.path(), "[connector.both]\nsoap_port = \"Nope\"\n");
+    let config = junction_runtime::Config::load(dir.path()).unwrap();
+    let connectors: Vec<_> = junction_import::discover(&config.connectors_dir)
+        .iter()
+        .filter_map(|path| junction_import::load(path).connector)
+        .collect();
+    let Err(junction_server::StartError::Compile(diagnostics)) =
+        junction_server::Server::start(&config, &connectors).await
+    else {
+        panic!("a gateway with an unknown soap_port started");
+    };
+    let text: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+    let text = text.join("\n");
+    assert!(text.contains("unknown-soap-port"), "{text}");
+    assert!(
+        text.contains("its ports are PeopleService, PeopleService12"),
+        "{text}"
+    );
+}
