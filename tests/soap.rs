@@ -987,3 +987,123 @@ async fn soap_every_port_is_served_and_soap_port_picks_one() {
         "{text}"
     );
 }
+
+// ---------------------------------------------------------------- retries and credentials
+
+/// A payroll backend (the demo's WSDL) that answers `503` to every other request, starting
+/// with the first.
+async fn flaky_payroll() -> Backend {
+    let count = std::sync::atomic::AtomicUsize::new(0);
+    Backend::start(move |_| {
+        if count
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            .is_multiple_of(2)
+        {
+            return (
+                503,
+                vec![("content-type", "text/plain".to_owned())],
+                "busy".to_owned(),
+            );
+        }
+        (
+            200,
+            vec![("content-type", "text/xml".to_owned())],
+            "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body>\
+             <GetPayslipsResponse xmlns=\"urn:junction:demo:payroll\"/></s:Body></s:Envelope>"
+                .to_owned(),
+        )
+    })
+    .await
+}
+
+#[tokio::test]
+async fn soap_idempotent_operations_are_retried_and_credentials_travel() {
+    let wsdl = crate::harness::workspace_root()
+        .join("crates/junction-demo/connectors/payroll/Payroll.wsdl");
+    let (retried, once, keyed) = (
+        flaky_payroll().await,
+        flaky_payroll().await,
+        flaky_payroll().await,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for folder in ["retried", "once", "keyed"] {
+        let folder = dir.path().join("connectors").join(folder);
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::copy(&wsdl, folder.join("Payroll.wsdl")).unwrap();
+    }
+    write_config(
+        dir.path(),
+        &format!(
+            r#"
+[connector.retried]
+backend = "{}"
+[connector.retried.connection]
+username = "svc"
+password = "s3cret"
+[connector.retried.retry]
+retries = 2
+backoff = "1ms"
+[connector.retried.operation.GetPayslips]
+idempotent = true
+
+[connector.once]
+backend = "{}"
+[connector.once.retry]
+retries = 2
+
+[connector.keyed]
+backend = "{}"
+[connector.keyed.connection]
+api_key = "k-123"
+api_key_header = "X-Payroll-Key"
+[connector.keyed.retry]
+retries = 2
+[connector.keyed.operation.GetPayslips]
+read_only = true
+"#,
+            retried.url(),
+            once.url(),
+            keyed.url()
+        ),
+    );
+    let server = serve_dir(dir.path()).await;
+    let body = json!({"employeeId": "e1"});
+
+    // Idempotent: the 503 is retried; basic credentials on every attempt.
+    let reply = call(&server, "retried/GetPayslips", body.clone()).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.json(), json!({"payslip": []}));
+    let seen = retried.seen();
+    assert_eq!(seen.len(), 2);
+    for request in &seen {
+        assert_eq!(request.method, "POST");
+        assert_eq!(request.path, "/payroll/Payroll.svc");
+        assert_eq!(
+            request.header("authorization").as_deref(),
+            Some("Basic c3ZjOnMzY3JldA==")
+        );
+        assert_eq!(
+            request.header("soapaction").as_deref(),
+            Some("\"urn:junction:demo:payroll#GetPayslips\"")
+        );
+        assert!(String::from_utf8_lossy(&request.body).contains("<employeeId>e1</employeeId>"));
+    }
+
+    // Not marked: a POST is sent once; the backend's 503 without a fault is a 502 that says so.
+    let reply = call(&server, "once/GetPayslips", body.clone()).await;
+    let problem = reply.problem(502, "upstream-invalid");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("HTTP 503"),
+        "{problem}"
+    );
+    assert_eq!(once.seen().len(), 1);
+
+    // Read-only is retried too; the API key travels in the header the connection names.
+    let reply = call(&server, "keyed/GetPayslips", body).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(keyed.seen().len(), 2);
+    assert_eq!(
+        keyed.seen()[1].header("x-payroll-key").as_deref(),
+        Some("k-123")
+    );
+}

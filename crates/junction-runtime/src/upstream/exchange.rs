@@ -259,7 +259,6 @@ async fn attempts(
     if let Some(retry) = retry {
         retry.on_request();
     }
-    let method = next.method().clone();
     let mut attempt = 0;
     loop {
         let exchange = async {
@@ -289,7 +288,7 @@ async fn attempts(
         let left = deadline
             .deadline()
             .saturating_duration_since(tokio::time::Instant::now());
-        let Some(wait) = retry.next(&method, attempt, attempted, left) else {
+        let Some(wait) = retry.next(attempt, attempted, left) else {
             return (response, attempt);
         };
         drop(response);

@@ -119,17 +119,13 @@ impl RetryPolicy {
         )
     }
 
-    /// After attempt number `attempt` (0 for the first) of a request with `method` gave
-    /// `outcome`: how long to wait before the next one, or `None` to stop. `left` is the
-    /// time remaining until the connector's deadline.
-    pub fn next(
-        &self,
-        method: &http::Method,
-        attempt: u32,
-        outcome: Attempt,
-        left: Duration,
-    ) -> Option<Duration> {
-        if !is_idempotent(method) || attempt >= self.settings.retries {
+    /// After attempt number `attempt` (0 for the first) of a request that may be sent again
+    /// gave `outcome`: how long to wait before the next one, or `None` to stop. `left` is the
+    /// time remaining until the connector's deadline. Whether a request may be sent again
+    /// is the caller's to know: its method is idempotent ([`is_idempotent`]), or the
+    /// configuration says the operation is.
+    pub fn next(&self, attempt: u32, outcome: Attempt, left: Duration) -> Option<Duration> {
+        if attempt >= self.settings.retries {
             return None;
         }
         let floor = match outcome {
@@ -250,7 +246,7 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-    use http::{HeaderValue, Method};
+    use http::HeaderValue;
 
     use super::*;
 
@@ -261,49 +257,15 @@ mod tests {
     }
 
     #[test]
-    fn never_retries_post_or_patch() {
-        let policy = policy();
-        for method in [Method::POST, Method::PATCH] {
-            assert_eq!(policy.next(&method, 0, Attempt::Failed, LONG), None);
-            assert_eq!(
-                policy.next(
-                    &method,
-                    0,
-                    Attempt::Answered(StatusCode::BAD_GATEWAY, None),
-                    LONG
-                ),
-                None
-            );
-        }
-        assert!(
-            policy
-                .next(&Method::GET, 0, Attempt::Failed, LONG)
-                .is_some()
-        );
-        assert!(
-            policy
-                .next(&Method::PUT, 0, Attempt::Failed, LONG)
-                .is_some()
-        );
-    }
-
-    #[test]
     fn stops_after_the_configured_retries_and_on_other_statuses() {
         let policy = policy();
-        assert!(
-            policy
-                .next(&Method::GET, 1, Attempt::Failed, LONG)
-                .is_some()
-        );
-        assert_eq!(policy.next(&Method::GET, 2, Attempt::Failed, LONG), None);
+        assert!(policy.next(1, Attempt::Failed, LONG).is_some());
+        assert_eq!(policy.next(2, Attempt::Failed, LONG), None);
         for status in [
             StatusCode::INTERNAL_SERVER_ERROR,
             StatusCode::TOO_MANY_REQUESTS,
         ] {
-            assert_eq!(
-                policy.next(&Method::GET, 0, Attempt::Answered(status, None), LONG),
-                None
-            );
+            assert_eq!(policy.next(0, Attempt::Answered(status, None), LONG), None);
         }
     }
 
@@ -324,7 +286,6 @@ mod tests {
         let policy = policy();
         let wait = policy
             .next(
-                &Method::GET,
                 0,
                 Attempt::Answered(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -336,7 +297,6 @@ mod tests {
         assert!(wait >= Duration::from_millis(200));
         assert_eq!(
             policy.next(
-                &Method::GET,
                 0,
                 Attempt::Answered(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -349,7 +309,6 @@ mod tests {
         // No retry that would pass the deadline.
         assert_eq!(
             policy.next(
-                &Method::GET,
                 0,
                 Attempt::Answered(
                     StatusCode::SERVICE_UNAVAILABLE,

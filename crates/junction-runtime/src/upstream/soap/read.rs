@@ -62,14 +62,17 @@ pub(crate) async fn read(
             };
             let doc = Document::parse_with_options(text, options).map_err(|e| {
                 invalid(match e {
-                    roxmltree::Error::DtdDetected => {
-                        "has a DOCTYPE, which is refused (no entity is expanded)".to_owned()
-                    }
+                    roxmltree::Error::DtdDetected => format!(
+                        "has a DOCTYPE, which is refused (no entity is expanded; HTTP {})",
+                        status.as_u16()
+                    ),
                     other => {
                         let pos = other.pos();
                         format!(
-                            "is not well-formed XML (line {}, column {})",
-                            pos.row, pos.col
+                            "is not well-formed XML (line {}, column {}; HTTP {})",
+                            pos.row,
+                            pos.col,
+                            status.as_u16()
                         )
                     }
                 })
