@@ -1107,3 +1107,62 @@ read_only = true
         Some("k-123")
     );
 }
+
+// ---------------------------------------------------------------- the store
+
+#[tokio::test]
+async fn soap_ws_security_from_a_stored_connection() {
+    let service = SoapService::start().await;
+    let store = crate::store::TestStore::sqlite();
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = master_key_file(keys.path());
+    let (server, _dir) = gateway_over(&service, &store.toml(&key_file), async |dir: &Path| {
+        service.place_wsdl("/secure", dir, "secure").await;
+    })
+    .await;
+    let api = format!("{}/api/v1", server.admin_url());
+
+    // The connection's values are sealed: the answer names them, never shows them.
+    let created = collect(
+        client()
+            .post(format!("{api}/connections"))
+            .json(&json!({"connector": "secure", "name": "hr",
+                "values": {"username": "alice", "password": "wonderland",
+                           "ws_security": "PasswordDigest"}}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{created:?}");
+    assert!(!String::from_utf8_lossy(&created.body).contains("wonderland"));
+    let client_reply = collect(
+        client()
+            .post(format!("{api}/clients"))
+            .json(&json!({"name": "hr-app", "grants": ["secure@secure/hr"]}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(client_reply.status, 201, "{client_reply:?}");
+    let key = client_reply.json()["api_key"].as_str().unwrap().to_owned();
+
+    // The client's calls carry the stored connection's UsernameToken (a digest).
+    let reply = collect(
+        client()
+            .post(format!("{}/connectors/secure/GetPerson", server.data_url()))
+            .bearer_auth(&key)
+            .json(&json!({"id": 1}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.json(), json!({"GetPersonResult": ada()}));
+    if let crate::store::TestStore::Sqlite(dir) = &store {
+        let file = std::fs::read(dir.path().join("junction.db")).unwrap();
+        assert!(!file.windows(10).any(|w| w == b"wonderland"));
+    }
+}
