@@ -1166,3 +1166,129 @@ async fn soap_ws_security_from_a_stored_connection() {
         assert!(!file.windows(10).any(|w| w == b"wonderland"));
     }
 }
+
+// ---------------------------------------------------------------- schema constructs
+
+const SHAPES_WSDL: &str = r#"<?xml version="1.0"?>
+<definitions xmlns="http://schemas.xmlsoap.org/wsdl/" xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/"
+    xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:tns="urn:shapes" targetNamespace="urn:shapes">
+  <types><xs:schema targetNamespace="urn:shapes" elementFormDefault="qualified">
+    <xs:complexType name="Base"><xs:sequence><xs:element name="id" type="xs:int"/></xs:sequence>
+      <xs:attribute name="kind" type="xs:string"/></xs:complexType>
+    <xs:complexType name="Derived"><xs:complexContent><xs:extension base="tns:Base">
+      <xs:sequence><xs:element name="label" type="xs:string"/></xs:sequence></xs:extension></xs:complexContent></xs:complexType>
+    <xs:complexType name="Amount"><xs:simpleContent><xs:extension base="xs:decimal">
+      <xs:attribute name="currency" type="xs:string"/></xs:extension></xs:simpleContent></xs:complexType>
+    <xs:complexType name="Node"><xs:sequence><xs:element name="name" type="xs:string"/>
+      <xs:element name="child" type="tns:Node" minOccurs="0" maxOccurs="unbounded"/></xs:sequence></xs:complexType>
+    <xs:group name="Contact"><xs:choice>
+      <xs:element name="email" type="xs:string"/><xs:element name="phone" type="xs:string"/></xs:choice></xs:group>
+    <xs:complexType name="Shapes"><xs:sequence>
+      <xs:element name="item" type="tns:Derived"/>
+      <xs:group ref="tns:Contact"/>
+      <xs:element name="price" type="tns:Amount"/>
+      <xs:element name="tree" type="tns:Node"/>
+      <xs:element name="when" type="xs:date" nillable="true"/>
+    </xs:sequence></xs:complexType>
+    <xs:element name="Put" type="tns:Shapes"/>
+    <xs:element name="PutResponse" type="tns:Shapes"/>
+  </xs:schema></types>
+  <message name="In"><part name="p" element="tns:Put"/></message>
+  <message name="Out"><part name="p" element="tns:PutResponse"/></message>
+  <portType name="PT"><operation name="Put"><input message="tns:In"/><output message="tns:Out"/></operation></portType>
+  <binding name="B" type="tns:PT"><soap:binding style="document" transport="http://schemas.xmlsoap.org/soap/http"/>
+    <operation name="Put"><soap:operation soapAction="urn:shapes#Put"/>
+      <input><soap:body use="literal"/></input><output><soap:body use="literal"/></output></operation></binding>
+  <service name="S"><port name="P" binding="tns:B"><soap:address location="http://127.0.0.1:1/shapes"/></port></service>
+</definitions>"#;
+
+/// The answer of the shapes backend: the same constructs, in a prefixed namespace.
+const SHAPES_ANSWER: &str = r#"<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"
+  xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><e:Body>
+  <s:PutResponse xmlns:s="urn:shapes">
+    <s:item kind="k"><s:id>1</s:id><s:label>L &amp; M</s:label></s:item>
+    <s:phone>+1 555</s:phone>
+    <s:price currency="EUR">9.50</s:price>
+    <s:tree><s:name>root</s:name><s:child><s:name>leaf</s:name></s:child></s:tree>
+    <s:when xsi:nil="true"/>
+  </s:PutResponse></e:Body></e:Envelope>"#;
+
+#[tokio::test]
+async fn soap_extension_simple_content_choice_recursion_and_nil() {
+    let backend = Backend::start(|_| {
+        (
+            200,
+            vec![("content-type", "text/xml".to_owned())],
+            SHAPES_ANSWER.to_owned(),
+        )
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("connectors/shapes");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("shapes.wsdl"), SHAPES_WSDL).unwrap();
+    write_config(
+        dir.path(),
+        &format!(
+            "[connector.shapes]\nbackend = \"{}/shapes\"\n",
+            backend.url()
+        ),
+    );
+    let server = serve_dir(dir.path()).await;
+
+    // The input: an extension's attribute and both sequences, one member of a choice, text
+    // with an attribute (`_value`), a recursive type, and nil.
+    let input = json!({
+        "item": {"kind": "k", "id": 1, "label": "L & M"},
+        "email": "a@example.com",
+        "price": {"currency": "EUR", "_value": 9.5},
+        "tree": {"name": "root", "child": [{"name": "leaf", "child": []}]},
+        "when": null,
+    });
+    let reply = call(&server, "shapes/Put", input.clone()).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(
+        reply.json(),
+        json!({
+            "item": {"kind": "k", "id": 1, "label": "L & M"},
+            "phone": "+1 555",
+            "price": {"currency": "EUR", "_value": 9.5},
+            "tree": {"name": "root", "child": [{"name": "leaf", "child": []}]},
+            "when": null,
+        })
+    );
+    let sent = String::from_utf8(backend.only().body.to_vec()).unwrap();
+    for fragment in [
+        "kind=\"k\"",
+        ">1</",
+        ">L &amp; M</",
+        ">a@example.com</",
+        "currency=\"EUR\"",
+        ">9.5</",
+        ">leaf</",
+        "nil=\"true\"",
+    ] {
+        assert!(sent.contains(fragment), "{fragment} not in {sent}");
+    }
+    assert!(!sent.contains("phone"), "{sent}");
+
+    // Two members of the choice, or a member of the wrong type: refused before any call.
+    let mut both = input.clone();
+    both["phone"] = json!("+1 555");
+    call(&server, "shapes/Put", both)
+        .await
+        .problem(400, "invalid-request");
+    let mut deep = input;
+    deep["tree"]["child"][0]["child"] = json!([{"name": 5}]);
+    let problem = call(&server, "shapes/Put", deep)
+        .await
+        .problem(400, "invalid-request");
+    assert!(
+        problem["errors"][0]["pointer"]
+            .as_str()
+            .unwrap()
+            .starts_with("/tree/child/0/child/0/name"),
+        "{problem}"
+    );
+    assert_eq!(backend.seen().len(), 1);
+}
