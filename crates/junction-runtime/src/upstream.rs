@@ -111,6 +111,10 @@ pub(crate) fn no_target(connector: &ConnectorPlan) -> Error {
 
 /// Sends the bound request of `op` to the backend and returns what it said: built once,
 /// rewritten by the request policies when the operation has some, sent through one path.
+///
+/// The sending is boxed: its state (the client's, the retries', a policy's side calls) is
+/// kilobytes, and inline it would make every request's future that large, cache hits
+/// included, and be copied with it (`RequestTrace::scope` boxes the whole request).
 pub(crate) async fn call(
     connector: &ConnectorPlan,
     op: &OperationPlan,
@@ -119,13 +123,21 @@ pub(crate) async fn call(
 ) -> Result<http::Response<UpstreamBody>, Error> {
     let credentials = crate::connection::credentials(connector, op, parts)?;
     if let Some(plan) = &op.policies {
-        return crate::policy::send(connector, op, plan, parts, bound, credentials).await;
+        return Box::pin(crate::policy::send(
+            connector,
+            op,
+            plan,
+            parts,
+            bound,
+            credentials,
+        ))
+        .await;
     }
     if connector.target.is_none() {
         return Err(no_target(connector));
     }
     let out = outbound::build(op, parts, bound, credentials, false)?;
-    outbound::send(connector, op, out, credentials).await
+    Box::pin(outbound::send(connector, op, out, credentials)).await
 }
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1): `Connection` and the headers it names,
