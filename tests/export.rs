@@ -225,6 +225,25 @@ async fn export_the_package_loads_back_and_api_properties_fit_paconns_schema() {
     assert!(!validator.is_valid(&broken));
 }
 
+/// Both documents `junction export` wrote in `out` pass `validator` (openapi-spec-validator).
+pub(crate) fn assert_exports_pass_the_validator(validator: &str, out: &Path) {
+    for file in [
+        "junction.openapi.json",
+        "junction/apiDefinition.swagger.json",
+    ] {
+        let output = Command::new(validator)
+            .arg(out.join(file))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "openapi-spec-validator refused {file}:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
 #[tokio::test]
 async fn export_the_openapi_document_passes_openapi_spec_validator() {
     let validator = spec_validator();
@@ -244,21 +263,7 @@ async fn export_the_openapi_document_passes_openapi_spec_validator() {
         document["components"]["securitySchemes"]["api_key"]["name"],
         "X-Api-Key"
     );
-    for file in [
-        "junction.openapi.json",
-        "junction/apiDefinition.swagger.json",
-    ] {
-        let output = Command::new(&validator)
-            .arg(out.path().join(file))
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "openapi-spec-validator refused {file}:\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
+    assert_exports_pass_the_validator(&validator, out.path());
 }
 
 #[tokio::test]

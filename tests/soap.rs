@@ -832,21 +832,8 @@ async fn soap_export_round_trip_a_second_junction_calls_the_soap_operation() {
     junction_export::write(&surface, &options, out.path()).unwrap();
 
     // Both documents pass an independent validator, and the package loads back.
-    for file in [
-        "junction.openapi.json",
-        "junction/apiDefinition.swagger.json",
-    ] {
-        let output = std::process::Command::new(crate::export::spec_validator())
-            .arg(out.path().join(file))
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "openapi-spec-validator refused {file}:\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
+    let validator = crate::export::spec_validator();
+    crate::export::assert_exports_pass_the_validator(&validator, out.path());
     let package = junction_import::load(&out.path().join("junction"));
     assert!(
         !package.diagnostics.has_errors(),

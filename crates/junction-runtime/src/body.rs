@@ -449,7 +449,7 @@ pub(crate) async fn read_response(body: UpstreamBody, limit: u64) -> Result<Byte
         Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(Error::new(
             ErrorKind::UpstreamInvalid,
             format!(
-                "the backend's response is larger than limits.max_response_bytes ({limit} bytes), so its policies or transform cannot run"
+                "the backend's response is larger than limits.max_response_bytes ({limit} bytes), and it must be read whole (for policies, a transform, paging or a SOAP answer)"
             ),
         )),
         Err(error) if is_deadline(error.as_ref()) => Err(Error::new(

@@ -4,7 +4,6 @@
 
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
-use http_body_util::BodyExt;
 use junction_model::soap::{
     SoapService, TEXT_PROPERTY, XSI_NAMESPACE, XmlComplexType, XmlContent, XmlElement, XmlSimple,
     XsdBuiltin,
@@ -32,7 +31,7 @@ pub(crate) async fn read(
 ) -> Result<http::Response<UpstreamBody>, Error> {
     let (mut head, body) = response.into_parts();
     let status = head.status;
-    let bytes = collect(body, max_bytes, connector, &plan.operation).await?;
+    let bytes = crate::body::read_response(body, max_bytes).await?;
     let invalid = |why: String| {
         Error::new(
             ErrorKind::UpstreamInvalid,
@@ -156,40 +155,6 @@ pub(crate) async fn read(
                 head,
                 UpstreamBody::full(Bytes::from(bytes)),
             ))
-        }
-    }
-}
-
-/// The body, up to `limit` bytes.
-async fn collect(
-    body: UpstreamBody,
-    limit: u64,
-    connector: &str,
-    operation: &str,
-) -> Result<Bytes, Error> {
-    let limited = http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
-    match limited.collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) => {
-            if error.is::<http_body_util::LengthLimitError>() {
-                return Err(Error::new(
-                    ErrorKind::UpstreamInvalid,
-                    format!(
-                        "connector '{connector}', operation '{operation}': the SOAP answer is \
-                         larger than limits.max_response_bytes ({limit} bytes)"
-                    ),
-                ));
-            }
-            if let Some(timed_out) = crate::body::timed_out(error.as_ref()) {
-                return Err(timed_out);
-            }
-            Err(Error::new(
-                ErrorKind::UpstreamUnreachable,
-                format!(
-                    "connector '{connector}', operation '{operation}': the SOAP answer broke off"
-                ),
-            )
-            .with_cause(error))
         }
     }
 }
