@@ -12,7 +12,7 @@ use crate::support;
 const SECRET: &str = "cli-secret-5be2";
 
 /// The `junction` binary of this build, built first (a no-op when up to date).
-fn junction_binary() -> PathBuf {
+pub(crate) fn junction_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     // …/TARGET/PROFILE/deps/integration-HASH
     let profile_dir = exe.parent().unwrap().parent().unwrap();

@@ -3,6 +3,7 @@
 // Tests fail by panicking; the workspace's no-panic lints are for library code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod agent;
 mod cache;
 mod cli;
 mod compat;

@@ -28,6 +28,9 @@ pub enum Source {
     Internal,
 }
 
+/// The base of problem type URIs: the type of a problem is this and [`ErrorKind::slug`].
+pub const PROBLEM_BASE: &str = "https://junction.dev/problems/";
+
 /// What went wrong. Decides the status code and the problem type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -88,11 +91,13 @@ pub enum ErrorKind {
     SoapFault,
     /// 502: a SOAP service answered with any other fault (Server, Receiver …).
     SoapServerFault,
+    /// 503: the connector goes through an agent pool with no agent connected.
+    AgentUnavailable,
 }
 
 impl ErrorKind {
     /// Every kind, in declaration order (for counters indexed by kind).
-    pub const ALL: [ErrorKind; 24] = [
+    pub const ALL: [ErrorKind; 25] = [
         ErrorKind::NotFound,
         ErrorKind::MethodNotAllowed,
         ErrorKind::InvalidRequest,
@@ -117,6 +122,7 @@ impl ErrorKind {
         ErrorKind::Conflict,
         ErrorKind::SoapFault,
         ErrorKind::SoapServerFault,
+        ErrorKind::AgentUnavailable,
     ];
 
     pub fn status(self) -> StatusCode {
@@ -135,9 +141,10 @@ impl ErrorKind {
             ErrorKind::ConnectionUnauthenticated => StatusCode::UNAUTHORIZED,
             ErrorKind::NotImplemented => StatusCode::NOT_IMPLEMENTED,
             ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            ErrorKind::CircuitOpen | ErrorKind::BackendBusy | ErrorKind::StoreUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ErrorKind::CircuitOpen
+            | ErrorKind::BackendBusy
+            | ErrorKind::StoreUnavailable
+            | ErrorKind::AgentUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Misconfigured | ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
             ErrorKind::Forbidden => StatusCode::FORBIDDEN,
@@ -167,6 +174,7 @@ impl ErrorKind {
             | ErrorKind::UpstreamInvalid
             | ErrorKind::ViewStepFailed
             | ErrorKind::SoapServerFault
+            | ErrorKind::AgentUnavailable
             | ErrorKind::ConnectionUnauthenticated => Source::Upstream,
             ErrorKind::Misconfigured
             | ErrorKind::Internal
@@ -187,6 +195,7 @@ impl ErrorKind {
                 | ErrorKind::CircuitOpen
                 | ErrorKind::BackendBusy
                 | ErrorKind::StoreUnavailable
+                | ErrorKind::AgentUnavailable
         )
     }
 
@@ -217,6 +226,7 @@ impl ErrorKind {
             ErrorKind::Conflict => "conflict",
             ErrorKind::SoapFault => "soap-fault",
             ErrorKind::SoapServerFault => "soap-server-fault",
+            ErrorKind::AgentUnavailable => "agent-unavailable",
         }
     }
 
@@ -247,6 +257,7 @@ impl ErrorKind {
             ErrorKind::Conflict => "Conflict",
             ErrorKind::SoapFault => "The service refused the request",
             ErrorKind::SoapServerFault => "The service failed",
+            ErrorKind::AgentUnavailable => "No agent connected",
         }
     }
 }

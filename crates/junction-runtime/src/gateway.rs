@@ -25,6 +25,7 @@ use crate::schema::SchemaCompiler;
 use crate::telemetry::{Metrics, RouteMetrics, RouteName, UpstreamMetrics};
 use crate::traffic::{ConnectorTrafficPlan, Traffic, TrafficStatus};
 use crate::upstream;
+use crate::upstream::agent::AgentPools;
 
 /// One connector, compiled.
 #[derive(Debug)]
@@ -84,6 +85,8 @@ pub struct Gateway {
     server_timing: bool,
     /// How next links are signed (`[next_links]`).
     pub(crate) links: crate::next_link::Signing,
+    /// The outbound agents connected to this gateway, by pool (`via = "agent:POOL"`).
+    agents: AgentPools,
 }
 
 /// A gateway and the warnings found while building it.
@@ -142,6 +145,7 @@ impl Gateway {
         let mut clients: HashMap<Duration, upstream::HttpClient> = HashMap::new();
         let empty = ConnectorConfig::default();
         let mut traffic = Traffic::new(config, &mut diagnostics);
+        let agents = AgentPools::default();
 
         for connector in connectors {
             if plans.contains_key(&connector.name) {
@@ -175,11 +179,18 @@ impl Gateway {
                     }
                 },
             };
+            let transport = match &section.via {
+                Some(pool) => upstream::Transport::Agent {
+                    pool: pool.clone(),
+                    pools: agents.clone(),
+                },
+                None => upstream::Transport::Direct(client),
+            };
             let mut plan = compile_connector(
                 connector,
                 section,
                 config,
-                upstream::Transport::Direct(client),
+                transport,
                 timeouts.timeout,
                 &mut traffic,
                 &mut diagnostics,
@@ -233,9 +244,16 @@ impl Gateway {
                 clients: clients.into_values().collect(),
                 server_timing: config.telemetry.server_timing,
                 links: crate::next_link::Signing::new(&config.next_links),
+                agents,
             },
             diagnostics,
         })
+    }
+
+    /// The outbound agents connected to this gateway: the agents listener attaches them,
+    /// connectors with `via = "agent:POOL"` send through them.
+    pub fn agents(&self) -> &AgentPools {
+        &self.agents
     }
 
     /// The request counters and the access log.

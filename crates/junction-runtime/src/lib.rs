@@ -53,17 +53,19 @@ pub mod telemetry;
 
 pub use body::{BodyTimedOut, BodyTooLarge, ClientBody, DeadlinePassed, RequestBody, UpstreamBody};
 pub use config::{
-    Config, ConfigError, ConnectorConfig, Limits, LogConfig, NamedTransform, NextLinksConfig,
-    OperationConfig, Paging, TelemetryConfig, Transforms, UpstreamDefaults, ViewConfig,
+    AgentsConfig, Config, ConfigError, ConnectorConfig, Limits, LogConfig, NamedTransform,
+    NextLinksConfig, OperationConfig, Paging, TelemetryConfig, Transforms, UpstreamDefaults,
+    ViewConfig,
 };
 pub use connection::{Admission, Admitted, BoxFuture, ResolvedConnection, UnauthorizedHook};
 pub use context::RequestCtx;
-pub use error::{BoxError, Error, ErrorKind, InputLocation, Source, Violation};
+pub use error::{BoxError, Error, ErrorKind, InputLocation, PROBLEM_BASE, Source, Violation};
 pub use gateway::{Compiled, ConnectorSummary, Gateway, OperationSummary, SharedGateway};
 pub use host::valid_host;
 pub use junction_model::Secret;
 pub use pipeline::CONNECTORS_PREFIX;
 pub use policy::NEXT_LINK_PARAMETER;
 pub use traffic::{RetryCounts, TrafficStatus};
-pub use upstream::{SentTo, USER_AGENT, install_crypto_provider, strip_hop_by_hop};
+pub use upstream::agent::{AGENT_PROBLEM, AgentPools, Link, LinkInfo};
+pub use upstream::{Forwarder, SentTo, USER_AGENT, install_crypto_provider, strip_hop_by_hop};
 pub use view::{PARTIAL_HEADER, VIEWS_PREFIX, ViewSource};

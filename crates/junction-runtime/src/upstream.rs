@@ -6,7 +6,7 @@
 //! backend's body and the answer into the client's, [`exchange`] passes the backend's
 //! guards and retries, and [`transport`] carries the request to the backend. `codec` and
 //! `transport` are where new kinds of backends plug in: [`soap`] is the codec of operations
-//! imported from a WSDL (an outbound agent is the next transport).
+//! imported from a WSDL, [`agent`] the transport through outbound agents.
 //! The response keeps status, headers (minus hop-by-hop ones) and a streamed body.
 
 use http::request::Parts;
@@ -20,6 +20,7 @@ use crate::error::{Error, ErrorKind};
 use crate::gateway::ConnectorPlan;
 use crate::plan::OperationPlan;
 
+pub mod agent;
 pub(crate) mod codec;
 pub(crate) mod exchange;
 pub(crate) mod outbound;
@@ -31,6 +32,7 @@ pub(crate) use exchange::{Call, Held};
 pub(crate) use outbound::push_credential_query;
 pub(crate) use pool::HttpClient;
 pub use pool::PoolSnapshot;
+pub use transport::Forwarder;
 pub(crate) use transport::{Transport, client};
 
 /// The `User-Agent` of upstream requests.

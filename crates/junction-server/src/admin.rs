@@ -135,6 +135,9 @@ pub fn admin_router_with(
         .route("/api/v1/clients/{id}", get(client).delete(delete_client))
         .route("/api/v1/clients/{id}/grants", put(set_grants))
         .route("/api/v1/audit", get(audit))
+        .route("/api/v1/agents", get(agents))
+        .route("/api/v1/agents/tokens", post(create_agent_token))
+        .route("/api/v1/agents/{id}", delete(revoke_agent))
         .fallback(not_found)
         .with_state(AdminState {
             gateway,
@@ -1000,6 +1003,133 @@ async fn delete_client(
             Error::new(ErrorKind::NotFound, format!("there is no client '{id}'")),
         )
     }
+}
+
+/// The enrolled agents (from the store) and the live connections to this gateway, by pool.
+async fn agents(State(state): State<AdminState>, request: Request) -> Response {
+    let access = attempt!(&request, access(&state));
+    let enrolled = attempt!(
+        &request,
+        access.vault.store().agents().await.map_err(store_error)
+    );
+    let links = state.gateway.load().agents().links();
+    let mut pools: std::collections::BTreeMap<&str, Value> = std::collections::BTreeMap::new();
+    for agent in &enrolled {
+        pools
+            .entry(agent.pool.as_str())
+            .or_insert_with(|| json!({"enrolled": 0, "connected": 0, "in_flight": 0}));
+    }
+    for link in &links {
+        pools
+            .entry(link.pool.as_str())
+            .or_insert_with(|| json!({"enrolled": 0, "connected": 0, "in_flight": 0}));
+    }
+    for (pool, figures) in &mut pools {
+        let of_pool = links.iter().filter(|l| l.pool == *pool);
+        figures["enrolled"] = json!(
+            enrolled
+                .iter()
+                .filter(|a| a.pool == *pool && a.revoked_at.is_none())
+                .count()
+        );
+        figures["connected"] = json!(of_pool.clone().count());
+        figures["in_flight"] = json!(of_pool.map(|l| l.in_flight).sum::<usize>());
+    }
+    let agents: Vec<Value> = enrolled
+        .iter()
+        .map(|agent| {
+            let connections: Vec<&junction_runtime::LinkInfo> =
+                links.iter().filter(|l| l.agent == agent.id).collect();
+            let mut row = json!(agent);
+            row["connections"] = json!(connections);
+            row
+        })
+        .collect();
+    axum::Json(json!({"pools": pools, "agents": agents})).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentTokenInput {
+    pool: String,
+    /// How long it can be used, e.g. `15m`.
+    ttl: Option<String>,
+}
+
+/// A single-use enrollment token for an agent of a pool (shown once).
+async fn create_agent_token(State(state): State<AdminState>, request: Request) -> Response {
+    let access = attempt!(&request, access(&state)).clone();
+    let who = actor(&request);
+    let (head_request, input) = split::<AgentTokenInput>(request).await;
+    let input = attempt!(&head_request, input);
+    let ttl = match input.ttl.as_deref() {
+        Some(text) => attempt!(
+            &head_request,
+            junction_runtime::config::units::parse_duration(text)
+                .map_err(|e| Error::new(ErrorKind::InvalidRequest, format!("`ttl`: {e}")))
+        ),
+        None => std::time::Duration::from_secs(15 * 60),
+    };
+    let made = junction_agent::enroll::token(&access.vault, &input.pool, ttl, &who).await;
+    let (token, expires_at) = attempt!(
+        &head_request,
+        made.map_err(|error| match error {
+            junction_agent::enroll::EnrollError::Invalid(detail) => {
+                Error::new(ErrorKind::InvalidRequest, format!("`pool`: {detail}"))
+            }
+            junction_agent::enroll::EnrollError::Store(error) => store_error(error),
+            other => Error::new(ErrorKind::Internal, other.to_string()),
+        })
+    );
+    let mut response = (
+        StatusCode::CREATED,
+        axum::Json(json!({"pool": input.pool, "token": token, "expires_at": expires_at})),
+    )
+        .into_response();
+    response.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+/// Revokes an agent and cuts its connections to this gateway at once (other replicas cut
+/// theirs within a second).
+async fn revoke_agent(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    let access = attempt!(&request, access(&state));
+    let revoked = attempt!(
+        &request,
+        access
+            .vault
+            .store()
+            .revoke_agent(&id, junction_store::now_ms())
+            .await
+            .map_err(store_error)
+    );
+    if !revoked {
+        return fail(
+            &request,
+            Error::new(
+                ErrorKind::NotFound,
+                format!("there is no agent '{id}' that is not revoked already"),
+            ),
+        );
+    }
+    access
+        .vault
+        .audit(&actor(&request), "agent.revoke", Some(&id), "ok", json!({}))
+        .await;
+    // By name or id: cut every connection of the agent the store revoked.
+    if let Ok(enrolled) = access.vault.store().agents().await {
+        for agent in enrolled.iter().filter(|a| a.id == id || a.name == id) {
+            state.gateway.load().agents().cut(&agent.id);
+        }
+    }
+    StatusCode::NO_CONTENT.into_response()
 }
 
 #[derive(Deserialize)]

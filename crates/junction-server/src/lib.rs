@@ -7,6 +7,7 @@
 
 pub mod access;
 mod admin;
+pub mod agents;
 mod call;
 pub mod catalog;
 pub mod console;

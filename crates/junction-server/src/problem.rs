@@ -19,7 +19,7 @@ use junction_runtime::{Error, Source, Violation};
 use serde::Serialize;
 
 /// Base of every problem `type` URI.
-pub const PROBLEM_BASE: &str = "https://junction.dev/problems/";
+pub use junction_runtime::PROBLEM_BASE;
 pub const PROBLEM_JSON: &str = "application/problem+json";
 pub const REQUEST_ID: &str = "x-request-id";
 

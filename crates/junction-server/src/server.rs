@@ -55,6 +55,9 @@ pub enum StartError {
     /// `[telemetry] otlp_endpoint` is set but the exporter cannot be set up.
     #[error("cannot start the trace exporter: {0}")]
     Tracer(String),
+    /// `[agents]` is set but its listener cannot be set up (no store key, no authority).
+    #[error("cannot start the agents listener: {0}")]
+    Agents(String),
     /// A serving thread or its runtime could not be started.
     #[error("cannot start a serving thread: {0}")]
     Thread(#[source] std::io::Error),
@@ -122,7 +125,9 @@ impl Server {
         }
         let (stop, stopped) = watch::channel(false);
         let allowance = Allowance::of(&config.limits);
-        let tasks = vec![
+        let (agents_addr, agents) =
+            start_agents(config, &gateway, access.as_deref(), &stopped).await?;
+        let mut tasks = vec![
             tokio::spawn(listener::serve(
                 data,
                 DataPlane(gateway.clone()),
@@ -132,10 +137,12 @@ impl Server {
             )),
             spawn_admin(admin, config, gateway.clone(), access, catalog, stopped),
         ];
+        tasks.extend(agents);
         tracing::info!(%data_addr, %admin_addr, "listening");
         Ok(RunningServer {
             data_addr,
             admin_addr,
+            agents_addr,
             gateway,
             diagnostics: Diagnostics::default(),
             stop,
@@ -228,7 +235,9 @@ impl Server {
                 .map_err(StartError::Thread)?;
             threads.push(finished);
         }
-        let tasks = vec![
+        let (agents_addr, agents) =
+            start_agents(config, &gateway, access.as_deref(), &stopped).await?;
+        let mut tasks = vec![
             tokio::spawn(listener::serve(
                 first,
                 DataPlane(gateway.clone()),
@@ -238,10 +247,12 @@ impl Server {
             )),
             spawn_admin(admin, config, gateway.clone(), access, catalog, stopped),
         ];
+        tasks.extend(agents);
         tracing::info!(%data_addr, %admin_addr, threads = threads.len() + 1, "listening");
         Ok(RunningServer {
             data_addr,
             admin_addr,
+            agents_addr,
             gateway,
             diagnostics: Diagnostics::default(),
             stop,
@@ -250,6 +261,35 @@ impl Server {
             exporter,
         })
     }
+}
+
+/// Starts the agents listener of `[agents]` (docs/agent.md): its certificate authority is
+/// the store's, made on first use. Returns its bound address and task.
+async fn start_agents(
+    config: &Config,
+    gateway: &SharedGateway,
+    access: Option<&Access>,
+    stopped: &watch::Receiver<bool>,
+) -> Result<(Option<SocketAddr>, Option<JoinHandle<()>>), StartError> {
+    let Some(agents) = &config.agents else {
+        return Ok((None, None));
+    };
+    let Some(access) = access else {
+        return Err(StartError::Agents("agents need `[store]`".to_owned()));
+    };
+    let desk = junction_agent::enroll::Desk::open(access.vault.clone(), agents.cert_days)
+        .await
+        .map_err(|e| StartError::Agents(e.to_string()))?;
+    let listener = bind(agents.listen, "agents").await?;
+    let addr = local_addr(&listener, agents.listen, "agents")?;
+    tracing::info!(agents_addr = %addr, "agents listener");
+    let task = tokio::spawn(crate::agents::serve(
+        listener,
+        Arc::new(desk),
+        gateway.load().agents().clone(),
+        stopped.clone(),
+    ));
+    Ok((Some(addr), Some(task)))
 }
 
 /// Opens `[log] access` into the gateway's metrics, unless a log is already there (a
@@ -373,6 +413,8 @@ pub struct RunningServer {
     /// The bound data-plane address (the real port when the config said 0).
     pub data_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// The bound agents listener address, with `[agents]`.
+    pub agents_addr: Option<SocketAddr>,
     /// The table in force; [`SharedGateway::swap`] replaces it while serving.
     pub gateway: SharedGateway,
     /// Warnings found while compiling.

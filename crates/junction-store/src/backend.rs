@@ -78,6 +78,28 @@ pub struct AuditQuery {
     pub limit: Option<i64>,
 }
 
+/// One outbound agent as stored (docs/agent.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AgentRow {
+    pub id: String,
+    /// The pool it serves (`via = "agent:POOL"`).
+    pub pool: String,
+    /// The name it gave when it joined (its host name by default).
+    pub name: String,
+    /// SHA-256 (hex) of its current certificate, by which it is known when it connects.
+    pub fingerprint: String,
+    /// When its current certificate expires, Unix ms.
+    pub not_after: i64,
+    pub created_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renewed_at: Option<i64>,
+    /// When a gateway last had it connected, Unix ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<i64>,
+}
+
 /// Where connections, clients and the audit log live. Implemented for SQLite and
 /// PostgreSQL with the same SQL.
 #[async_trait]
@@ -147,6 +169,38 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError>;
+
+    /// The agents' certificate authority: its certificate (PEM) and sealed key.
+    async fn agent_ca(&self) -> Result<Option<(String, Vec<u8>)>, StoreError>;
+    /// Stores the agents' certificate authority unless one is stored already (two
+    /// replicas creating one at once keep the first).
+    async fn insert_agent_ca(&self, cert: &str, key: &[u8], now: i64) -> Result<(), StoreError>;
+    async fn insert_agent_token(
+        &self,
+        hash: &str,
+        pool: &str,
+        expires_at: i64,
+        created_by: &str,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// Uses the enrollment token with SHA-256 `hash` (once, before it expires): its pool.
+    async fn take_agent_token(&self, hash: &str, now: i64) -> Result<Option<String>, StoreError>;
+    async fn insert_agent(&self, row: &AgentRow) -> Result<(), StoreError>;
+    async fn agent_by_fingerprint(&self, fingerprint: &str)
+    -> Result<Option<AgentRow>, StoreError>;
+    async fn agents(&self) -> Result<Vec<AgentRow>, StoreError>;
+    /// Records the renewed certificate of agent `id`; `false` when it is unknown or revoked.
+    async fn renew_agent(
+        &self,
+        id: &str,
+        fingerprint: &str,
+        not_after: i64,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+    /// Revokes agent `id` (by id or name); `false` when there is none not revoked yet.
+    async fn revoke_agent(&self, id: &str, now: i64) -> Result<bool, StoreError>;
+    /// Records that agents `ids` are connected now.
+    async fn touch_agents(&self, ids: &[String], now: i64) -> Result<(), StoreError>;
 
     /// Whether any sealed value is stored.
     async fn has_sealed_values(&self) -> Result<bool, StoreError>;

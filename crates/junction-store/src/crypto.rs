@@ -213,6 +213,11 @@ fn hex(bytes: &[u8]) -> String {
     })
 }
 
+/// SHA-256 of `bytes` as hex: how agents' certificates are known.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
 /// SHA-256 of `text` as hex: how gateway API keys are stored.
 pub fn hash_key(text: &str) -> String {
     hex(&Sha256::digest(text.as_bytes()))

@@ -28,10 +28,11 @@ pub use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-pub use backend::{AuditEvent, AuditQuery, ClientRow, ConnectionRow, Store};
+pub use backend::{AgentRow, AuditEvent, AuditQuery, ClientRow, ConnectionRow, Store};
 pub use crypto::{MASTER_KEY_ENV, MasterKey};
 pub use error::StoreError;
 pub use grants::Grant;
+pub use sql::AGENT_CA_AAD;
 pub use sql::{PostgresStore, SqliteStore};
 
 /// Where the store lives.

@@ -17,7 +17,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
 
-use crate::backend::{AuditEvent, AuditQuery, ClientRow, ConnectionRow, Store};
+use crate::backend::{AgentRow, AuditEvent, AuditQuery, ClientRow, ConnectionRow, Store};
 use crate::crypto::MasterKey;
 use crate::error::StoreError;
 
@@ -49,6 +49,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "oauth states",
         include_str!("../migrations/sqlite/0002_oauth_states.sql"),
     ),
+    (
+        3,
+        "agents",
+        include_str!("../migrations/sqlite/0003_agents.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -60,6 +65,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "oauth states",
         include_str!("../migrations/postgres/0002_oauth_states.sql"),
+    ),
+    (
+        3,
+        "agents",
+        include_str!("../migrations/postgres/0003_agents.sql"),
     ),
 ];
 
@@ -205,6 +215,32 @@ where
         created_at: row.try_get("created_at")?,
     })
 }
+
+const AGENT_COLUMNS: &str =
+    "id, pool, name, fingerprint, not_after, created_at, renewed_at, last_seen, revoked_at";
+
+fn agent_row<R: Row>(row: &R) -> Result<AgentRow, sqlx::Error>
+where
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(AgentRow {
+        id: row.try_get("id")?,
+        pool: row.try_get("pool")?,
+        name: row.try_get("name")?,
+        fingerprint: row.try_get("fingerprint")?,
+        not_after: row.try_get("not_after")?,
+        created_at: row.try_get("created_at")?,
+        renewed_at: row.try_get("renewed_at")?,
+        last_seen: row.try_get("last_seen")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+/// `AAD` of the agents' certificate authority's sealed key.
+pub const AGENT_CA_AAD: &str = "agent_ca:key";
 
 fn audit_row<R: Row>(row: &R) -> Result<AuditEvent, sqlx::Error>
 where
@@ -598,10 +634,170 @@ macro_rules! impl_store {
                 Ok(rows.iter().map(audit_row).collect::<Result<_, _>>()?)
             }
 
+            async fn agent_ca(&self) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+                let row = sqlx::query("SELECT cert, key FROM agent_ca WHERE id = 1")
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(match row {
+                    Some(row) => Some((row.try_get("cert")?, row.try_get("key")?)),
+                    None => None,
+                })
+            }
+
+            async fn insert_agent_ca(
+                &self,
+                cert: &str,
+                key: &[u8],
+                now: i64,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO agent_ca (id, cert, key, created_at) VALUES (1, $1, $2, $3) \
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(cert)
+                .bind(key)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn insert_agent_token(
+                &self,
+                hash: &str,
+                pool: &str,
+                expires_at: i64,
+                created_by: &str,
+                now: i64,
+            ) -> Result<(), StoreError> {
+                // Tokens past their time are of no use: drop them as new ones come.
+                sqlx::query("DELETE FROM agent_tokens WHERE expires_at < $1")
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO agent_tokens (hash, pool, expires_at, created_by, created_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(hash)
+                .bind(pool)
+                .bind(expires_at)
+                .bind(created_by)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn take_agent_token(
+                &self,
+                hash: &str,
+                now: i64,
+            ) -> Result<Option<String>, StoreError> {
+                let row = sqlx::query(
+                    "UPDATE agent_tokens SET used_at = $2 \
+                     WHERE hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING pool",
+                )
+                .bind(hash)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(match row {
+                    Some(row) => Some(row.try_get("pool")?),
+                    None => None,
+                })
+            }
+
+            async fn insert_agent(&self, row: &AgentRow) -> Result<(), StoreError> {
+                let sql = AssertSqlSafe(format!(
+                    "INSERT INTO agents ({AGENT_COLUMNS}) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                ));
+                sqlx::query(sql)
+                    .bind(&row.id)
+                    .bind(&row.pool)
+                    .bind(&row.name)
+                    .bind(&row.fingerprint)
+                    .bind(row.not_after)
+                    .bind(row.created_at)
+                    .bind(row.renewed_at)
+                    .bind(row.last_seen)
+                    .bind(row.revoked_at)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn agent_by_fingerprint(
+                &self,
+                fingerprint: &str,
+            ) -> Result<Option<AgentRow>, StoreError> {
+                let sql = AssertSqlSafe(format!(
+                    "SELECT {AGENT_COLUMNS} FROM agents WHERE fingerprint = $1"
+                ));
+                let row = sqlx::query(sql)
+                    .bind(fingerprint)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.as_ref().map(agent_row).transpose()?)
+            }
+
+            async fn agents(&self) -> Result<Vec<AgentRow>, StoreError> {
+                let sql = AssertSqlSafe(format!(
+                    "SELECT {AGENT_COLUMNS} FROM agents ORDER BY pool, name, id"
+                ));
+                let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
+                Ok(rows.iter().map(agent_row).collect::<Result<_, _>>()?)
+            }
+
+            async fn renew_agent(
+                &self,
+                id: &str,
+                fingerprint: &str,
+                not_after: i64,
+                now: i64,
+            ) -> Result<bool, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE agents SET fingerprint = $2, not_after = $3, renewed_at = $4 \
+                     WHERE id = $1 AND revoked_at IS NULL",
+                )
+                .bind(id)
+                .bind(fingerprint)
+                .bind(not_after)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn revoke_agent(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE agents SET revoked_at = $2 \
+                     WHERE (id = $1 OR name = $1) AND revoked_at IS NULL",
+                )
+                .bind(id)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn touch_agents(&self, ids: &[String], now: i64) -> Result<(), StoreError> {
+                for id in ids {
+                    sqlx::query("UPDATE agents SET last_seen = $2 WHERE id = $1")
+                        .bind(id)
+                        .bind(now)
+                        .execute(&self.pool)
+                        .await?;
+                }
+                Ok(())
+            }
+
             async fn has_sealed_values(&self) -> Result<bool, StoreError> {
                 let row = sqlx::query(
-                    "SELECT COUNT(*) AS n FROM connections \
-                     WHERE secrets IS NOT NULL OR tokens IS NOT NULL",
+                    "SELECT (SELECT COUNT(*) FROM connections \
+                     WHERE secrets IS NOT NULL OR tokens IS NOT NULL) \
+                     + (SELECT COUNT(*) FROM agent_ca) AS n",
                 )
                 .fetch_one(&self.pool)
                 .await?;
@@ -636,6 +832,18 @@ macro_rules! impl_store {
                         .bind(tokens)
                         .execute(&mut *tx)
                         .await?;
+                }
+                if let Some(row) = sqlx::query("SELECT key FROM agent_ca WHERE id = 1")
+                    .fetch_optional(&mut *tx)
+                    .await?
+                {
+                    let key: Vec<u8> = row.try_get("key")?;
+                    let key = reseal(old, new, Some(key), AGENT_CA_AAD)?;
+                    sqlx::query("UPDATE agent_ca SET key = $1 WHERE id = 1")
+                        .bind(key)
+                        .execute(&mut *tx)
+                        .await?;
+                    count += 1;
                 }
                 // Pending logins are short-lived: they start again under the new key.
                 sqlx::query("DELETE FROM oauth_states")

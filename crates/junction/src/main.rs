@@ -2,6 +2,7 @@
 //! surface, run the demo, and talk to a running gateway's admin listener.
 
 mod admin;
+mod agents;
 mod config;
 mod demo;
 mod export;
@@ -49,6 +50,12 @@ enum Command {
     /// Master key: generate one, or rotate the store to a new one.
     #[command(subcommand)]
     Keys(manage::Keys),
+    /// The outbound agent, on a host of a private network: `join` a gateway, `run`.
+    #[command(subcommand)]
+    Agent(agents::Agent),
+    /// The gateway's outbound agents: `enroll` one (a single-use token), `list`, `revoke`.
+    #[command(subcommand)]
+    Agents(agents::Agents),
     /// What a configuration may hold: `junction config schema [--view]`.
     #[command(subcommand)]
     Config(config::ConfigCommand),
@@ -76,6 +83,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Clients(command) => manage::clients(command),
         Command::Audit(args) => manage::audit(args),
         Command::Keys(command) => manage::keys(command),
+        Command::Agent(command) => agents::agent(command),
+        Command::Agents(command) => agents::agents(command),
         Command::Config(command) => config::run(command),
     }
 }

@@ -23,7 +23,7 @@ use serde_json::{Map, Value, json};
 pub struct Target {
     /// Directory holding `junction.toml` (with its `[store]`) and the connector packages.
     #[arg(long, value_name = "DIR", default_value = ".", global = true)]
-    config: PathBuf,
+    pub(crate) config: PathBuf,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -154,7 +154,7 @@ pub enum Keys {
     },
 }
 
-fn actor() -> String {
+pub(crate) fn actor() -> String {
     let user = std::env::var("USER").unwrap_or_default();
     let user: String = user
         .chars()
@@ -168,7 +168,7 @@ fn actor() -> String {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -176,7 +176,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// The configuration, the connectors and the store of `dir`.
-async fn open(dir: &Path) -> anyhow::Result<(Config, Vec<junction_model::Connector>, Arc<Access>)> {
+pub(crate) async fn open(
+    dir: &Path,
+) -> anyhow::Result<(Config, Vec<junction_model::Connector>, Arc<Access>)> {
     let config = Config::load(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     let connectors = if config.connectors_dir.is_dir() {
         crate::serve::load_connectors(&config.connectors_dir)
@@ -190,7 +192,7 @@ async fn open(dir: &Path) -> anyhow::Result<(Config, Vec<junction_model::Connect
     Ok((config, connectors, access))
 }
 
-fn print(value: &impl serde::Serialize) -> anyhow::Result<()> {
+pub(crate) fn print(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }

@@ -91,6 +91,31 @@ pub struct Config {
     pub log: LogConfig,
     /// `[telemetry]`.
     pub telemetry: TelemetryConfig,
+    /// `[agents]`: the listener outbound agents dial. `None`: no agents.
+    pub agents: Option<AgentsConfig>,
+}
+
+/// `[agents]`: where outbound agents connect and how long what they are given lasts
+/// (docs/agent.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentsConfig {
+    /// `listen`: the address agents dial (TLS 1.3; agents show the certificate they joined with).
+    pub listen: SocketAddr,
+    /// `cert_days`: how long an agent's certificate is valid (default 30); agents renew it
+    /// when a third of that is left.
+    pub cert_days: u32,
+    /// `token_ttl`: how long an enrollment token can be used (default 15 minutes).
+    pub token_ttl: Duration,
+}
+
+impl Default for AgentsConfig {
+    fn default() -> Self {
+        AgentsConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 9443)),
+            cert_days: 30,
+            token_ttl: Duration::from_secs(15 * 60),
+        }
+    }
 }
 
 /// `[next_links]`: the key next links are signed with and how long they stay valid
@@ -207,6 +232,9 @@ pub struct ConnectorConfig {
     /// `soap_port`: of a WSDL connector, serve only this port's operations, under their
     /// own names.
     pub soap_port: Option<String>,
+    /// `via = "agent:POOL"`: the pool of outbound agents its requests go through; `backend`
+    /// is then the address as the agents' network sees it.
+    pub via: Option<String>,
     /// Line of the section header in the file, for messages.
     pub line: Option<u32>,
 }
@@ -282,6 +310,7 @@ impl Default for Config {
             view_sections: IndexMap::new(),
             log: LogConfig::default(),
             telemetry: TelemetryConfig::default(),
+            agents: None,
         }
     }
 }
@@ -449,6 +478,15 @@ struct RawConfig {
     view: IndexMap<String, Spanned<RawViewSection>>,
     log: Option<RawLog>,
     telemetry: Option<RawTelemetry>,
+    agents: Option<Spanned<RawAgents>>,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RawAgents {
+    listen: Option<Spanned<String>>,
+    cert_days: Option<Spanned<u32>>,
+    token_ttl: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -518,6 +556,7 @@ struct RawConnector {
     max_concurrency: Option<Spanned<traffic::Flex>>,
     queue_timeout: Option<Spanned<String>>,
     soap_port: Option<Spanned<String>>,
+    via: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -641,6 +680,18 @@ impl Builder<'_> {
                     allowed_hosts.push(pattern);
                 }
             }
+            let via = section.via.as_ref().and_then(|value| {
+                let text = self.string(value, &format!("{key}.via"))?;
+                let pool = parse_via(&text);
+                self.check(value, &format!("{key}.via"), pool)
+            });
+            if let (Some(value), None) = (&section.via, &raw.agents) {
+                self.push(
+                    value,
+                    &format!("{key}.via"),
+                    "agents connect to the gateway's `[agents]` listener: add an `[agents]` section",
+                );
+            }
             let transform = self.transforms(section.transform, &format!("{key}.transform"));
             let paging = self.paging(section.paging, &format!("{key}.paging"));
             let raw_traffic = RawConnectorTraffic {
@@ -685,10 +736,12 @@ impl Builder<'_> {
                     operations,
                     traffic: connector_traffic,
                     soap_port: section.soap_port.map(Spanned::into_inner),
+                    via,
                     line,
                 },
             );
         }
+        let agents = self.agents(raw.agents, raw.store.is_some());
         let store = self.store(raw.store, dir);
         let clients = self.clients(raw.clients);
         let admin = self.admin(raw.admin);
@@ -722,7 +775,41 @@ impl Builder<'_> {
             view_sections,
             log,
             telemetry,
+            agents,
         }
+    }
+
+    /// `[agents]`: `listen`, `cert_days`, `token_ttl`; it needs `[store]`, which keeps the
+    /// enrollment tokens, the agents and the key of their certificate authority.
+    fn agents(&mut self, raw: Option<Spanned<RawAgents>>, store: bool) -> Option<AgentsConfig> {
+        let raw = raw?;
+        if !store {
+            self.push(
+                &raw,
+                "agents",
+                "agents need `[store]`: it keeps their enrollment tokens, their certificates' \
+                 fingerprints and the key of the certificate authority that signs them",
+            );
+        }
+        let defaults = AgentsConfig::default();
+        let raw = raw.into_inner();
+        let listen = self.address(raw.listen, "agents.listen", defaults.listen);
+        let cert_days = match raw.cert_days {
+            Some(days) if *days.get_ref() == 0 || *days.get_ref() > 825 => {
+                self.push(&days, "agents.cert_days", "must be between 1 and 825 days");
+                defaults.cert_days
+            }
+            Some(days) => days.into_inner(),
+            None => defaults.cert_days,
+        };
+        let token_ttl = self
+            .duration(raw.token_ttl, "agents.token_ttl")
+            .unwrap_or(defaults.token_ttl);
+        Some(AgentsConfig {
+            listen,
+            cert_days,
+            token_ttl,
+        })
     }
 
     /// `[next_links]`: `key` (at least 16 characters, usually `${VAR}`) and `ttl`.
@@ -1072,6 +1159,31 @@ fn check_host_pattern(text: &str) -> Result<String, String> {
 
 /// Parses `HOST:PORT` where HOST is an IP address or `localhost`, or a bare `:PORT`
 /// (meaning all interfaces).
+/// The pool of `via = "agent:POOL"`.
+pub fn parse_via(text: &str) -> Result<String, String> {
+    let Some(pool) = text.strip_prefix("agent:") else {
+        return Err(format!(
+            "`{text}` is not a route; write \"agent:POOL\" to go through the agents of POOL"
+        ));
+    };
+    check_pool_name(pool).map(|()| pool.to_owned())
+}
+
+/// A pool name: 1 to 64 letters, digits, `-`, `_` and `.`.
+pub fn check_pool_name(pool: &str) -> Result<(), String> {
+    if pool.is_empty()
+        || pool.len() > 64
+        || !pool
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(format!(
+            "`{pool}` is not a pool name (1 to 64 letters, digits, `-`, `_` and `.`)"
+        ));
+    }
+    Ok(())
+}
+
 pub fn parse_address(text: &str) -> Result<SocketAddr, String> {
     let text = text.trim();
     if let Ok(addr) = text.parse::<SocketAddr>() {

@@ -387,7 +387,14 @@ fn client_attributes(
 
 /// The problem type a failed exchange becomes.
 fn upstream_error_kind(error: &ClientError) -> ErrorKind {
-    if body::limit_exceeded(error).is_some() {
+    if let ClientError::NoAgent(_) = error {
+        ErrorKind::AgentUnavailable
+    } else if let ClientError::AgentAnswered {
+        forbidden: true, ..
+    } = error
+    {
+        ErrorKind::Forbidden
+    } else if body::limit_exceeded(error).is_some() {
         ErrorKind::PayloadTooLarge
     } else if body::timed_out(error).is_some() {
         ErrorKind::RequestTimeout
@@ -406,7 +413,24 @@ fn upstream_error(error: ClientError, connector: &ConnectorPlan, op: &OperationP
         return timed_out;
     }
     let what = format!("connector '{}', operation '{}'", connector.name, op.id);
-    let (kind, detail) = if error.is_connect() {
+    let (kind, detail) = if let ClientError::NoAgent(pool) = &error {
+        (
+            ErrorKind::AgentUnavailable,
+            format!("{what}: no agent of pool '{pool}' is connected (see `junction agents list`)"),
+        )
+    } else if let ClientError::AgentAnswered { forbidden, detail } = &error {
+        let kind = if *forbidden {
+            ErrorKind::Forbidden
+        } else {
+            ErrorKind::UpstreamUnreachable
+        };
+        (kind, format!("{what}: {detail}"))
+    } else if let ClientError::AgentLost(_) = &error {
+        (
+            ErrorKind::UpstreamUnreachable,
+            format!("{what}: the agent's connection ended before the backend's answer came"),
+        )
+    } else if error.is_connect() {
         if timed_out(&error) {
             (
                 ErrorKind::UpstreamTimeout,
@@ -432,6 +456,10 @@ fn upstream_error(error: ClientError, connector: &ConnectorPlan, op: &OperationP
 fn stale_connection(error: &ClientError) -> bool {
     if error.is_connect() {
         return false;
+    }
+    // A request lost with its agent's connection is sent through another agent.
+    if let ClientError::AgentLost(_) = error {
+        return true;
     }
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = current {

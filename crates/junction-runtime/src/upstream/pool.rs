@@ -104,6 +104,13 @@ pub(crate) enum ClientError {
     Handshake(hyper::Error),
     /// The exchange failed on an open connection.
     Send(hyper::Error),
+    /// The connector goes through agent pool `.0`, and no agent of it is connected.
+    NoAgent(String),
+    /// The agent's connection ended before the answer came (the agent stopped or was cut).
+    AgentLost(hyper::Error),
+    /// The agent answered itself: its allowlist refused the request (`forbidden`), or it
+    /// could not reach the backend.
+    AgentAnswered { forbidden: bool, detail: String },
 }
 
 impl ClientError {
@@ -111,8 +118,9 @@ impl ClientError {
     pub(crate) fn is_connect(&self) -> bool {
         match self {
             ClientError::Tls(error) => error.is_connect(),
-            ClientError::Connect(_) | ClientError::Handshake(_) => true,
-            ClientError::Send(_) => false,
+            ClientError::Connect(_) | ClientError::Handshake(_) | ClientError::NoAgent(_) => true,
+            ClientError::AgentAnswered { forbidden, .. } => !forbidden,
+            ClientError::Send(_) | ClientError::AgentLost(_) => false,
         }
     }
 }
@@ -124,6 +132,9 @@ impl fmt::Display for ClientError {
             ClientError::Connect(error) => write!(f, "cannot connect: {error}"),
             ClientError::Handshake(error) => write!(f, "connection set-up failed: {error}"),
             ClientError::Send(error) => write!(f, "request failed: {error}"),
+            ClientError::NoAgent(pool) => write!(f, "no agent of pool '{pool}' is connected"),
+            ClientError::AgentLost(error) => write!(f, "the agent's connection ended: {error}"),
+            ClientError::AgentAnswered { detail, .. } => f.write_str(detail),
         }
     }
 }
@@ -133,7 +144,10 @@ impl std::error::Error for ClientError {
         match self {
             ClientError::Tls(error) => Some(error),
             ClientError::Connect(error) => Some(error),
-            ClientError::Handshake(error) | ClientError::Send(error) => Some(error),
+            ClientError::Handshake(error)
+            | ClientError::Send(error)
+            | ClientError::AgentLost(error) => Some(error),
+            ClientError::NoAgent(_) | ClientError::AgentAnswered { .. } => None,
         }
     }
 }

@@ -1,7 +1,7 @@
-//! How a built request reaches its backend: today directly, over HTTP/1.1 or HTTP/2 (TLS
-//! by rustls with the platform's roots), with a pooled client shared by every connector
-//! with the same connect timeout. This is the one place another way to reach a backend (an
-//! outbound agent in a private network) is added, as a variant.
+//! How a built request reaches its backend: directly, over HTTP/1.1 or HTTP/2 (TLS by
+//! rustls with the platform's roots), with a pooled client shared by every connector with
+//! the same connect timeout; or through an outbound agent in a private network
+//! ([`super::agent`]).
 
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::agent::AgentPools;
 use super::pool::{self, ClientError, HttpClient};
 use crate::body::RequestBody;
 
@@ -18,6 +19,8 @@ use crate::body::RequestBody;
 pub(crate) enum Transport {
     /// Straight to the backend's address, with a pooled client.
     Direct(HttpClient),
+    /// Through an agent of the pool named, over the connection it opened to the gateway.
+    Agent { pool: String, pools: AgentPools },
 }
 
 impl Transport {
@@ -28,6 +31,7 @@ impl Transport {
     ) -> Result<http::Response<Incoming>, ClientError> {
         match self {
             Transport::Direct(client) => client.request(request).await,
+            Transport::Agent { pool, pools } => pools.request(pool, request).await,
         }
     }
 }
@@ -51,4 +55,26 @@ pub(crate) fn client(connect_timeout: Duration) -> Result<HttpClient, String> {
         .pool_timer(TokioTimer::new())
         .build(https);
     Ok(HttpClient::new(connect_timeout, tls))
+}
+
+/// The client of an outbound agent (`junction agent run`): it sends what the gateway asks
+/// to the backends of the agent's network with the gateway's own pooled client, both
+/// bodies streamed.
+#[derive(Debug, Clone)]
+pub struct Forwarder(HttpClient);
+
+impl Forwarder {
+    pub fn new(connect_timeout: Duration) -> Result<Forwarder, String> {
+        client(connect_timeout).map(Forwarder)
+    }
+
+    /// Sends `request` (absolute URI) and returns the response head with its streamed body.
+    pub async fn send(
+        &self,
+        request: http::Request<Incoming>,
+    ) -> Result<http::Response<Incoming>, crate::BoxError> {
+        let (parts, body) = request.into_parts();
+        let request = http::Request::from_parts(parts, RequestBody::stream(body, u64::MAX));
+        Ok(self.0.request(request).await?)
+    }
 }
