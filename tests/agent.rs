@@ -143,6 +143,18 @@ fn backend(hits: Arc<Hits>) -> Router {
             }),
         )
         .route(
+            "/api/private",
+            get(|headers: http::HeaderMap| async move {
+                // svc:pw-from-the-site, added by the agent from its own environment.
+                let expected = "Basic c3ZjOnB3LWZyb20tdGhlLXNpdGU=";
+                if headers.get("authorization").is_some_and(|v| v == expected) {
+                    (http::StatusCode::OK, "private")
+                } else {
+                    (http::StatusCode::UNAUTHORIZED, "who are you")
+                }
+            }),
+        )
+        .route(
             "/api/catalog",
             get(|| async { axum::Json(json!({"catalog": ["pump", "valve"]})) }),
         )
@@ -184,6 +196,58 @@ fn start_backend(netns: &Netns, hits: Arc<Hits>) -> u16 {
         });
     });
     port_rx.recv_timeout(Duration::from_secs(10)).unwrap()
+}
+
+/// Starts an HTTP CONNECT proxy inside the namespace on its loopback; returns its port and
+/// the targets it was asked to connect to.
+fn start_proxy(netns: &Netns) -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
+    let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (port_tx, port_rx) = std::sync::mpsc::channel();
+    let seen = asked.clone();
+    netns.run(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            port_tx.send(listener.local_addr().unwrap().port()).unwrap();
+            loop {
+                let (mut client, _) = listener.accept().await.unwrap();
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if client.read(&mut byte).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let target = head
+                        .split_whitespace()
+                        .nth(1)
+                        .unwrap_or_default()
+                        .to_owned();
+                    seen.lock().unwrap().push(target.clone());
+                    let Ok(mut upstream) = tokio::net::TcpStream::connect(&target).await else {
+                        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
+                        return;
+                    };
+                    let _ = client
+                        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                        .await;
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                });
+            }
+        });
+    });
+    (
+        port_rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+        asked,
+    )
 }
 
 /// `GET url` made from inside the namespace: (status, body).
@@ -259,8 +323,9 @@ impl Site {
             .unwrap()
     }
 
-    /// Joins agent `name` and writes its allowlist: the backend's `/api/` only.
-    fn enroll(&self, name: &str, gateway: SocketAddr, token: &str) {
+    /// Joins agent `name` and writes its allowlist (the backend's `/api/` only), the
+    /// backend's credentials (from the agent's environment) and, when given, a proxy.
+    fn enroll(&self, name: &str, gateway: SocketAddr, token: &str, proxy: Option<u16>) {
         let joined = self.join(name, gateway, token);
         assert!(
             joined.status.success(),
@@ -270,8 +335,13 @@ impl Site {
         std::fs::write(
             self.agent_dir(name).join("agent.toml"),
             format!(
-                "allow = [\"http://erp.internal:{}/api/*\"]\n",
-                self.backend_port
+                "allow = [\"http://erp.internal:{port}/api/*\"]\n{}\n\
+                 [backend_auth.\"erp.internal:{port}\"]\n\
+                 basic = {{ user = \"svc\", password = \"${{ERP_PASSWORD}}\" }}\n",
+                proxy.map_or(String::new(), |p| format!(
+                    "proxy = \"http://127.0.0.1:{p}\""
+                )),
+                port = self.backend_port
             ),
         )
         .unwrap();
@@ -285,6 +355,7 @@ impl Site {
             .args(["agent", "run", "--dir"])
             .arg(self.agent_dir(name))
             .env("JUNCTION_LOG", "info")
+            .env("ERP_PASSWORD", "pw-from-the-site")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -345,6 +416,7 @@ async fn start_gateway(dir: &Path) -> RunningServer {
         vec![
             op(Method::Get, "/api/items", "listItems"),
             op(Method::Get, "/api/catalog", "catalog"),
+            op(Method::Get, "/api/private", "private"),
             op(Method::Get, "/api/big", "big"),
             op(Method::Get, "/admin/secret", "secret"),
         ],
@@ -488,7 +560,7 @@ async fn agents_reach_a_private_network_and_keep_it_safe() {
         String::from_utf8_lossy(&enroll.stderr)
     );
     let first_token = String::from_utf8(enroll.stdout).unwrap().trim().to_owned();
-    site.enroll("alpha", agents_addr, &first_token);
+    site.enroll("alpha", agents_addr, &first_token, None);
     let key_mode = std::fs::metadata(site.agent_dir("alpha").join("agent.key")).unwrap();
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&key_mode.permissions()) & 0o777,
@@ -514,6 +586,13 @@ async fn agents_reach_a_private_network_and_keep_it_safe() {
     let through = call(&items, &key).await;
     assert_eq!(through.status, 200, "{:?}", through.body);
     assert_eq!(through.body, direct);
+    // The backend's credentials are the site's, added by the agent.
+    let private = call(
+        &format!("{}/connectors/erp/api/private", server.data_url()),
+        &key,
+    )
+    .await;
+    assert_eq!(private.status, 200, "{:?}", private.body);
     // The cache works through an agent as through any backend.
     let catalog = format!("{}/connectors/erp/api/catalog", server.data_url());
     assert_eq!(support::x_cache(&call(&catalog, &key).await), "MISS");
@@ -553,10 +632,22 @@ async fn agents_reach_a_private_network_and_keep_it_safe() {
     assert_eq!(hits.secret.load(Ordering::Relaxed), 0);
     assert!(site.log("alpha").contains("refused"));
 
-    // A second agent; then, under load, the first is killed: nothing fails.
-    site.enroll("beta", agents_addr, &token(&server, "5m").await);
+    // A second agent, through the site's HTTP proxy; then, under load, the first is
+    // killed: nothing fails.
+    let (proxy_port, proxied) = start_proxy(&site.netns);
+    site.enroll(
+        "beta",
+        agents_addr,
+        &token(&server, "5m").await,
+        Some(proxy_port),
+    );
     let mut beta = site.run("beta");
     wait_connected(&server, &["alpha", "beta"], Duration::from_secs(10)).await;
+    assert!(
+        proxied.lock().unwrap().contains(&agents_addr.to_string()),
+        "the proxy saw {:?}",
+        proxied.lock().unwrap()
+    );
     let load = {
         let (items, key) = (items.clone(), key.clone());
         tokio::spawn(async move {
@@ -624,9 +715,28 @@ async fn agents_reach_a_private_network_and_keep_it_safe() {
     assert_eq!(failures, 0, "requests failed when an agent was killed");
     assert!(hits.items.load(Ordering::Relaxed) > before_kill + 10);
     assert!(noticed_after < Duration::from_secs(10));
-    // It comes back with the same enrollment.
+    // It comes back with the same enrollment; its certificate is due (a third of its
+    // validity left, as the enrollment says), so it renews it first.
+    let enrollment_file = site.agent_dir("alpha").join("enrollment.json");
+    let mut enrollment: Value =
+        serde_json::from_str(&std::fs::read_to_string(&enrollment_file).unwrap()).unwrap();
+    let old_cert = std::fs::read_to_string(site.agent_dir("alpha").join("agent.crt")).unwrap();
+    enrollment["not_after"] = json!(junction_store::now_ms() + 3_600_000);
+    std::fs::write(&enrollment_file, enrollment.to_string()).unwrap();
     alpha = site.run("alpha");
     wait_connected(&server, &["alpha", "beta"], Duration::from_secs(10)).await;
+    let new_cert = std::fs::read_to_string(site.agent_dir("alpha").join("agent.crt")).unwrap();
+    assert_ne!(new_cert, old_cert, "{}", site.log("alpha"));
+    let agents = admin(&server, reqwest::Method::GET, "/api/v1/agents")
+        .await
+        .json();
+    let renewed = agents["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "alpha")
+        .unwrap();
+    assert!(renewed["renewed_at"].is_i64(), "{renewed}");
 
     // 100 MB through an agent: streamed, the agents' memory stays flat.
     let rss_before = alpha.rss_kib().max(beta.rss_kib());

@@ -82,8 +82,11 @@ struct RawApiKey {
     value: String,
 }
 
-fn expand(text: &str, what: &str) -> Result<String, SiteError> {
-    junction_runtime::config::env::expand(text, &|name| std::env::var(name).ok())
+/// Looks up an environment variable for `${VAR}`.
+pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+fn expand(text: &str, what: &str, lookup: Lookup<'_>) -> Result<String, SiteError> {
+    junction_runtime::config::env::expand(text, lookup)
         .map_err(|e| SiteError(format!("{what}: {e}")))
 }
 
@@ -92,9 +95,15 @@ pub fn load_site(dir: &Path) -> Result<Site, SiteError> {
     let path = dir.join(SITE_FILE);
     let text = std::fs::read_to_string(&path)
         .map_err(|e| SiteError(format!("{}: {e}", path.display())))?;
-    let raw: RawSite =
-        toml::from_str(&text).map_err(|e| SiteError(format!("{}: {e}", path.display())))?;
-    let file = path.display();
+    parse_site(&text, &path.display().to_string(), &|name| {
+        std::env::var(name).ok()
+    })
+}
+
+/// Reads the text of an `agent.toml` (`file` names it in messages), `${VAR}` looked up
+/// with `lookup`.
+pub fn parse_site(text: &str, file: &str, lookup: Lookup<'_>) -> Result<Site, SiteError> {
+    let raw: RawSite = toml::from_str(text).map_err(|e| SiteError(format!("{file}: {e}")))?;
     let allow = raw
         .allow
         .iter()
@@ -128,8 +137,8 @@ pub fn load_site(dir: &Path) -> Result<Site, SiteError> {
         let what = format!("{file}: backend_auth.\"{backend}\"");
         let (name, value) = match (auth.basic, auth.api_key) {
             (Some(basic), None) => {
-                let user = expand(&basic.user, &what)?;
-                let password = expand(&basic.password, &what)?;
+                let user = expand(&basic.user, &what, lookup)?;
+                let password = expand(&basic.password, &what, lookup)?;
                 let token =
                     base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
                 (http::header::AUTHORIZATION, format!("Basic {token}"))
@@ -138,7 +147,7 @@ pub fn load_site(dir: &Path) -> Result<Site, SiteError> {
                 let name = HeaderName::from_bytes(key.header.as_bytes()).map_err(|_| {
                     SiteError(format!("{what}: `{}` is not a header name", key.header))
                 })?;
-                (name, expand(&key.value, &what)?)
+                (name, expand(&key.value, &what, lookup)?)
             }
             _ => {
                 return Err(SiteError(format!(

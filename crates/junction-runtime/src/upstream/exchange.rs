@@ -383,6 +383,10 @@ fn client_attributes(
     }
     span.set("junction.connector", connector.name.clone());
     span.set("junction.operation", op.id.clone());
+    // The agent hop: the call went through an outbound agent of this pool.
+    if let super::Transport::Agent { pool, .. } = &connector.transport {
+        span.set("junction.via", format!("agent:{pool}"));
+    }
 }
 
 /// The problem type a failed exchange becomes.
