@@ -531,6 +531,51 @@ async fn store_health(out: &mut String, access: &Access) {
     }
 }
 
+/// The outbound agents connected to this gateway, by pool (none without agents).
+fn agent_metrics(out: &mut String, links: &[junction_runtime::LinkInfo]) {
+    use junction_runtime::telemetry::write_labelled;
+    let mut pools: std::collections::BTreeMap<&str, (f64, f64, f64)> = Default::default();
+    for link in links {
+        let pool = pools.entry(link.pool.as_str()).or_default();
+        pool.0 += 1.0;
+        pool.1 += link.in_flight as f64;
+        pool.2 += link.served as f64;
+    }
+    let series = |pick: fn(&(f64, f64, f64)) -> f64| -> Vec<(&str, f64)> {
+        pools.iter().map(|(pool, f)| (*pool, pick(f))).collect()
+    };
+    write_labelled(
+        out,
+        (
+            "junction_agent_connections",
+            "gauge",
+            "Outbound agents connected to this gateway.",
+        ),
+        "pool",
+        &series(|f| f.0),
+    );
+    write_labelled(
+        out,
+        (
+            "junction_agent_requests_in_flight",
+            "gauge",
+            "Requests sent through the pool's agents and not answered yet.",
+        ),
+        "pool",
+        &series(|f| f.1),
+    );
+    write_labelled(
+        out,
+        (
+            "junction_agent_requests_total",
+            "counter",
+            "Requests answered through the pool's agents connected now (since each connected).",
+        ),
+        "pool",
+        &series(|f| f.2),
+    );
+}
+
 /// `GET /api/v1/stats`: every operation's and view's last hour, by minute.
 async fn stats(State(gateway): State<SharedGateway>) -> Response {
     axum::Json(gateway.load().metrics().stats()).into_response()
@@ -541,6 +586,7 @@ async fn stats(State(gateway): State<SharedGateway>) -> Response {
 async fn metrics(State(state): State<AdminState>) -> Response {
     let table = state.gateway.load();
     let mut text = junction_runtime::telemetry::render(table.metrics(), &table.traffic_status());
+    agent_metrics(&mut text, &table.agents().links());
     if let Some(access) = &state.access {
         store_health(&mut text, access).await;
     }

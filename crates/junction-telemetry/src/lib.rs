@@ -384,6 +384,25 @@ pub fn write_series(
     sample(out, name, "", value);
 }
 
+/// Writes a series with one label: its `# HELP` and `# TYPE` lines and a sample per
+/// `(label value, value)` (nothing when there is none).
+pub fn write_labelled(
+    out: &mut String,
+    (name, kind, help): (&str, &str, &str),
+    key: &str,
+    samples: &[(&str, f64)],
+) {
+    if samples.is_empty() {
+        return;
+    }
+    header(out, name, kind, help);
+    for (value_of_label, value) in samples {
+        let mut labels = String::new();
+        label(&mut labels, key, value_of_label);
+        sample(out, name, &labels, value);
+    }
+}
+
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
