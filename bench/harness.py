@@ -48,11 +48,14 @@ CPU_LOAD = "0"      # wrk
 CPU_SERVERS = "1"   # backend + the server under test
 
 # Features that have landed. Scenarios that need something else are listed as "not yet".
-LANDED = {"pass-through", "policies", "cache", "views", "soap"}
+LANDED = {"pass-through", "policies", "cache", "views", "soap", "agents"}
 
 BACKEND_PORT = 18001
 NGINX_PORT = 18080
 NGINX_CACHE_PORT = 18081
+# (o) A Junction with a store and an agents listener, and one outbound agent.
+AGENTS_GATEWAY_PORT = 18100
+AGENTS_LISTEN_PORT = 18102
 
 
 @dataclass
@@ -65,9 +68,11 @@ class Server:
     command: list[str]
     cpus: str = CPU_SERVERS
     process: subprocess.Popen | None = None
+    # Processes that serve with it and are counted with it (an outbound agent).
+    companions: list[subprocess.Popen] = field(default_factory=list)
 
     def pids(self) -> list[int]:
-        """The process and its children (nginx's workers)."""
+        """The process and its children (nginx's workers), and its companions."""
         if self.process is None:
             return []
         pid = self.process.pid
@@ -77,7 +82,7 @@ class Server:
             found += [int(c) for c in children]
         except OSError:
             pass
-        return found
+        return found + [c.pid for c in self.companions]
 
 
 # Junction variants: (name, label, extra arguments). The first is the default setup.
@@ -110,6 +115,7 @@ class Scenario:
     note: str = ""
     connector: str = "bench"  # the Junction connector the path is under
     post: Post | None = None  # None: GET
+    api_key: bool = False     # sends the bench client's API key (a gateway with a store)
 
 
 SMALL = "/items/abc-123?limit=10"
@@ -138,7 +144,7 @@ def with_baseline(scenarios: list[Scenario]) -> list[Scenario]:
     for scenario in scenarios:
         out.append(scenario)
         # A build from before SOAP cannot serve (s).
-        if scenario.server == "junction" and scenario.needs != "soap":
+        if scenario.server == "junction" and scenario.needs not in ("soap", "agents"):
             out.append(Scenario(scenario.letter, scenario.title, scenario.payload, BASELINE,
                                 scenario.path, scenario.needs, scenario.note, scenario.connector,
                                 scenario.post))
@@ -173,6 +179,13 @@ SCENARIOS: list[Scenario] = [
              needs="soap", post=SOAP_DIRECT),
     Scenario("s", "Junction SOAP: JSON in, JSON out", "soap", "junction", "/GetItems", needs="soap",
              connector="bench-soap", post=SOAP_JSON),
+    # (o) the same small call through a Junction with a store (client API key) straight to the
+    # backend, and through one outbound agent (an HTTP/2 stream over the TLS connection the
+    # agent opened; the agent's CPU is counted with the gateway's)
+    Scenario("o", "Junction with a store, direct", "agent", "junction-agents", SMALL, needs="agents",
+             connector="bench-direct", api_key=True),
+    Scenario("o", "Junction with a store, through an outbound agent", "agent", "junction-agents", SMALL,
+             needs="agents", connector="bench-agent", api_key=True),
 ]
 
 
@@ -290,6 +303,11 @@ class Bench:
 
     def stop_all(self) -> None:
         for server in self.servers.values():
+            for companion in server.companions:
+                if companion.poll() is None:
+                    companion.terminate()
+                    companion.wait(timeout=40)
+        for server in self.servers.values():
             if server.process and server.process.poll() is None:
                 try:
                     os.killpg(server.process.pid, signal.SIGTERM)
@@ -335,6 +353,68 @@ class Bench:
             self.start(server)
         # Aliases share a process: register after the real ones so pids are not doubled.
         self.servers["nginx-cache"] = cache
+        self.start_agents_gateway()
+
+    def junction_cli(self, *args: str, env: dict | None = None) -> str:
+        """Runs the `junction` command line; returns its standard output."""
+        done = subprocess.run([str(self.bin / "junction"), *args], capture_output=True, text=True,
+                              timeout=60, env={**os.environ, **(env or {})})
+        self.log.write(f"$ junction {' '.join(args)}\n{done.stderr}")
+        if done.returncode != 0:
+            raise SystemExit(f"bench: junction {' '.join(args)} failed: {done.stderr}")
+        return done.stdout
+
+    def start_agents_gateway(self) -> None:
+        """(o) A gateway with a store and an agents listener, two connectors on the bench
+        backend (one through the agents of pool `bench`), a client key, and one agent."""
+        home = self.run_dir / "agents"
+        (home / "connectors").mkdir(parents=True)
+        # A folder per connector name: the same package twice.
+        for name in ("bench-direct", "bench-agent"):
+            shutil.copytree(BENCH / "junction" / "connectors" / "bench", home / "connectors" / name)
+        (home / "master.key").write_text(self.junction_cli("keys", "generate"))
+        (home / "junction.toml").write_text(f"""
+[store]
+path = "store.db"
+key_file = "master.key"
+
+[agents]
+listen = "127.0.0.1:{AGENTS_LISTEN_PORT}"
+
+[connector.bench-direct]
+backend = "http://127.0.0.1:{BACKEND_PORT}"
+
+[connector.bench-agent]
+backend = "http://127.0.0.1:{BACKEND_PORT}"
+via = "agent:bench"
+""")
+        created = self.junction_cli("clients", "create", "--name", "bench", "--grant", "bench-direct",
+                                    "--grant", "bench-agent", "--config", str(home))
+        self.api_key = re.search(r"jk_[0-9a-f]+", created).group(0)
+        token = self.junction_cli("agents", "enroll", "--pool", "bench", "--config", str(home)).strip()
+        gateway = Server("junction-agents", "Junction with a store and an agent", AGENTS_GATEWAY_PORT, [
+            str(self.bin / "junction"), "serve", "--config", str(home),
+            "--listen", f"127.0.0.1:{AGENTS_GATEWAY_PORT}",
+            "--admin-listen", f"127.0.0.1:{AGENTS_GATEWAY_PORT + 1}",
+        ])
+        self.start(gateway)
+        agent_dir = self.run_dir / "agent"
+        self.junction_cli("agent", "join", "--gateway", f"https://127.0.0.1:{AGENTS_LISTEN_PORT}",
+                          "--token", token, "--name", "bench", "--dir", str(agent_dir))
+        (agent_dir / "agent.toml").write_text(f'allow = ["http://127.0.0.1:{BACKEND_PORT}/*"]\n')
+        command = ["taskset", "-c", CPU_SERVERS, str(self.bin / "junction"), "agent", "run", "--dir", str(agent_dir)]
+        self.log.write(f"$ {' '.join(command)}\n")
+        agent = subprocess.Popen(command, stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL,
+                                 start_new_session=True)
+        gateway.companions.append(agent)
+        until = time.monotonic() + 15
+        while time.monotonic() < until:
+            with urllib.request.urlopen(f"http://127.0.0.1:{AGENTS_GATEWAY_PORT + 1}/api/v1/agents",
+                                        timeout=5) as response:
+                if json.loads(response.read())["pools"].get("bench", {}).get("connected") == 1:
+                    return
+            time.sleep(0.1)
+        raise SystemExit(f"bench: the agent did not connect; see {self.run_dir}/bench.log")
 
     def url(self, server: str, path: str, connector: str = "bench") -> str:
         port = self.servers[server].port
@@ -392,6 +472,13 @@ class Bench:
             if status != 200 or len(items) != 10 or items[0].get("tag") != ["blue", "small"] \
                     or items[0].get("id") != 1 or items[0].get("inStock") is not False:
                 raise SystemExit(f"bench: {name} SOAP GetItems answered {status}: {answer[:200]!r}")
+        # (o) Direct and through the agent: the backend's bytes, with the client's key.
+        for connector in ("bench-direct", "bench-agent"):
+            request = urllib.request.Request(self.url("junction-agents", SMALL, connector),
+                                             headers={"X-Api-Key": self.api_key})
+            with urllib.request.urlopen(request, timeout=5) as response:
+                if response.status != 200 or response.read() != expected[SMALL]:
+                    raise SystemExit(f"bench: {connector} did not answer the backend's bytes")
         # (f) The view calls its three steps and shapes their answers.
         for name, _, _ in JUNCTION_VARIANTS:
             with urllib.request.urlopen(self.url(name, "/views/bench-three"), timeout=5) as response:
@@ -417,12 +504,14 @@ class Bench:
                 print(f"  (waiting for other processes: {share:.2f} CPU busy)", flush=True)
 
     def wrk(self, url: str, duration: float, connections: int, pids: set[int] | None = None,
-            post: Post | None = None) -> dict:
+            post: Post | None = None, api_key: bool = False) -> dict:
         """Runs wrk (bounded: it stops itself after `duration`, and is killed 30 s later);
         with `post`, every request is a POST of its body (see report.lua)."""
         command = ["taskset", "-c", CPU_LOAD, self.args.wrk, "-t1", f"-c{connections}",
                    f"-d{duration:g}s", "--timeout", "5s", "-s", str(BENCH / "report.lua"), url]
         env = dict(os.environ)
+        if api_key:
+            env["WRK_API_KEY"] = self.api_key
         if post is not None:
             body_file = self.run_dir / f"body-{abs(hash(post.body))}"
             body_file.write_text(post.body)
@@ -447,7 +536,8 @@ class Bench:
         backend = self.servers["backend"]
         url = self.url(scenario.server, scenario.path, scenario.connector)
         waited, _ = self.wait_for_quiet()
-        self.wrk(url, self.args.warmup, self.args.connections, post=scenario.post)  # warm-up, discarded
+        self.wrk(url, self.args.warmup, self.args.connections, post=scenario.post,
+                 api_key=scenario.api_key)  # warm-up, discarded
 
         pids = server.pids()
         server_cpu0 = sum(cpu_seconds(p) for p in pids)
@@ -464,7 +554,8 @@ class Bench:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         wrk_pids: set[int] = set()
-        result = self.wrk(url, self.args.duration, self.args.connections, wrk_pids, scenario.post)
+        result = self.wrk(url, self.args.duration, self.args.connections, wrk_pids, scenario.post,
+                          scenario.api_key)
         stop.set()
         sampler.join()
         peak[0] = max(peak[0], rss_kib(pids))
@@ -636,7 +727,8 @@ def report(data: dict) -> str:
                 return row["best"]
         return None
 
-    labels = {"backend": "backend direct", "nginx": "nginx proxy_pass", "nginx-cache": "nginx proxy_cache"}
+    labels = {"backend": "backend direct", "nginx": "nginx proxy_pass", "nginx-cache": "nginx proxy_cache",
+              "junction-agents": "Junction + store (+ agent)"}
     labels.update({n: l for n, l, _ in JUNCTION_VARIANTS})
     out = []
     out.append(f"Measured {machine['date']} on {machine['cores']} × {machine['cpu']}, "
@@ -702,6 +794,14 @@ def report(data: dict) -> str:
                    f"backend directly) | {soap['server_cpu_us_per_req']:.1f} µs |")
         out.append(f"| s | … of which beyond a validated JSON pass-through (c, small): the SOAP codec | "
                    f"{added:.1f} µs |")
+    through = [row["best"] for row in rows if row["server"] == "junction-agents" and row["best"]]
+    if len(through) == 2:
+        direct_row, agent_row = through
+        out.append(f"| o | through an outbound agent ÷ the same gateway direct: req/s | "
+                   f"{agent_row['rps'] / direct_row['rps']:.2f}× |")
+        out.append(f"| o | … p99 | {agent_row['p99_ms']:.3f} ms vs {direct_row['p99_ms']:.3f} ms |")
+        out.append(f"| o | … CPU per request (gateway and agent) | {agent_row['server_cpu_us_per_req']:.1f} µs vs "
+                   f"{direct_row['server_cpu_us_per_req']:.1f} µs |")
     if v:
         out.append("")
         out.append(f"Corpus: {v['summary']} (`{Path(v['path']).name}`; uses both cores).")

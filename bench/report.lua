@@ -1,6 +1,11 @@
 -- wrk script: prints one machine-readable line at the end, with exact percentiles
 -- (wrk records every latency in a histogram of microseconds). With WRK_BODY_FILE set, every
 -- request is a POST of that file's bytes, with WRK_CONTENT_TYPE and, when set, WRK_SOAPACTION.
+-- With WRK_API_KEY set, every request carries it as X-Api-Key.
+local api_key = os.getenv("WRK_API_KEY")
+if api_key then
+  wrk.headers["X-Api-Key"] = api_key
+end
 local body_file = os.getenv("WRK_BODY_FILE")
 if body_file then
   local file = assert(io.open(body_file, "rb"))

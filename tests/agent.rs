@@ -635,8 +635,14 @@ async fn agents_reach_a_private_network_and_keep_it_safe() {
     // Metrics name the pool; the span of the upstream call names the agent hop.
     let metrics = admin(&server, reqwest::Method::GET, "/metrics").await;
     let metrics = String::from_utf8_lossy(&metrics.body).into_owned();
-    assert!(metrics.contains("junction_agent_connections{pool=\"site\"} 1"), "{metrics}");
-    assert!(metrics.contains("junction_errors_total{type=\"agent-unavailable\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("junction_agent_connections{pool=\"site\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("junction_errors_total{type=\"agent-unavailable\"} 1"),
+        "{metrics}"
+    );
 
     // A second agent, through the site's HTTP proxy; then, under load, the first is
     // killed: nothing fails.
