@@ -155,6 +155,13 @@ fn backend(hits: Arc<Hits>) -> Router {
             }),
         )
         .route(
+            "/api/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                "slow"
+            }),
+        )
+        .route(
             "/api/catalog",
             get(|| async { axum::Json(json!({"catalog": ["pump", "valve"]})) }),
         )
@@ -417,6 +424,7 @@ async fn start_gateway(dir: &Path) -> RunningServer {
             op(Method::Get, "/api/items", "listItems"),
             op(Method::Get, "/api/catalog", "catalog"),
             op(Method::Get, "/api/private", "private"),
+            op(Method::Get, "/api/slow", "slow"),
             op(Method::Get, "/api/big", "big"),
             op(Method::Get, "/admin/secret", "secret"),
         ],
@@ -631,6 +639,36 @@ async fn agents_reach_a_private_network_and_keep_it_safe() {
     );
     assert_eq!(hits.secret.load(Ordering::Relaxed), 0);
     assert!(site.log("alpha").contains("refused"));
+
+    // SIGTERM: the agent sends GOAWAY and finishes the request in flight before it exits.
+    let slow = {
+        let (url, key) = (
+            format!("{}/connectors/erp/api/slow", server.data_url()),
+            key.clone(),
+        );
+        tokio::spawn(async move { call(&url, &key).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(alpha.pid()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let finished = slow.await.unwrap();
+    assert_eq!(finished.status, 200, "{:?}", finished.body);
+    assert_eq!(&finished.body[..], b"slow");
+    let exited = tokio::task::spawn_blocking(move || {
+        let status = alpha.child.wait().unwrap();
+        (alpha, status)
+    });
+    let (stopped, status) = tokio::time::timeout(Duration::from_secs(10), exited)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}: {}", site.log("alpha"));
+    drop(stopped);
+    alpha = site.run("alpha");
+    wait_connected(&server, &["alpha"], Duration::from_secs(10)).await;
 
     // Metrics name the pool; the span of the upstream call names the agent hop.
     let metrics = admin(&server, reqwest::Method::GET, "/metrics").await;

@@ -7,7 +7,8 @@
 //! `403`, logged here); credentials of `[backend_auth]` are added here. PINGs every
 //! [`PING_INTERVAL`] find a silent gateway; the agent dials again after a jittered
 //! backoff (at most [`MAX_BACKOFF`]), and renews its certificate when a third of it is
-//! left. On SIGTERM it sends GOAWAY and lets the requests in flight finish.
+//! left (checked before each connection and hourly while connected). On SIGTERM it sends
+//! GOAWAY and lets the requests in flight finish.
 
 use std::future::Future;
 use std::path::Path;
@@ -53,17 +54,25 @@ struct Forwarding {
 /// Keeps a connection to the gateway up until `stop` resolves.
 pub async fn run(dir: &Path, stop: impl Future<Output = ()>) -> Result<(), SiteError> {
     let site = files::load_site(dir)?;
-    let (mut enrollment, _) = files::read_enrollment(dir)?;
+    let (enrollment, _) = files::read_enrollment(dir)?;
     let authority = gateway_authority(&enrollment.gateway)?;
     if site.allow.is_empty() {
         tracing::warn!(file = %dir.join(files::SITE_FILE).display(), "the allowlist is empty: every request will be refused");
     }
     let client = Forwarder::new(site.connect_timeout).map_err(SiteError)?;
     let forwarding = Arc::new(Forwarding { site, client });
+    // A connection may last longer than a certificate: renewals are also checked while
+    // connected (the connection goes on; the next one shows the new certificate).
+    let renewals = tokio::spawn(keep_renewed(
+        dir.to_path_buf(),
+        forwarding.site.proxy.clone(),
+    ));
+    let _stop_renewals = AbortOnDrop(renewals);
     tokio::pin!(stop);
     let mut backoff = FIRST_BACKOFF;
     loop {
-        let (_, identity) = files::read_enrollment(dir)?;
+        // Read each time: a renewal (here or while connected) replaces the files.
+        let (enrollment, identity) = files::read_enrollment(dir)?;
         if due_for_renewal(&enrollment) {
             match renew(
                 dir,
@@ -75,7 +84,6 @@ pub async fn run(dir: &Path, stop: impl Future<Output = ()>) -> Result<(), SiteE
             {
                 Ok(renewed) => {
                     tracing::info!(not_after = renewed.not_after, "certificate renewed");
-                    enrollment = renewed;
                     continue;
                 }
                 Err(error) => tracing::warn!(%error, "cannot renew the certificate yet"),
@@ -112,6 +120,38 @@ pub async fn run(dir: &Path, stop: impl Future<Output = ()>) -> Result<(), SiteE
             () = tokio::time::sleep(wait) => {}
             () = &mut stop => return Ok(()),
         }
+    }
+}
+
+/// How often a connected agent checks whether its certificate is due for renewal.
+const RENEWAL_CHECK: Duration = Duration::from_secs(3600);
+
+/// Renews the certificate whenever it is due, checking every [`RENEWAL_CHECK`].
+async fn keep_renewed(dir: std::path::PathBuf, proxy: Option<String>) {
+    loop {
+        tokio::time::sleep(RENEWAL_CHECK).await;
+        let (enrollment, identity) = match files::read_enrollment(&dir) {
+            Ok(read) => read,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the enrollment to check its renewal");
+                continue;
+            }
+        };
+        if due_for_renewal(&enrollment) {
+            match renew(&dir, &enrollment, &identity, proxy.as_deref()).await {
+                Ok(renewed) => tracing::info!(not_after = renewed.not_after, "certificate renewed"),
+                Err(error) => tracing::warn!(%error, "cannot renew the certificate yet"),
+            }
+        }
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
