@@ -388,9 +388,10 @@ backend = "http://127.0.0.1:{BACKEND_PORT}"
 backend = "http://127.0.0.1:{BACKEND_PORT}"
 via = "agent:bench"
 """)
-        created = self.junction_cli("clients", "create", "--name", "bench", "--grant", "bench-direct",
+        created = self.junction_cli("clients", "create", "bench", "--grant", "bench-direct",
                                     "--grant", "bench-agent", "--config", str(home))
-        self.api_key = re.search(r"jk_[0-9a-f]+", created).group(0)
+        # The key itself (its prefix is shown too): the longest `jk_…` printed.
+        self.api_key = max(re.findall(r"jk_[0-9a-f]+", created), key=len)
         token = self.junction_cli("agents", "enroll", "--pool", "bench", "--config", str(home)).strip()
         gateway = Server("junction-agents", "Junction with a store and an agent", AGENTS_GATEWAY_PORT, [
             str(self.bin / "junction"), "serve", "--config", str(home),
