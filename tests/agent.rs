@@ -23,7 +23,7 @@ use junction_runtime::Config;
 use junction_server::{RunningServer, Server};
 use serde_json::{Value, json};
 
-use crate::support::{self, admin, op};
+use crate::support::{self, admin, get_with_key as call, op};
 
 /// The size of the large answer streamed through an agent.
 const BIG: usize = 100 * 1024 * 1024;
@@ -95,18 +95,40 @@ impl Netns {
         command
     }
 
-    /// Runs `work` on a thread of its own that has entered the namespace: sockets it opens
-    /// live there.
-    fn run<T: Send + 'static>(
+    /// Runs the future `work` makes on a thread of its own that has entered the namespace
+    /// (sockets it opens live there), on a runtime of that thread.
+    fn run<F>(
         &self,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> std::thread::JoinHandle<T> {
+        work: impl FnOnce() -> F + Send + 'static,
+    ) -> std::thread::JoinHandle<F::Output>
+    where
+        F: std::future::Future,
+        F::Output: Send + 'static,
+    {
         let path = Path::new("/var/run/netns").join(&self.name);
         std::thread::spawn(move || {
             let file = File::open(&path).unwrap();
             nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            work()
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(work())
         })
+    }
+
+    /// Serves with `serve` on a free port of the namespace's loopback; returns the port.
+    fn listen<F>(&self, serve: impl FnOnce(tokio::net::TcpListener) -> F + Send + 'static) -> u16
+    where
+        F: std::future::Future<Output = ()>,
+    {
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        self.run(move || async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            port_tx.send(listener.local_addr().unwrap().port()).unwrap();
+            serve(listener).await;
+        });
+        port_rx.recv_timeout(Duration::from_secs(10)).unwrap()
     }
 }
 
@@ -190,85 +212,57 @@ fn backend(hits: Arc<Hits>) -> Router {
 
 /// Starts the backend inside the namespace on its loopback; returns its port.
 fn start_backend(netns: &Netns, hits: Arc<Hits>) -> u16 {
-    let (port_tx, port_rx) = std::sync::mpsc::channel();
-    netns.run(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            port_tx.send(listener.local_addr().unwrap().port()).unwrap();
-            let _ = axum::serve(listener, backend(hits)).await;
-        });
-    });
-    port_rx.recv_timeout(Duration::from_secs(10)).unwrap()
+    netns.listen(move |listener| async move {
+        let _ = axum::serve(listener, backend(hits)).await;
+    })
 }
 
 /// Starts an HTTP CONNECT proxy inside the namespace on its loopback; returns its port and
 /// the targets it was asked to connect to.
 fn start_proxy(netns: &Netns) -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
     let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let (port_tx, port_rx) = std::sync::mpsc::channel();
     let seen = asked.clone();
-    netns.run(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            port_tx.send(listener.local_addr().unwrap().port()).unwrap();
-            loop {
-                let (mut client, _) = listener.accept().await.unwrap();
-                let seen = seen.clone();
-                tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut byte = [0u8; 1];
-                    while !head.ends_with(b"\r\n\r\n") {
-                        if client.read(&mut byte).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                        head.push(byte[0]);
-                    }
-                    let head = String::from_utf8_lossy(&head).into_owned();
-                    let target = head
-                        .split_whitespace()
-                        .nth(1)
-                        .unwrap_or_default()
-                        .to_owned();
-                    seen.lock().unwrap().push(target.clone());
-                    let Ok(mut upstream) = tokio::net::TcpStream::connect(&target).await else {
-                        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
+    let port = netns.listen(move |listener| async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        loop {
+            let (mut client, _) = listener.accept().await.unwrap();
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if client.read(&mut byte).await.unwrap_or(0) == 0 {
                         return;
-                    };
-                    let _ = client
-                        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                        .await;
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-                });
-            }
-        });
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let target = head
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_owned();
+                seen.lock().unwrap().push(target.clone());
+                let Ok(mut upstream) = tokio::net::TcpStream::connect(&target).await else {
+                    let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
+                    return;
+                };
+                let _ = client
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await;
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+        }
     });
-    (
-        port_rx.recv_timeout(Duration::from_secs(10)).unwrap(),
-        asked,
-    )
+    (port, asked)
 }
 
 /// `GET url` made from inside the namespace: (status, body).
 fn call_inside(netns: &Netns, url: String) -> (u16, Bytes) {
     netns
-        .run(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let response = support::client().get(url).send().await.unwrap();
-                (response.status().as_u16(), response.bytes().await.unwrap())
-            })
+        .run(move || async move {
+            let response = support::client().get(url).send().await.unwrap();
+            (response.status().as_u16(), response.bytes().await.unwrap())
         })
         .join()
         .unwrap()
@@ -486,19 +480,6 @@ async fn client_key(server: &RunningServer) -> String {
     assert_eq!(reply.status(), 201);
     let body: Value = reply.json().await.unwrap();
     body["api_key"].as_str().unwrap().to_owned()
-}
-
-/// `GET url` as the client with `key`.
-async fn call(url: &str, key: &str) -> support::Reply {
-    support::collect(
-        support::client()
-            .get(url)
-            .header("x-api-key", key)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
 }
 
 fn agent_id(server_reply: &Value, name: &str) -> String {

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::oidc::Oidc;
 use crate::store::TestStore;
-use crate::support::{self, collect, fetch};
+use crate::support::{self, collect, fetch, get_with_key as call};
 
 /// Tokens the backend has seen, and those it refuses.
 #[derive(Clone, Default)]
@@ -143,18 +143,6 @@ async fn drive_login(login_url: &str, callback: &str) -> String {
         url = next;
     }
     panic!("the login never came back to {callback}")
-}
-
-async fn call(url: &str, key: &str) -> support::Reply {
-    collect(
-        support::client()
-            .get(url)
-            .header("x-api-key", key)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
 }
 
 async fn refreshes(admin: &str, connection: &str) -> usize {

@@ -454,6 +454,19 @@ pub async fn collect(response: reqwest::Response) -> Reply {
     }
 }
 
+/// `GET url` as the gateway client with API key `key`.
+pub async fn get_with_key(url: &str, key: &str) -> Reply {
+    collect(
+        client()
+            .get(url)
+            .header("x-api-key", key)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
 pub async fn fetch(url: String) -> Reply {
     collect(client().get(url).send().await.unwrap()).await
 }
