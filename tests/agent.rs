@@ -381,6 +381,15 @@ fn free_port(ip: Ipv4Addr) -> u16 {
 
 fn write_gateway_config(dir: &Path, agents: SocketAddr, backend_port: u16) {
     std::fs::create_dir_all(dir.join("connectors")).unwrap();
+    // A view over two operations of the private backend, both through the agents.
+    std::fs::create_dir_all(dir.join("views")).unwrap();
+    std::fs::write(
+        dir.join("views").join("stock.toml"),
+        "shape = '{names: [.steps.items.items[].name], catalog: .steps.catalog.catalog}'\n\n\
+         [step.items]\noperation = \"erp.listItems\"\n\n\
+         [step.catalog]\noperation = \"erp.catalog\"\n",
+    )
+    .unwrap();
     let key_file = support::master_key_file(dir);
     std::fs::write(
         dir.join("junction.toml"),
@@ -473,7 +482,7 @@ async fn token(server: &RunningServer, ttl: &str) -> String {
 async fn client_key(server: &RunningServer) -> String {
     let reply = support::client()
         .post(format!("{}/api/v1/clients", server.admin_url()))
-        .json(&json!({"name": "app", "grants": [{"connector": "erp"}]}))
+        .json(&json!({"name": "app", "grants": [{"connector": "erp"}, {"view": "stock"}]}))
         .send()
         .await
         .unwrap();
@@ -576,6 +585,13 @@ async fn agents_reach_a_private_network_and_keep_it_safe() {
     assert_eq!(through.status, 200, "{:?}", through.body);
     assert_eq!(through.body, direct);
     // The backend's credentials are the site's, added by the agent.
+    // A view whose steps go through the agent.
+    let view = call(&format!("{}/views/stock", server.data_url()), &key).await;
+    assert_eq!(view.status, 200, "{:?}", view.body);
+    assert_eq!(
+        view.json(),
+        json!({"names": ["pump", "valve"], "catalog": ["pump", "valve"]})
+    );
     let private = call(
         &format!("{}/connectors/erp/api/private", server.data_url()),
         &key,
