@@ -409,6 +409,10 @@ token_ttl = "5m"
 backend = "http://erp.internal:{backend_port}"
 via = "agent:site"
 
+# Refusals by an agent's allowlist are not backend failures: they never open it.
+[connector.erp.breaker]
+failures = 2
+
 [connector.erp.operation.catalog.cache]
 ttl = "60s"
 "#,
@@ -621,6 +625,15 @@ async fn agents_reach_a_private_network_and_keep_it_safe() {
     );
 
     // Outside the allowlist: 403 from the agent, and the backend sees nothing.
+    for _ in 0..3 {
+        let again = call(
+            &format!("{}/connectors/erp/admin/secret", server.data_url()),
+            &key,
+        )
+        .await;
+        assert_eq!(again.status, 403);
+    }
+    assert_eq!(call(&items, &key).await.status, 200, "the breaker opened");
     let refused = call(
         &format!("{}/connectors/erp/admin/secret", server.data_url()),
         &key,

@@ -333,7 +333,18 @@ fn settle(
             Ok((response, slot))
         }
         Err(failure) => {
-            if let (Some(breaker), Some(ticket)) = (breaker, ticket) {
+            // An agent's allowlist refused: the backend was not asked, so the breaker learns
+            // nothing (the ticket is let go without a verdict).
+            let refused = matches!(
+                &failure,
+                Failure::Client(ClientError::AgentAnswered {
+                    forbidden: true,
+                    ..
+                })
+            );
+            if let (Some(breaker), Some(ticket)) = (breaker, ticket)
+                && !refused
+            {
                 breaker.record(ticket, false);
             }
             Err(match failure {
