@@ -102,7 +102,7 @@ impl Netns {
         work: impl FnOnce() -> F + Send + 'static,
     ) -> std::thread::JoinHandle<F::Output>
     where
-        F: std::future::Future,
+        F: Future,
         F::Output: Send + 'static,
     {
         let path = Path::new("/var/run/netns").join(&self.name);
@@ -120,7 +120,7 @@ impl Netns {
     /// Serves with `serve` on a free port of the namespace's loopback; returns the port.
     fn listen<F>(&self, serve: impl FnOnce(tokio::net::TcpListener) -> F + Send + 'static) -> u16
     where
-        F: std::future::Future<Output = ()>,
+        F: Future<Output = ()>,
     {
         let (port_tx, port_rx) = std::sync::mpsc::channel();
         self.run(move || async move {
