@@ -47,34 +47,31 @@ pub struct Joined {
 
 /// The certificate authority of the store, made and stored when there is none.
 pub async fn authority(vault: &Vault) -> Result<Authority, EnrollError> {
-    let store = vault.store();
-    if store.agent_ca().await?.is_none() {
-        let Some(key) = vault.key() else {
-            return Err(EnrollError::Store(StoreError::Invalid(vec![
-                "agents need the master key (JUNCTION_MASTER_KEY): it seals the key of the \
-                 certificate authority that signs their certificates"
-                    .to_owned(),
-            ])));
-        };
-        let (authority, key_pem) = Authority::generate()?;
-        let sealed = key.seal(key_pem.as_bytes(), AGENT_CA_AAD)?;
-        // Two replicas at once: the first one stored is the one both use.
-        store
-            .insert_agent_ca(authority.cert_pem(), &sealed, now_ms())
-            .await?;
-    }
-    let Some((cert, sealed)) = store.agent_ca().await? else {
-        return Err(EnrollError::Store(StoreError::Database(
-            "the agents' certificate authority was stored and is gone".to_owned(),
-        )));
-    };
     let Some(key) = vault.key() else {
         return Err(EnrollError::Store(StoreError::Invalid(vec![
-            "the agents' certificate authority is sealed: set the master key \
-             (JUNCTION_MASTER_KEY)"
+            "agents need the master key (JUNCTION_MASTER_KEY): it seals the key of the \
+             certificate authority that signs their certificates"
                 .to_owned(),
         ])));
     };
+    let store = vault.store();
+    let stored = match store.agent_ca().await? {
+        Some(stored) => stored,
+        None => {
+            let (authority, key_pem) = Authority::generate()?;
+            let sealed = key.seal(key_pem.as_bytes(), AGENT_CA_AAD)?;
+            // Two replicas at once: the first one stored is the one both use.
+            store
+                .insert_agent_ca(authority.cert_pem(), &sealed, now_ms())
+                .await?;
+            store.agent_ca().await?.ok_or_else(|| {
+                StoreError::Database(
+                    "the agents' certificate authority was stored and is gone".to_owned(),
+                )
+            })?
+        }
+    };
+    let (cert, sealed) = stored;
     let key_pem = key.open(&sealed, AGENT_CA_AAD)?;
     let key_pem = std::str::from_utf8(&key_pem)
         .map_err(|_| PkiError("the authority's key is not PEM".to_owned()))?;

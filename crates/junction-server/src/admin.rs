@@ -1114,7 +1114,7 @@ async fn create_agent_token(State(state): State<AdminState>, request: Request) -
             junction_runtime::config::units::parse_duration(text)
                 .map_err(|e| Error::new(ErrorKind::InvalidRequest, format!("`ttl`: {e}")))
         ),
-        None => std::time::Duration::from_secs(15 * 60),
+        None => junction_runtime::AgentsConfig::default().token_ttl,
     };
     let made = junction_agent::enroll::token(&access.vault, &input.pool, ttl, &who).await;
     let (token, expires_at) = attempt!(

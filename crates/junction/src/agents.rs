@@ -4,9 +4,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context as _;
+use junction_runtime::AgentsConfig;
 use junction_runtime::config::units::parse_duration;
 use junction_store::now_ms;
 use serde_json::json;
@@ -124,7 +124,7 @@ pub fn agents(command: Agents) -> anyhow::Result<ExitCode> {
                     None => config
                         .agents
                         .as_ref()
-                        .map_or(Duration::from_secs(15 * 60), |a| a.token_ttl),
+                        .map_or(AgentsConfig::default().token_ttl, |a| a.token_ttl),
                 };
                 let (token, expires_at) =
                     junction_agent::enroll::token(&access.vault, &pool, ttl, &actor())
