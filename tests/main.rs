@@ -6,6 +6,7 @@
 mod agent;
 mod cache;
 mod cli;
+mod clients;
 mod compat;
 mod connections;
 mod console;

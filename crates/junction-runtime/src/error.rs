@@ -93,11 +93,14 @@ pub enum ErrorKind {
     SoapServerFault,
     /// 503: the connector goes through an agent pool with no agent connected.
     AgentUnavailable,
+    /// 503: the listener already holds `limits.max_connections` connections; this one is
+    /// answered and closed.
+    Overloaded,
 }
 
 impl ErrorKind {
     /// Every kind, in declaration order (for counters indexed by kind).
-    pub const ALL: [ErrorKind; 25] = [
+    pub const ALL: [ErrorKind; 26] = [
         ErrorKind::NotFound,
         ErrorKind::MethodNotAllowed,
         ErrorKind::InvalidRequest,
@@ -123,6 +126,7 @@ impl ErrorKind {
         ErrorKind::SoapFault,
         ErrorKind::SoapServerFault,
         ErrorKind::AgentUnavailable,
+        ErrorKind::Overloaded,
     ];
 
     pub fn status(self) -> StatusCode {
@@ -144,7 +148,8 @@ impl ErrorKind {
             ErrorKind::CircuitOpen
             | ErrorKind::BackendBusy
             | ErrorKind::StoreUnavailable
-            | ErrorKind::AgentUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            | ErrorKind::AgentUnavailable
+            | ErrorKind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Misconfigured | ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
             ErrorKind::Forbidden => StatusCode::FORBIDDEN,
@@ -180,6 +185,7 @@ impl ErrorKind {
             | ErrorKind::Internal
             | ErrorKind::TransformFailed
             | ErrorKind::StoreUnavailable
+            | ErrorKind::Overloaded
             | ErrorKind::NotImplemented => Source::Internal,
         }
     }
@@ -196,6 +202,7 @@ impl ErrorKind {
                 | ErrorKind::BackendBusy
                 | ErrorKind::StoreUnavailable
                 | ErrorKind::AgentUnavailable
+                | ErrorKind::Overloaded
         )
     }
 
@@ -227,6 +234,7 @@ impl ErrorKind {
             ErrorKind::SoapFault => "soap-fault",
             ErrorKind::SoapServerFault => "soap-server-fault",
             ErrorKind::AgentUnavailable => "agent-unavailable",
+            ErrorKind::Overloaded => "overloaded",
         }
     }
 
@@ -258,6 +266,7 @@ impl ErrorKind {
             ErrorKind::SoapFault => "The service refused the request",
             ErrorKind::SoapServerFault => "The service failed",
             ErrorKind::AgentUnavailable => "No agent connected",
+            ErrorKind::Overloaded => "Too many connections",
         }
     }
 }

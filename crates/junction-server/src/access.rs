@@ -3,7 +3,9 @@
 //!
 //! With `[store]` configured, every data-plane request must name its client:
 //! `Authorization: Bearer jk_…` or `X-Api-Key: jk_…` (an API key), or `Authorization:
-//! Bearer JWT` (when `[clients.jwt]` is set; the token's `sub` is a client's subject).
+//! Bearer JWT` (when `[clients.jwt]` is set; the token's `sub` is a client's subject), or,
+//! with neither, a verified TLS client certificate (`[tls] client_ca_file`; its subject,
+//! such as `C=US, O=Contoso, CN=app`, is a client's subject).
 //! Then the client must hold a grant for the connector (403 otherwise; unknown
 //! connectors too, so grants do not reveal what exists), and for the operation when the
 //! grant lists operations. The connection the call uses is the client's own for that
@@ -25,6 +27,7 @@ use junction_store::{ClientInfo, ExposeSecret, Location, MasterKey, StoreError, 
 use serde_json::json;
 
 use crate::jwt::JwtValidator;
+use crate::tls::ClientIdentity;
 
 /// The header that may carry an API key instead of `Authorization`.
 pub const API_KEY_HEADER: &str = "x-api-key";
@@ -156,8 +159,22 @@ impl Access {
                 .ok_or_else(|| unauthenticated("the API key is not valid"));
         }
         let Some(token) = bearer else {
+            // A verified client certificate (`[tls] client_ca_file`) names its client by
+            // its subject.
+            if let Some(ClientIdentity(subject)) = parts.extensions.get::<ClientIdentity>() {
+                return self
+                    .vault
+                    .client_by_subject(subject)
+                    .await
+                    .map_err(store_error)?
+                    .ok_or_else(|| {
+                        unauthenticated(&format!(
+                            "the client certificate's subject `{subject}` is not a client of this gateway"
+                        ))
+                    });
+            }
             return Err(unauthenticated(
-                "this gateway needs a client API key (`X-Api-Key` or `Authorization: Bearer`) or a bearer token",
+                "this gateway needs a client API key (`X-Api-Key` or `Authorization: Bearer`), a bearer token or a client certificate",
             ));
         };
         let Some(jwt) = &self.jwt else {

@@ -18,6 +18,7 @@ pub mod oauth;
 pub mod problem;
 mod server;
 mod test_call;
+pub mod tls;
 pub mod try_call;
 
 pub use access::{Access, AccessAdmission, AccessError};

@@ -1,15 +1,19 @@
-//! Accepting connections, the same for both listeners: how long a client may take to send
-//! its request head and body, how long an idle connection stays open, how many
-//! connections a listener holds, and the checks of a request head before a plane sees it.
+//! Accepting connections, the same for every listener: TLS when the listener has a
+//! certificate, HTTP/1.1 or HTTP/2 (ALPN, or prior knowledge in cleartext), how long a
+//! client may take to send its request head and body, how long an idle connection stays
+//! open, how many connections a listener holds, and the checks of a request head before a
+//! plane sees it.
 //!
-//! Each connection is watched from accept to close. With nothing in flight it must send a
-//! complete request head within `header_timeout` of being accepted, and after a response
-//! its next one within `idle_timeout`; otherwise it is closed (this covers a client that
-//! never sends a byte, and an HTTP/2 connection that sends only its preface). hyper holds a
-//! request head that has started to arrive to `header_timeout` too. A request body must
-//! arrive whole within `body_timeout` of its head ([`ClientBody`]; the client gets 408 and
-//! the connection closes). Past `max_connections` a listener stops accepting until a
-//! connection closes; the kernel's backlog holds the new ones meanwhile.
+//! Each connection is watched from accept to close. With nothing in flight it must finish
+//! its TLS handshake and send a complete request head within `header_timeout` of being
+//! accepted, and after a response its next one within `idle_timeout`; otherwise it is
+//! closed (this covers a client that never sends a byte, and an HTTP/2 connection that
+//! sends only its preface). hyper holds a request head that has started to arrive to
+//! `header_timeout` too. A request body must arrive whole within `body_timeout` of its head
+//! ([`ClientBody`]; the client gets 408 and the connection closes). HTTP/2 connections are
+//! held to `[http2]` (streams, head size, resets: rapid reset closes the connection).
+//! Past `max_connections` a new connection is answered `503 overloaded` and closed; the
+//! connections already open go on.
 //!
 //! Before a request reaches its plane, its head must be unambiguous (see [`check_head`]):
 //! one valid `Host` (HTTP/1.1 needs it), no transfer coding but a single `chunked`.
@@ -30,38 +34,89 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use junction_runtime::{BoxError, ClientBody, Error, ErrorKind, Limits};
-use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore, watch};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use junction_runtime::config::listeners::Http2Config;
+use junction_runtime::{BoxError, ClientBody, Config, Error, ErrorKind};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, Semaphore, TryAcquireError, watch};
 
 use crate::problem;
 use crate::server::SHUTDOWN_GRACE;
+use crate::tls::{self, Certificates, ClientIdentity};
 
-/// What a listener allows each connection (`[limits]`).
+/// What a listener allows each connection (`[limits]`, `[http2]`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Allowance {
     pub header_timeout: Duration,
     pub body_timeout: Duration,
     pub idle_timeout: Duration,
+    pub http2: Http2Config,
 }
 
 impl Allowance {
-    pub(crate) fn of(limits: &Limits) -> Self {
+    pub(crate) fn of(config: &Config) -> Self {
         Allowance {
-            header_timeout: limits.header_timeout,
-            body_timeout: limits.body_timeout,
-            idle_timeout: limits.idle_timeout,
+            header_timeout: config.limits.header_timeout,
+            body_timeout: config.limits.body_timeout,
+            idle_timeout: config.limits.idle_timeout,
+            http2: config.http2,
         }
+    }
+
+    /// The HTTP/1.1 and HTTP/2 settings of every connection.
+    fn builder(&self) -> Builder<TokioExecutor> {
+        let mut builder = Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_timeout)
+            .max_buf_size(MAX_HTTP1_BUFFER);
+        let http2 = self.http2;
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(http2.max_concurrent_streams)
+            .max_header_list_size(http2.max_header_list_size)
+            .max_pending_accept_reset_streams(http2.max_pending_resets)
+            .max_local_error_reset_streams(http2.max_error_resets)
+            .keep_alive_interval(http2.keep_alive_interval)
+            .keep_alive_timeout(http2.keep_alive_interval);
+        builder
     }
 }
 
-/// The connection slots of a listener (`limits.max_connections`), shared by the threads
-/// that accept on it.
-pub(crate) fn slots(limits: &Limits) -> Arc<Semaphore> {
-    Arc::new(Semaphore::new(
-        usize::try_from(limits.max_connections).unwrap_or(usize::MAX),
-    ))
+/// The largest HTTP/1.1 read buffer of a connection: a request head must fit in it.
+const MAX_HTTP1_BUFFER: usize = 64 * 1024;
+
+/// Connections answered `503 overloaded` at once, past `max_connections`; beyond them new
+/// connections are closed unanswered.
+const MAX_REFUSING: usize = 256;
+
+/// How long a refused connection is kept for its answer.
+const REFUSAL_TIME: Duration = Duration::from_secs(2);
+
+/// How a listener takes connections: what each may do, the slots they share
+/// (`limits.max_connections`, shared by every thread that accepts for the plane), and the
+/// certificate when the listener speaks TLS.
+#[derive(Debug, Clone)]
+pub(crate) struct Listening {
+    pub allowance: Allowance,
+    pub slots: Arc<Semaphore>,
+    pub tls: Option<Arc<Certificates>>,
+}
+
+impl Listening {
+    pub(crate) fn new(config: &Config, tls: Option<Arc<Certificates>>) -> Self {
+        Listening {
+            allowance: Allowance::of(config),
+            slots: Arc::new(Semaphore::new(
+                usize::try_from(config.limits.max_connections).unwrap_or(usize::MAX),
+            )),
+            tls,
+        }
+    }
 }
 
 /// What a listener serves: the data plane or the admin plane.
@@ -80,29 +135,18 @@ pub(crate) trait Plane: Clone + Send + Sync + 'static {
 }
 
 /// Accepts connections on `listener` and serves `plane` on each, until `stopped`; then
-/// waits for the requests in flight, at most [`SHUTDOWN_GRACE`].
+/// waits for the requests in flight, at most [`SHUTDOWN_GRACE`]. Past `max_connections`
+/// a new connection is answered `503 overloaded` and closed ([`refuse`]).
 pub(crate) async fn serve<P: Plane>(
     listener: TcpListener,
     plane: P,
-    allowance: Allowance,
-    slots: Arc<Semaphore>,
+    listening: Listening,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(allowance.header_timeout);
-    builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(listening.allowance.builder());
+    let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
     let graceful = GracefulShutdown::new();
     loop {
-        let permit = tokio::select! {
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-            _ = stopped.wait_for(|stop| *stop) => break,
-        };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = stopped.wait_for(|stop| *stop) => break,
@@ -117,32 +161,49 @@ pub(crate) async fn serve<P: Plane>(
             }
         };
         let _ = stream.set_nodelay(true);
-        let watch = Arc::new(Watch::new());
-        let service = {
-            let watch = watch.clone();
-            let plane = plane.clone();
-            service_fn(move |request: Request<Incoming>| {
-                let plane = plane.clone();
-                let in_flight = watch.begin();
-                async move {
-                    Ok::<_, Infallible>(answer(&plane, request, peer, allowance, in_flight).await)
+        let permit = match listening.slots.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(TryAcquireError::Closed) => break,
+            Err(TryAcquireError::NoPermits) => {
+                if let Ok(refusal) = refusing.clone().try_acquire_owned() {
+                    let (builder, tls) = (builder.clone(), listening.tls.clone());
+                    tokio::spawn(async move {
+                        let _refusal = refusal;
+                        refuse::<P>(stream, peer, &builder, tls).await;
+                    });
                 }
-            })
+                continue;
+            }
         };
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let connection = Connection {
+            plane: plane.clone(),
+            peer,
+            allowance: listening.allowance,
+            builder: builder.clone(),
+            graceful: graceful.watcher(),
+        };
+        let tls = listening.tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            tokio::select! {
-                ended = connection => {
-                    if let Err(error) = ended {
-                        tracing::debug!(%error, "connection ended with an error");
+            match tls {
+                None => connection.run(stream, None).await,
+                Some(certificates) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(certificates.current());
+                    let handshake = tokio::time::timeout(
+                        connection.allowance.header_timeout,
+                        acceptor.accept(stream),
+                    );
+                    match handshake.await {
+                        Ok(Ok(stream)) => {
+                            let identity =
+                                tls::client_identity(stream.get_ref().1.peer_certificates());
+                            connection.run(stream, identity).await;
+                        }
+                        Ok(Err(error)) => {
+                            tracing::debug!(%peer, %error, "TLS handshake failed");
+                        }
+                        Err(_) => tracing::debug!(%peer, "TLS handshake too slow"),
                     }
-                }
-                () = watch.expired(allowance) => {
-                    tracing::debug!(%peer, "closed a connection that sent no request in time");
                 }
             }
         });
@@ -153,6 +214,107 @@ pub(crate) async fn serve<P: Plane>(
     {
         tracing::warn!("requests still running after the grace period were cut off");
     }
+}
+
+/// One accepted connection and what serving it takes.
+struct Connection<P> {
+    plane: P,
+    peer: SocketAddr,
+    allowance: Allowance,
+    builder: Arc<Builder<TokioExecutor>>,
+    graceful: Watcher,
+}
+
+impl<P: Plane> Connection<P> {
+    /// Serves requests on `io` until the client or the watchdog closes it; every request
+    /// carries the client's certificate `identity`, when it showed one.
+    async fn run<I>(self, io: I, identity: Option<ClientIdentity>)
+    where
+        I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let Connection {
+            plane,
+            peer,
+            allowance,
+            builder,
+            graceful,
+        } = self;
+        let watch = Arc::new(Watch::new());
+        let service = {
+            let watch = watch.clone();
+            service_fn(move |mut request: Request<Incoming>| {
+                let plane = plane.clone();
+                let in_flight = watch.begin();
+                if let Some(identity) = &identity {
+                    request.extensions_mut().insert(identity.clone());
+                }
+                async move {
+                    Ok::<_, Infallible>(answer(&plane, request, peer, allowance, in_flight).await)
+                }
+            })
+        };
+        let connection = builder
+            .serve_connection(TokioIo::new(io), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::select! {
+            ended = connection => {
+                if let Err(error) = ended {
+                    tracing::debug!(%error, "connection ended with an error");
+                }
+            }
+            () = watch.expired(allowance) => {
+                tracing::debug!(%peer, "closed a connection that sent no request in time");
+            }
+        }
+    }
+}
+
+/// Answers every request of a connection past `max_connections` with `503 overloaded`
+/// (`Connection: close`, `Retry-After: 1`), for at most [`REFUSAL_TIME`].
+async fn refuse<P: Plane>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    builder: &Builder<TokioExecutor>,
+    tls: Option<Arc<Certificates>>,
+) {
+    tracing::debug!(%peer, "refused a connection: the listener holds max_connections");
+    let service = service_fn(|request: Request<Incoming>| {
+        let error = Error::new(
+            ErrorKind::Overloaded,
+            "the gateway holds as many client connections as it may (`limits.max_connections`); try again shortly",
+        )
+        .with_retry_after(Duration::from_secs(1));
+        let mut response = problem::response(
+            &error,
+            request.uri().path(),
+            &problem::request_id(request.headers().get(problem::REQUEST_ID)),
+        );
+        if request.version() != Version::HTTP_2 {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+        }
+        std::future::ready(Ok::<_, Infallible>(response))
+    });
+    let served = async {
+        match tls {
+            None => {
+                let _ = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            }
+            Some(certificates) => {
+                let acceptor = tokio_rustls::TlsAcceptor::from(certificates.current());
+                if let Ok(stream) = acceptor.accept(stream).await {
+                    let _ = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(REFUSAL_TIME, served).await;
 }
 
 /// One request: its head checked, its body under the body timeout, its answer as HTTP/1.1

@@ -28,7 +28,8 @@ use crate::admin::AdminPlane;
 use crate::admin_router_with;
 use crate::catalog::Catalog;
 use crate::data::DataPlane;
-use crate::listener::{self, Allowance};
+use crate::listener;
+use crate::tls::Certificates;
 
 /// How long requests in flight may take to finish after shutdown is asked for.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -58,6 +59,9 @@ pub enum StartError {
     /// `[agents]` is set but its listener cannot be set up (no store key, no authority).
     #[error("cannot start the agents listener: {0}")]
     Agents(String),
+    /// `[tls]`'s files cannot be read or do not make a certificate and key.
+    #[error("cannot set up TLS: {0}")]
+    Tls(String),
     /// A serving thread or its runtime could not be started.
     #[error("cannot start a serving thread: {0}")]
     Thread(#[source] std::io::Error),
@@ -120,28 +124,54 @@ impl Server {
         let admin = bind(config.admin_listen, "admin").await?;
         let data_addr = local_addr(&data, config.listen, "data")?;
         let admin_addr = local_addr(&admin, config.admin_listen, "admin")?;
+        let (tls, tls_listener) = match config.listen_tls {
+            Some(addr) => {
+                let listener = bind(addr, "data (TLS)").await?;
+                (
+                    Some(local_addr(&listener, addr, "data (TLS)")?),
+                    Some(listener),
+                )
+            }
+            None => (None, None),
+        };
         if let (Some(access), None) = (&access, &config.public_url) {
             access.set_data_url(format!("http://{data_addr}"));
         }
         let (stop, stopped) = watch::channel(false);
-        let allowance = Allowance::of(&config.limits);
+        let certificates = load_certificates(config, &stopped)?;
         let (agents_addr, agents) =
             start_agents(config, &gateway, access.as_deref(), &stopped).await?;
-        let mut tasks = vec![
-            tokio::spawn(listener::serve(
-                data,
+        let listening = listener::Listening::new(config, None);
+        let mut tasks = vec![tokio::spawn(listener::serve(
+            data,
+            DataPlane(gateway.clone()),
+            listening,
+            stopped.clone(),
+        ))];
+        if let Some(listener) = tls_listener {
+            tasks.push(tokio::spawn(listener::serve(
+                listener,
                 DataPlane(gateway.clone()),
-                allowance,
-                listener::slots(&config.limits),
+                listener::Listening::new(config, certificates.clone()),
                 stopped.clone(),
-            )),
-            spawn_admin(admin, config, gateway.clone(), access, catalog, stopped),
-        ];
+            )));
+        }
+        tasks.push(spawn_admin(
+            admin,
+            config,
+            gateway.clone(),
+            access,
+            catalog,
+            certificates,
+            stopped,
+        ));
         tasks.extend(agents);
         tracing::info!(%data_addr, %admin_addr, "listening");
         Ok(RunningServer {
             data_addr,
+            tls_addr: tls,
             admin_addr,
+            admin_tls: config.tls.as_ref().is_some_and(|tls| tls.admin),
             agents_addr,
             gateway,
             diagnostics: Diagnostics::default(),
@@ -178,50 +208,72 @@ impl Server {
     ) -> Result<RunningServer, StartError> {
         open_access_log(config, &gateway)?;
         let exporter = open_tracer(config, &gateway)?;
-        let mut listeners = bind_shared(config.listen, threads.get())?.into_iter();
-        let first = listeners
-            .next()
-            .ok_or_else(|| StartError::Thread(std::io::Error::other("no listener was bound")))
-            .and_then(|listener| {
-                TcpListener::from_std(listener).map_err(|source| StartError::Bind {
-                    addr: config.listen,
-                    plane: "data",
-                    source,
-                })
-            })?;
+        let count = threads.get();
+        let data_listeners = bind_shared(config.listen, count, "data")?;
+        let tls_listeners: Vec<Option<std::net::TcpListener>> = match config.listen_tls {
+            Some(addr) => bind_shared(addr, count, "data (TLS)")?
+                .into_iter()
+                .map(Some)
+                .collect(),
+            None => std::iter::repeat_with(|| None)
+                .take(data_listeners.len())
+                .collect(),
+        };
         let admin = bind(config.admin_listen, "admin").await?;
-        let data_addr = local_addr(&first, config.listen, "data")?;
-        let admin_addr = local_addr(&admin, config.admin_listen, "admin")?;
-        if let (Some(access), None) = (&access, &config.public_url) {
-            access.set_data_url(format!("http://{data_addr}"));
-        }
         let (stop, stopped) = watch::channel(false);
-        let allowance = Allowance::of(&config.limits);
-        // One connection limit for the data plane, whichever thread accepts.
-        let slots = listener::slots(&config.limits);
+        let certificates = load_certificates(config, &stopped)?;
+        // One connection limit for each listener of the data plane, whichever thread accepts.
+        let plain = listener::Listening::new(config, None);
+        let secure = listener::Listening::new(config, certificates.clone());
 
-        // Every runtime is built before anything is served, so that a failure stops the start.
+        // Every runtime is built, and every listener registered, before anything is served,
+        // so that a failure stops the start. The first pair is served on this runtime.
         let mut workers = Vec::new();
-        for listener in listeners {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(StartError::Thread)?;
-            workers.push((runtime, listener));
+        for (index, (data, tls)) in data_listeners.into_iter().zip(tls_listeners).enumerate() {
+            let runtime = if index == 0 {
+                None
+            } else {
+                Some(
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(StartError::Thread)?,
+                )
+            };
+            workers.push((runtime, data, tls));
         }
         let mut threads = Vec::new();
-        for (index, (runtime, listener)) in workers.into_iter().enumerate() {
+        let mut data_addr = None;
+        let mut tls_addr = None;
+        let mut tasks = Vec::new();
+        for (index, (runtime, data, tls)) in workers.into_iter().enumerate() {
+            let serving = Serving {
+                plane: DataPlane(gateway.clone()),
+                plain: plain.clone(),
+                secure: secure.clone(),
+                stopped: stopped.clone(),
+            };
+            let Some(runtime) = runtime else {
+                let (data, tls) = serving.register(data, tls, config)?;
+                data_addr = Some(local_addr(&data, config.listen, "data")?);
+                if let (Some(tls), Some(addr)) = (&tls, config.listen_tls) {
+                    tls_addr = Some(local_addr(tls, addr, "data (TLS)")?);
+                }
+                tasks.extend(serving.spawn(data, tls));
+                continue;
+            };
             let (done, finished) = oneshot::channel();
-            let plane = DataPlane(gateway.clone());
-            let stopped = stopped.clone();
-            let slots = slots.clone();
+            let listen = (config.listen, config.listen_tls);
             std::thread::Builder::new()
                 .name(format!("junction-data-{}", index + 1))
                 .spawn(move || {
                     runtime.block_on(async move {
-                        match TcpListener::from_std(listener) {
-                            Ok(tcp) => {
-                                listener::serve(tcp, plane, allowance, slots, stopped).await;
+                        let registered = serving.register_at(data, tls, listen);
+                        match registered {
+                            Ok((data, tls)) => {
+                                for task in serving.spawn(data, tls) {
+                                    let _ = task.await;
+                                }
                             }
                             Err(error) => {
                                 tracing::error!(%error, "a data-plane thread cannot listen");
@@ -235,23 +287,31 @@ impl Server {
                 .map_err(StartError::Thread)?;
             threads.push(finished);
         }
+        let data_addr = data_addr.ok_or_else(|| {
+            StartError::Thread(std::io::Error::other("no data-plane listener was bound"))
+        })?;
+        let admin_addr = local_addr(&admin, config.admin_listen, "admin")?;
+        if let (Some(access), None) = (&access, &config.public_url) {
+            access.set_data_url(format!("http://{data_addr}"));
+        }
         let (agents_addr, agents) =
             start_agents(config, &gateway, access.as_deref(), &stopped).await?;
-        let mut tasks = vec![
-            tokio::spawn(listener::serve(
-                first,
-                DataPlane(gateway.clone()),
-                allowance,
-                slots,
-                stopped.clone(),
-            )),
-            spawn_admin(admin, config, gateway.clone(), access, catalog, stopped),
-        ];
+        tasks.push(spawn_admin(
+            admin,
+            config,
+            gateway.clone(),
+            access,
+            catalog,
+            certificates,
+            stopped,
+        ));
         tasks.extend(agents);
         tracing::info!(%data_addr, %admin_addr, threads = threads.len() + 1, "listening");
         Ok(RunningServer {
             data_addr,
+            tls_addr,
             admin_addr,
+            admin_tls: config.tls.as_ref().is_some_and(|tls| tls.admin),
             agents_addr,
             gateway,
             diagnostics: Diagnostics::default(),
@@ -261,6 +321,83 @@ impl Server {
             exporter,
         })
     }
+}
+
+/// What one data-plane thread of [`Server::start_per_core`] serves: its cleartext listener
+/// and, with `listen_tls`, its TLS one.
+struct Serving {
+    plane: DataPlane,
+    plain: listener::Listening,
+    secure: listener::Listening,
+    stopped: watch::Receiver<bool>,
+}
+
+impl Serving {
+    /// Registers the thread's listeners with the current runtime.
+    fn register(
+        &self,
+        data: std::net::TcpListener,
+        tls: Option<std::net::TcpListener>,
+        config: &Config,
+    ) -> Result<(TcpListener, Option<TcpListener>), StartError> {
+        self.register_at(data, tls, (config.listen, config.listen_tls))
+    }
+
+    fn register_at(
+        &self,
+        data: std::net::TcpListener,
+        tls: Option<std::net::TcpListener>,
+        (listen, listen_tls): (SocketAddr, Option<SocketAddr>),
+    ) -> Result<(TcpListener, Option<TcpListener>), StartError> {
+        let error = |addr, plane| {
+            move |source| StartError::Bind {
+                addr,
+                plane,
+                source,
+            }
+        };
+        let data = TcpListener::from_std(data).map_err(error(listen, "data"))?;
+        let tls = match (tls, listen_tls) {
+            (Some(tls), Some(addr)) => {
+                Some(TcpListener::from_std(tls).map_err(error(addr, "data (TLS)"))?)
+            }
+            _ => None,
+        };
+        Ok((data, tls))
+    }
+
+    /// Serves both listeners on the current runtime.
+    fn spawn(&self, data: TcpListener, tls: Option<TcpListener>) -> Vec<JoinHandle<()>> {
+        let mut tasks = vec![tokio::spawn(listener::serve(
+            data,
+            self.plane.clone(),
+            self.plain.clone(),
+            self.stopped.clone(),
+        ))];
+        if let Some(tls) = tls {
+            tasks.push(tokio::spawn(listener::serve(
+                tls,
+                self.plane.clone(),
+                self.secure.clone(),
+                self.stopped.clone(),
+            )));
+        }
+        tasks
+    }
+}
+
+/// `[tls]`'s certificate, read now (a file that does not load stops the start) and then
+/// looked at every second until `stopped`.
+fn load_certificates(
+    config: &Config,
+    stopped: &watch::Receiver<bool>,
+) -> Result<Option<Arc<Certificates>>, StartError> {
+    let Some(settings) = &config.tls else {
+        return Ok(None);
+    };
+    let certificates = Arc::new(Certificates::load(settings).map_err(StartError::Tls)?);
+    tokio::spawn(certificates.clone().watch(stopped.clone()));
+    Ok(Some(certificates))
 }
 
 /// Starts the agents listener of `[agents]` (docs/agent.md): its certificate authority is
@@ -326,10 +463,14 @@ fn open_tracer(config: &Config, gateway: &SharedGateway) -> Result<Option<Export
 /// Binds `count` listeners to `addr`, all with `SO_REUSEPORT` when there are several. Port 0
 /// binds a free port for the first, and the others join it. Returned as std listeners, to
 /// be registered by the runtime that serves each.
-fn bind_shared(addr: SocketAddr, count: usize) -> Result<Vec<std::net::TcpListener>, StartError> {
+fn bind_shared(
+    addr: SocketAddr,
+    count: usize,
+    plane: &'static str,
+) -> Result<Vec<std::net::TcpListener>, StartError> {
     let error = |source| StartError::Bind {
         addr,
-        plane: "data",
+        plane,
         source,
     };
     let mut listeners = Vec::with_capacity(count);
@@ -387,22 +528,24 @@ fn local_addr(
     })
 }
 
-/// Serves the admin plane on `listener`, with the same connection limits as the data plane.
+/// Serves the admin plane on `listener`, with the same connection limits as the data plane,
+/// over TLS with `[tls] admin = true`.
 fn spawn_admin(
     listener: TcpListener,
     config: &Config,
     gateway: SharedGateway,
     access: Option<Arc<Access>>,
     catalog: Arc<Catalog>,
+    certificates: Option<Arc<Certificates>>,
     stopped: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     let router = admin_router_with(gateway, access, config.admin.token.clone(), catalog);
     let plane = AdminPlane::new(router, config.limits.max_body_bytes);
+    let tls = certificates.filter(|_| config.tls.as_ref().is_some_and(|tls| tls.admin));
     tokio::spawn(listener::serve(
         listener,
         plane,
-        Allowance::of(&config.limits),
-        listener::slots(&config.limits),
+        listener::Listening::new(config, tls),
         stopped,
     ))
 }
@@ -412,7 +555,11 @@ fn spawn_admin(
 pub struct RunningServer {
     /// The bound data-plane address (the real port when the config said 0).
     pub data_addr: SocketAddr,
+    /// The bound TLS data-plane address, with `listen_tls`.
+    pub tls_addr: Option<SocketAddr>,
     pub admin_addr: SocketAddr,
+    /// Whether the admin listener speaks TLS (`[tls] admin = true`).
+    pub admin_tls: bool,
     /// The bound agents listener address, with `[agents]`.
     pub agents_addr: Option<SocketAddr>,
     /// The table in force; [`SharedGateway::swap`] replaces it while serving.
@@ -433,9 +580,15 @@ impl RunningServer {
         format!("http://{}", self.data_addr)
     }
 
-    /// `http://ADDR` of the admin plane.
+    /// `http://ADDR` of the admin plane (`https://` with `[tls] admin = true`).
     pub fn admin_url(&self) -> String {
-        format!("http://{}", self.admin_addr)
+        let scheme = if self.admin_tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.admin_addr)
+    }
+
+    /// `https://ADDR` of the TLS data plane, with `listen_tls`.
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls_addr.map(|addr| format!("https://{addr}"))
     }
 
     /// Stops accepting connections and waits for requests in flight, at most

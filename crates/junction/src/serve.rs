@@ -33,6 +33,10 @@ pub struct Args {
     /// Admin-plane address (IP:PORT), instead of `admin_listen` in the configuration.
     #[arg(long, value_name = "ADDR")]
     admin_listen: Option<String>,
+    /// TLS data-plane address (IP:PORT), instead of `listen_tls` in the configuration; it
+    /// needs `[tls]`.
+    #[arg(long, value_name = "ADDR")]
+    listen_tls: Option<String>,
     /// Worker threads serving requests; default: one per CPU the process may run on. With
     /// the default `--runtime`, `1` serves everything from one single-threaded runtime.
     #[arg(long, value_name = "N", env = "JUNCTION_THREADS")]
@@ -76,6 +80,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .map_err(anyhow::Error::msg)
             .context("--admin-listen")?;
     }
+
+    if let Some(listen_tls) = &args.listen_tls {
+        if config.tls.is_none() {
+            eprintln!(
+                "junction: --listen-tls needs `[tls]` with `cert_file` and `key_file` in {}",
+                config.file.display()
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        config.listen_tls = Some(
+            config::parse_address(listen_tls)
+                .map_err(anyhow::Error::msg)
+                .context("--listen-tls")?,
+        );
+    }
+    raise_open_files_limit(&config);
 
     let Some((connectors, mut diagnostics)) = load_connectors_with_warnings(&config.connectors_dir)
     else {
@@ -167,9 +187,37 @@ async fn with_store(
     Ok((SharedGateway::new(table), access))
 }
 
+/// Raises the soft limit of open files to the hard one: each client connection takes a
+/// descriptor and so may each backend connection. Warns when even the hard limit is below
+/// what `max_connections` on every listener could take.
+fn raise_open_files_limit(config: &Config) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    let limit = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        hard
+    } else {
+        soft
+    };
+    let listeners = 2 + u64::from(config.listen_tls.is_some());
+    let wanted = u64::from(config.limits.max_connections) * listeners * 2 + 256;
+    if limit < wanted {
+        tracing::warn!(
+            open_files = limit,
+            wanted,
+            "the open-files limit (ulimit -n) is below what `limits.max_connections` may take; \
+             raise it (LimitNOFILE= in a systemd unit) or lower max_connections"
+        );
+    }
+}
+
 fn print_addresses(running: &RunningServer) {
     println!("data plane:  {}/connectors/{{name}}/…", running.data_url());
     println!("             {}/views/{{name}}", running.data_url());
+    if let Some(tls) = running.tls_addr {
+        println!("             https://{tls}/connectors/{{name}}/… (TLS, HTTP/2)");
+    }
     println!("admin plane: {}/api/v1/connectors", running.admin_url());
     println!("console:     {}/console/", running.admin_url());
 }

@@ -11,6 +11,7 @@
 
 pub mod access;
 pub mod env;
+pub mod listeners;
 pub mod schema;
 pub mod spanned;
 pub mod traffic;
@@ -59,6 +60,12 @@ pub struct Config {
     pub file: PathBuf,
     /// Data-plane address. Port 0 asks the OS for a free port.
     pub listen: SocketAddr,
+    /// `listen_tls`: the data plane over TLS too, with `[tls]`'s certificate.
+    pub listen_tls: Option<SocketAddr>,
+    /// `[tls]`: the certificate of `listen_tls` (and of the admin listener, with `admin`).
+    pub tls: Option<listeners::TlsConfig>,
+    /// `[http2]`: the limits of one HTTP/2 client connection.
+    pub http2: listeners::Http2Config,
     /// Admin-plane address.
     pub admin_listen: SocketAddr,
     /// Folder holding the connector packages, already resolved against the config directory.
@@ -294,6 +301,9 @@ impl Default for Config {
         Config {
             file: PathBuf::from(CONFIG_FILE),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            listen_tls: None,
+            tls: None,
+            http2: listeners::Http2Config::default(),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             connectors_dir: PathBuf::from("connectors"),
             views_dir: PathBuf::from("views"),
@@ -459,7 +469,10 @@ fn position(text: &str, offset: usize) -> (Option<u32>, Option<u32>) {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     listen: Option<Spanned<String>>,
+    listen_tls: Option<Spanned<String>>,
     admin_listen: Option<Spanned<String>>,
+    tls: Option<Spanned<listeners::RawTls>>,
+    http2: Option<listeners::RawHttp2>,
     connectors_dir: Option<Spanned<String>>,
     views_dir: Option<Spanned<String>>,
     limits: Option<RawLimits>,
@@ -605,6 +618,11 @@ impl Builder<'_> {
         let defaults = Config::default();
         let listen = self.address(raw.listen, "listen", defaults.listen);
         let admin_listen = self.address(raw.admin_listen, "admin_listen", defaults.admin_listen);
+        let tls = self.tls(raw.tls, raw.listen_tls.as_ref(), dir);
+        let listen_tls = raw
+            .listen_tls
+            .map(|value| self.address(Some(value), "listen_tls", defaults.listen));
+        let http2 = self.http2(raw.http2);
         let connectors_dir = match raw
             .connectors_dir
             .and_then(|v| self.string(&v, "connectors_dir"))
@@ -759,6 +777,9 @@ impl Builder<'_> {
         Config {
             file: file.to_path_buf(),
             listen,
+            listen_tls,
+            tls,
+            http2,
             admin_listen,
             connectors_dir,
             views_dir,
@@ -855,18 +876,8 @@ impl Builder<'_> {
         if let Some(d) = self.duration(raw.idle_timeout, "limits.idle_timeout") {
             limits.idle_timeout = d;
         }
-        if let Some(value) = raw.max_connections
-            && let Some(text) = self.scalar(&value, "limits.max_connections")
-        {
-            let parsed = text
-                .trim()
-                .parse::<u32>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| format!("`{text}` is not a whole number of connections above 0"));
-            if let Some(n) = self.check(&value, "limits.max_connections", parsed) {
-                limits.max_connections = n;
-            }
+        if let Some(n) = self.count(raw.max_connections, "limits.max_connections") {
+            limits.max_connections = u32::try_from(n).unwrap_or(u32::MAX);
         }
         limits
     }
@@ -961,6 +972,19 @@ impl Builder<'_> {
         }
     }
 
+    /// A whole number above 0.
+    fn count(&mut self, value: Option<Spanned<Scalar>>, key: &str) -> Option<u64> {
+        let value = value?;
+        let text = self.scalar(&value, key)?;
+        let parsed = text
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("`{text}` is not a whole number above 0"));
+        self.check(&value, key, parsed)
+    }
+
     fn size(&mut self, value: Option<Spanned<Scalar>>, key: &str) -> Option<u64> {
         let value = value?;
         let text = self.scalar(&value, key)?;
@@ -1051,7 +1075,12 @@ impl Builder<'_> {
     }
 
     fn push<T>(&mut self, value: &Spanned<T>, key: &str, message: impl fmt::Display) {
-        let (line, column) = position(self.text, value.span().start);
+        self.problem_at(value.span().start, key, message);
+    }
+
+    /// A problem at byte `at` of the file.
+    fn problem_at(&mut self, at: usize, key: &str, message: impl fmt::Display) {
+        let (line, column) = position(self.text, at);
         self.problems.push(Problem {
             line,
             column,
@@ -1126,12 +1155,7 @@ impl traffic::Reader for Builder<'_> {
     }
 
     fn problem(&mut self, at: usize, key: &str, message: &dyn fmt::Display) {
-        let (line, column) = position(self.text, at);
-        self.problems.push(Problem {
-            line,
-            column,
-            message: format!("`{key}`: {message}"),
-        });
+        self.problem_at(at, key, message);
     }
 }
 
