@@ -40,7 +40,7 @@ use junction_runtime::config::listeners::Http2Config;
 use junction_runtime::{BoxError, ClientBody, Config, Error, ErrorKind};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, Semaphore, TryAcquireError, watch};
+use tokio::sync::{Semaphore, TryAcquireError, watch};
 
 use crate::problem;
 use crate::server::SHUTDOWN_GRACE;
@@ -387,7 +387,8 @@ pub(crate) fn check_head(version: Version, headers: &HeaderMap) -> Result<(), Er
 }
 
 /// What the watchdog of one connection reads: when it was accepted, whether a request is
-/// in flight, and when the last one ended.
+/// in flight, and when the last one ended. Requests only update it; the watchdog looks at
+/// it when its own timer fires (see [`Watch::expired`]), so a request costs no wake-up.
 #[derive(Debug)]
 struct Watch {
     accepted: Instant,
@@ -395,8 +396,6 @@ struct Watch {
     served: AtomicBool,
     /// When the last request ended, in ms after `accepted`.
     idle_since: AtomicU64,
-    /// Told when a request ends (the deadline moves).
-    ended: Notify,
 }
 
 impl Watch {
@@ -406,7 +405,6 @@ impl Watch {
             in_flight: AtomicU32::new(0),
             served: AtomicBool::new(false),
             idle_since: AtomicU64::new(0),
-            ended: Notify::new(),
         }
     }
 
@@ -429,22 +427,21 @@ impl Watch {
         Some(self.accepted + idle + allowance.idle_timeout)
     }
 
-    /// Resolves once the connection has been quiet for longer than it may be.
+    /// Resolves once the connection has been quiet for longer than it may be. It looks at
+    /// the state at least every `min(header_timeout, idle_timeout)`: a request that ends
+    /// after a look leaves a deadline at least that far away, which the next look finds in
+    /// time, so the close is on time without requests waking the watchdog.
     async fn expired(&self, allowance: Allowance) {
+        let tick = allowance.header_timeout.min(allowance.idle_timeout);
         loop {
-            // Registered before the state is read, so that no end is missed.
-            let ended = self.ended.notified();
-            match self.deadline(allowance) {
-                // Busy: only the end of a request moves the deadline.
-                None => ended.await,
-                Some(at) if at <= Instant::now() => return,
-                Some(at) => {
-                    tokio::select! {
-                        () = tokio::time::sleep_until(at.into()) => {}
-                        () = ended => {}
-                    }
-                }
-            }
+            let now = Instant::now();
+            let at = match self.deadline(allowance) {
+                // Busy: look again later.
+                None => now + tick,
+                Some(at) if at <= now => return,
+                Some(at) => at.min(now + tick),
+            };
+            tokio::time::sleep_until(at.into()).await;
         }
     }
 }
@@ -459,7 +456,6 @@ impl Drop for InFlight {
         let idle = u64::try_from(watch.accepted.elapsed().as_millis()).unwrap_or(u64::MAX);
         watch.idle_since.store(idle, Ordering::Release);
         watch.in_flight.fetch_sub(1, Ordering::AcqRel);
-        watch.ended.notify_one();
     }
 }
 

@@ -611,7 +611,10 @@ impl RunningServer {
                 task.abort();
             }
         }
-        // The spans of the last requests go out before the process ends.
+        // The last requests' access log lines and spans go out before the process ends.
+        if let Some(log) = self.gateway.load().metrics().access_log() {
+            log.flush();
+        }
         if let Some(exporter) = self.exporter {
             exporter.shutdown().await;
         }

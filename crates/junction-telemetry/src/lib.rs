@@ -893,9 +893,27 @@ pub enum AccessTarget {
     File(PathBuf),
 }
 
-/// The access log: one JSON object per line, written as each response's headers leave.
+/// The access log: one JSON object per line, made as each response's headers leave.
+///
+/// Lines are appended to a buffer in memory; a thread of its own writes the buffer out every
+/// [`ACCESS_FLUSH_EVERY`] (and a request thread does at once when it passes
+/// [`ACCESS_BUFFER_MAX`]), so a request pays for one write(2) in hundreds. [`flush`] writes
+/// what is pending (the server calls it when it stops).
+///
+/// [`flush`]: AccessLog::flush
 #[derive(Debug)]
 pub struct AccessLog {
+    shared: Arc<AccessShared>,
+}
+
+/// How often buffered access log lines are written out.
+pub const ACCESS_FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// Buffered bytes past which the request that adds a line writes the buffer out itself.
+pub const ACCESS_BUFFER_MAX: usize = 256 * 1024;
+
+#[derive(Debug)]
+struct AccessShared {
+    pending: Mutex<Vec<u8>>,
     sink: Mutex<Sink>,
 }
 
@@ -938,26 +956,67 @@ pub struct AccessLine<'a> {
 }
 
 impl AccessLog {
-    /// Opens the log at `target`; `None` when it is off.
+    /// Opens the log at `target` and starts its writer thread; `None` when it is off.
     pub fn open(target: &AccessTarget) -> std::io::Result<Option<AccessLog>> {
         let sink = match target {
             AccessTarget::Off => return Ok(None),
             AccessTarget::Stdout => Sink::Stdout,
             AccessTarget::File(path) => Sink::File(open_append(path)?),
         };
-        Ok(Some(AccessLog {
+        let shared = Arc::new(AccessShared {
+            pending: Mutex::new(Vec::with_capacity(64 * 1024)),
             sink: Mutex::new(sink),
-        }))
+        });
+        let weak = Arc::downgrade(&shared);
+        std::thread::Builder::new()
+            .name("junction-access-log".to_owned())
+            .spawn(move || {
+                // Ends once the log is gone.
+                while let Some(shared) = weak.upgrade() {
+                    shared.flush();
+                    drop(shared);
+                    std::thread::sleep(ACCESS_FLUSH_EVERY);
+                }
+            })?;
+        Ok(Some(AccessLog { shared }))
     }
 
-    /// Writes one line; a failure to write is logged, never returned to the client.
+    /// Adds one line; a failure to write is logged, never returned to the client.
     pub fn write(&self, line: &AccessLine<'_>) {
-        let Ok(mut text) = serde_json::to_vec(line) else {
-            return;
+        let full = {
+            let Ok(mut pending) = self.shared.pending.lock() else {
+                return;
+            };
+            let before = pending.len();
+            if serde_json::to_writer(&mut *pending, line).is_err() {
+                pending.truncate(before);
+                return;
+            }
+            pending.push(b'\n');
+            pending.len() >= ACCESS_BUFFER_MAX
         };
-        text.push(b'\n');
+        if full {
+            self.shared.flush();
+        }
+    }
+
+    /// Writes out the lines added so far.
+    pub fn flush(&self) {
+        self.shared.flush();
+    }
+}
+
+impl AccessShared {
+    fn flush(&self) {
+        // The sink's lock is taken first, so lines leave in the order they were added.
         let Ok(mut sink) = self.sink.lock() else {
             return;
+        };
+        let text = match self.pending.lock() {
+            Ok(mut pending) if !pending.is_empty() => {
+                std::mem::replace(&mut *pending, Vec::with_capacity(64 * 1024))
+            }
+            _ => return,
         };
         let written = match &mut *sink {
             Sink::Stdout => std::io::stdout().lock().write_all(&text),
@@ -966,6 +1025,12 @@ impl AccessLog {
         if let Err(error) = written {
             tracing::warn!(%error, "cannot write the access log");
         }
+    }
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        self.shared.flush();
     }
 }
 
