@@ -96,10 +96,12 @@ pub enum Clients {
         #[command(flatten)]
         target: Target,
     },
-    /// Create a client. Prints its API key once, unless --subject makes it a JWT client.
+    /// Create a client. Prints its API key once, unless --subject makes it a JWT or
+    /// client-certificate client.
     Create {
         name: String,
-        /// The JWT `sub` that identifies this client (no API key is made).
+        /// The JWT `sub`, or the TLS client certificate's subject (`CN=app, O=Contoso`), that
+        /// identifies this client (no API key is made).
         #[arg(long)]
         subject: Option<String>,
         /// A grant: CONNECTOR, CONNECTOR:OP1,OP2, CONNECTOR@CONNECTION or view:NAME (repeatable).
