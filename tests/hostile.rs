@@ -409,6 +409,36 @@ async fn idle_keep_alive_connections_close_after_the_idle_timeout() {
     gw.shutdown().await;
 }
 
+/// A kept-alive connection stays open for its `idle_timeout` even when that is longer than
+/// `header_timeout` (hyper's header-read timer once closed it at `header_timeout`; found by
+/// the 10,000-idle-connections benchmark).
+#[tokio::test]
+async fn kept_alive_connections_outlive_the_header_timeout() {
+    let gw = gateway(
+        vec![],
+        "[limits]\nheader_timeout = \"1s\"\nidle_timeout = \"3s\"\n",
+    )
+    .await;
+    let mut stream = TcpStream::connect(gw.data_addr).await.unwrap();
+    for pause in [0, 2_000] {
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buffer = [0u8; 512];
+        let n = stream.read(&mut buffer).await.unwrap();
+        assert!(
+            buffer[..n].starts_with(b"HTTP/1.1 200"),
+            "after {pause} ms idle: {}",
+            String::from_utf8_lossy(&buffer[..n])
+        );
+    }
+    let said = until_closed(&mut stream, Duration::from_secs(5)).await;
+    assert_eq!(said.as_deref(), Some(""), "closed after idle_timeout");
+    gw.shutdown().await;
+}
+
 // ------------------------------------------------------------------------ admin bodies
 
 /// Defect 5: the admin listener refuses a body over `limits.max_body_bytes`, declared or

@@ -8,8 +8,9 @@
 //! its TLS handshake and send a complete request head within `header_timeout` of being
 //! accepted, and after a response its next one within `idle_timeout`; otherwise it is
 //! closed (this covers a client that never sends a byte, and an HTTP/2 connection that
-//! sends only its preface). hyper holds a request head that has started to arrive to
-//! `header_timeout` too. A request body must arrive whole within `body_timeout` of its head
+//! sends only its preface). A kept-alive connection's next request head must be complete
+//! within `idle_timeout` of the previous response (hyper's header-read timer, which starts
+//! as it waits for the next head, is set to that). A request body must arrive whole within `body_timeout` of its head
 //! ([`ClientBody`]; the client gets 408 and the connection closes). HTTP/2 connections are
 //! held to `[http2]` (streams, head size, resets: rapid reset closes the connection).
 //! Past `max_connections` a new connection is answered `503 overloaded` and closed; the
@@ -71,7 +72,10 @@ impl Allowance {
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(self.header_timeout)
+            // hyper's timer runs from the moment it waits for a head, idle time included:
+            // at `header_timeout` alone it would close kept-alive connections before their
+            // `idle_timeout` (the watchdog holds the first head to `header_timeout`).
+            .header_read_timeout(self.header_timeout.max(self.idle_timeout))
             .max_buf_size(MAX_HTTP1_BUFFER);
         let http2 = self.http2;
         builder

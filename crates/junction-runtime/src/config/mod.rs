@@ -195,8 +195,8 @@ pub struct Limits {
     /// Largest upstream response body read into memory to apply response policies, a
     /// transform or paging; larger ones get 502.
     pub max_response_bytes: u64,
-    /// Time from accepting a connection to the end of its first request head; hyper also
-    /// holds later heads of a keep-alive connection to it from their first byte.
+    /// Time from accepting a connection to the end of its first request head (a later
+    /// head must be complete within `idle_timeout` of the previous response).
     pub header_timeout: Duration,
     /// Time a request body may take to arrive whole, from the end of its head; past it the
     /// client gets 408 and the connection closes.
