@@ -173,7 +173,7 @@ pub(crate) async fn serve<P: Plane>(
                     let (builder, tls) = (builder.clone(), listening.tls.clone());
                     tokio::spawn(async move {
                         let _refusal = refusal;
-                        refuse::<P>(stream, peer, &builder, tls).await;
+                        refuse(stream, peer, &builder, tls).await;
                     });
                 }
                 continue;
@@ -192,21 +192,10 @@ pub(crate) async fn serve<P: Plane>(
             match tls {
                 None => connection.run(stream, None).await,
                 Some(certificates) => {
-                    let acceptor = tokio_rustls::TlsAcceptor::from(certificates.current());
-                    let handshake = tokio::time::timeout(
-                        connection.allowance.header_timeout,
-                        acceptor.accept(stream),
-                    );
-                    match handshake.await {
-                        Ok(Ok(stream)) => {
-                            let identity =
-                                tls::client_identity(stream.get_ref().1.peer_certificates());
-                            connection.run(stream, identity).await;
-                        }
-                        Ok(Err(error)) => {
-                            tracing::debug!(%peer, %error, "TLS handshake failed");
-                        }
-                        Err(_) => tracing::debug!(%peer, "TLS handshake too slow"),
+                    let limit = connection.allowance.header_timeout;
+                    if let Some(stream) = handshake(&certificates, stream, peer, limit).await {
+                        let identity = tls::client_identity(stream.get_ref().1.peer_certificates());
+                        connection.run(stream, identity).await;
                     }
                 }
             }
@@ -217,6 +206,28 @@ pub(crate) async fn serve<P: Plane>(
         .is_err()
     {
         tracing::warn!("requests still running after the grace period were cut off");
+    }
+}
+
+/// The TLS handshake of an accepted connection, with the certificate in force, within
+/// `limit`; `None` (logged at debug) when it fails or takes longer.
+async fn handshake(
+    certificates: &Certificates,
+    stream: TcpStream,
+    peer: SocketAddr,
+    limit: Duration,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(certificates.current());
+    match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(error)) => {
+            tracing::debug!(%peer, %error, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake too slow");
+            None
+        }
     }
 }
 
@@ -276,7 +287,7 @@ impl<P: Plane> Connection<P> {
 
 /// Answers every request of a connection past `max_connections` with `503 overloaded`
 /// (`Connection: close`, `Retry-After: 1`), for at most [`REFUSAL_TIME`].
-async fn refuse<P: Plane>(
+async fn refuse(
     stream: TcpStream,
     peer: SocketAddr,
     builder: &Builder<TokioExecutor>,
@@ -309,8 +320,7 @@ async fn refuse<P: Plane>(
                     .await;
             }
             Some(certificates) => {
-                let acceptor = tokio_rustls::TlsAcceptor::from(certificates.current());
-                if let Ok(stream) = acceptor.accept(stream).await {
+                if let Some(stream) = handshake(&certificates, stream, peer, REFUSAL_TIME).await {
                     let _ = builder
                         .serve_connection(TokioIo::new(stream), service)
                         .await;

@@ -171,7 +171,7 @@ impl Server {
             data_addr,
             tls_addr: tls,
             admin_addr,
-            admin_tls: config.tls.as_ref().is_some_and(|tls| tls.admin),
+            admin_tls: config.admin_tls(),
             agents_addr,
             gateway,
             diagnostics: Diagnostics::default(),
@@ -226,8 +226,8 @@ impl Server {
         let plain = listener::Listening::new(config, None);
         let secure = listener::Listening::new(config, certificates.clone());
 
-        // Every runtime is built, and every listener registered, before anything is served,
-        // so that a failure stops the start. The first pair is served on this runtime.
+        // Every runtime is built before anything is served, so that a failure stops the
+        // start. The first pair of listeners is served on this runtime.
         let mut workers = Vec::new();
         for (index, (data, tls)) in data_listeners.into_iter().zip(tls_listeners).enumerate() {
             let runtime = if index == 0 {
@@ -254,7 +254,7 @@ impl Server {
                 stopped: stopped.clone(),
             };
             let Some(runtime) = runtime else {
-                let (data, tls) = serving.register(data, tls, config)?;
+                let (data, tls) = register(data, tls, (config.listen, config.listen_tls))?;
                 data_addr = Some(local_addr(&data, config.listen, "data")?);
                 if let (Some(tls), Some(addr)) = (&tls, config.listen_tls) {
                     tls_addr = Some(local_addr(tls, addr, "data (TLS)")?);
@@ -268,7 +268,7 @@ impl Server {
                 .name(format!("junction-data-{}", index + 1))
                 .spawn(move || {
                     runtime.block_on(async move {
-                        let registered = serving.register_at(data, tls, listen);
+                        let registered = register(data, tls, listen);
                         match registered {
                             Ok((data, tls)) => {
                                 for task in serving.spawn(data, tls) {
@@ -311,7 +311,7 @@ impl Server {
             data_addr,
             tls_addr,
             admin_addr,
-            admin_tls: config.tls.as_ref().is_some_and(|tls| tls.admin),
+            admin_tls: config.admin_tls(),
             agents_addr,
             gateway,
             diagnostics: Diagnostics::default(),
@@ -333,39 +333,6 @@ struct Serving {
 }
 
 impl Serving {
-    /// Registers the thread's listeners with the current runtime.
-    fn register(
-        &self,
-        data: std::net::TcpListener,
-        tls: Option<std::net::TcpListener>,
-        config: &Config,
-    ) -> Result<(TcpListener, Option<TcpListener>), StartError> {
-        self.register_at(data, tls, (config.listen, config.listen_tls))
-    }
-
-    fn register_at(
-        &self,
-        data: std::net::TcpListener,
-        tls: Option<std::net::TcpListener>,
-        (listen, listen_tls): (SocketAddr, Option<SocketAddr>),
-    ) -> Result<(TcpListener, Option<TcpListener>), StartError> {
-        let error = |addr, plane| {
-            move |source| StartError::Bind {
-                addr,
-                plane,
-                source,
-            }
-        };
-        let data = TcpListener::from_std(data).map_err(error(listen, "data"))?;
-        let tls = match (tls, listen_tls) {
-            (Some(tls), Some(addr)) => {
-                Some(TcpListener::from_std(tls).map_err(error(addr, "data (TLS)"))?)
-            }
-            _ => None,
-        };
-        Ok((data, tls))
-    }
-
     /// Serves both listeners on the current runtime.
     fn spawn(&self, data: TcpListener, tls: Option<TcpListener>) -> Vec<JoinHandle<()>> {
         let mut tasks = vec![tokio::spawn(listener::serve(
@@ -384,6 +351,30 @@ impl Serving {
         }
         tasks
     }
+}
+
+/// Registers a data-plane thread's listeners (bound to `listen` and `listen_tls`) with
+/// the current runtime.
+fn register(
+    data: std::net::TcpListener,
+    tls: Option<std::net::TcpListener>,
+    (listen, listen_tls): (SocketAddr, Option<SocketAddr>),
+) -> Result<(TcpListener, Option<TcpListener>), StartError> {
+    let error = |addr, plane| {
+        move |source| StartError::Bind {
+            addr,
+            plane,
+            source,
+        }
+    };
+    let data = TcpListener::from_std(data).map_err(error(listen, "data"))?;
+    let tls = match (tls, listen_tls) {
+        (Some(tls), Some(addr)) => {
+            Some(TcpListener::from_std(tls).map_err(error(addr, "data (TLS)"))?)
+        }
+        _ => None,
+    };
+    Ok((data, tls))
 }
 
 /// `[tls]`'s certificate, read now (a file that does not load stops the start) and then
@@ -541,7 +532,7 @@ fn spawn_admin(
 ) -> JoinHandle<()> {
     let router = admin_router_with(gateway, access, config.admin.token.clone(), catalog);
     let plane = AdminPlane::new(router, config.limits.max_body_bytes);
-    let tls = certificates.filter(|_| config.tls.as_ref().is_some_and(|tls| tls.admin));
+    let tls = certificates.filter(|_| config.admin_tls());
     tokio::spawn(listener::serve(
         listener,
         plane,

@@ -443,6 +443,11 @@ impl Config {
         }
     }
 
+    /// Whether the admin listener speaks TLS (`[tls] admin = true`).
+    pub fn admin_tls(&self) -> bool {
+        self.tls.as_ref().is_some_and(|tls| tls.admin)
+    }
+
     /// The timeout settings that apply to connector `name`.
     pub fn upstream_for(&self, name: &str) -> UpstreamDefaults {
         let section = self.connectors.get(name);
