@@ -30,4 +30,5 @@ mod support;
 mod telemetry;
 mod tracing;
 mod traffic;
+mod triggers;
 mod views;

@@ -35,7 +35,13 @@ pub(crate) struct ConnectorPlan {
     pub description: Option<String>,
     pub version: Option<String>,
     pub routes: RouteTable,
+    /// The operations clients call (`actions`, routed by `routes`), then its triggers
+    /// (`x-ms-trigger`, routed by `trigger_routes` for the gateway's own polls only).
     pub operations: Vec<OperationPlan>,
+    /// How many of `operations` are actions; the rest are triggers.
+    pub actions: usize,
+    /// The triggers' routes: only a request carrying [`crate::TriggerPoll`] is routed here.
+    pub trigger_routes: RouteTable,
     /// Where requests go; `None` when neither the definition nor the configuration names a
     /// usable host.
     pub target: Option<upstream::Target>,
@@ -62,6 +68,13 @@ pub(crate) struct ConnectorPlan {
     pub op_metrics: Vec<Arc<RouteMetrics>>,
     /// The latency of the connector's upstream calls.
     pub upstream_metrics: Arc<UpstreamMetrics>,
+}
+
+impl ConnectorPlan {
+    /// The operations clients call: every operation but the triggers.
+    pub(crate) fn actions(&self) -> &[OperationPlan] {
+        self.operations.get(..self.actions).unwrap_or_default()
+    }
 }
 
 /// The compiled route table of every connector. Immutable once built.
@@ -213,6 +226,8 @@ impl Gateway {
             }
         }
 
+        check_triggers(config, &plans, &order, &mut diagnostics);
+
         let view_policies = view_cache_policies(config, &traffic, &mut diagnostics);
         let views = crate::view::Views::compile(
             &config.views,
@@ -220,7 +235,7 @@ impl Gateway {
             &|connector, operation| {
                 plans
                     .get(connector)
-                    .is_some_and(|plan| plan.operations.iter().any(|op| op.id == operation))
+                    .is_some_and(|plan| plan.actions().iter().any(|op| op.id == operation))
             },
             &|view| view_policies.get(view).cloned(),
             config.upstream.timeout,
@@ -298,7 +313,7 @@ impl Gateway {
             .map(str::to_owned);
         // Else the first GET that needs no input: reading is safe.
         declared.or_else(|| {
-            plan.operations
+            plan.actions()
                 .iter()
                 .find(|op| {
                     op.method == Method::Get
@@ -388,7 +403,7 @@ impl Gateway {
                 };
                 match operation {
                     None => connector_prefix(name),
-                    Some(id) if plan.operations.iter().any(|op| op.id == id) => {
+                    Some(id) if plan.actions().iter().any(|op| op.id == id) => {
                         operation_prefix(name, id)
                     }
                     Some(id) => {
@@ -428,7 +443,7 @@ impl Gateway {
             description: plan.description.clone(),
             version: plan.version.clone(),
             operations: plan
-                .operations
+                .actions()
                 .iter()
                 .map(|op| OperationSummary {
                     id: op.id.clone(),
@@ -511,14 +526,25 @@ fn compile_connector(
     // Authentication plans, shared by operations with the same requirements.
     let mut auth_plans: Vec<(Option<&Vec<SecurityRequirement>>, AuthPlan)> = Vec::new();
     let mut routes = RouteTable::default();
+    let mut trigger_routes = RouteTable::default();
     let mut operations = Vec::new();
+    let mut actions = 0;
     let mut operation_security = Vec::new();
     let soap_types = connector.soap.clone().map(Arc::new);
     check_soap_port(connector, section, &config.file, diagnostics);
-    for op in &connector.operations {
-        if op.is_trigger() {
-            continue;
+    // Actions first, then triggers: `operations[..actions]` are what clients may call.
+    let (triggers, plain): (Vec<_>, Vec<_>) =
+        connector.operations.iter().partition(|op| op.is_trigger());
+    for op in plain.into_iter().chain(triggers) {
+        let trigger = op.is_trigger();
+        if !trigger {
+            actions += 1;
         }
+        let table = if trigger {
+            &mut trigger_routes
+        } else {
+            &mut routes
+        };
         // Requirements are borrowed from the connector: a renamed SOAP operation is a copy.
         let security = op.security.as_ref();
         let Some(op) = soap_view(op, section) else {
@@ -527,7 +553,7 @@ fn compile_connector(
         let op = op.as_ref();
         let template = route::parse_template(&op.path);
         let index = u32::try_from(operations.len()).unwrap_or(u32::MAX);
-        if let Err(existing) = routes.insert(&template, op.method, index) {
+        if let Err(existing) = table.insert(&template, op.method, index) {
             let first = usize::try_from(existing)
                 .ok()
                 .and_then(|i| operations.get(i))
@@ -557,7 +583,10 @@ fn compile_connector(
         compiled.soap = soap_types
             .as_ref()
             .and_then(|types| upstream::soap::SoapPlan::compile(types, op).map(Box::new));
-        compiled.cache = cache_policy(connector, op, section, traffic, diagnostics);
+        // A trigger's poll always reaches the backend.
+        if !trigger {
+            compiled.cache = cache_policy(connector, op, section, traffic, diagnostics);
+        }
         operations.push(compiled);
         operation_security.push(op.security.clone());
         for note in notes {
@@ -598,6 +627,8 @@ fn compile_connector(
         base_url: target.as_ref().map(upstream::Target::base_url),
         routes,
         operations,
+        actions,
+        trigger_routes,
         target,
         transport,
         timeout,
@@ -696,7 +727,7 @@ fn check_soap_port(
 /// Gives `plan` its series in `metrics`: one per operation, and its upstream histogram.
 fn attach_metrics(plan: &mut ConnectorPlan, metrics: &Metrics) {
     plan.op_metrics = plan
-        .operations
+        .actions()
         .iter()
         .map(|op| {
             metrics.route(RouteName::Operation {
@@ -870,6 +901,58 @@ fn view_cache_policies(
         policies.insert(name.clone(), policy);
     }
     policies
+}
+
+/// Errors for `[trigger.NAME]` sections whose connector is not loaded or whose operation
+/// is not one of that connector's triggers.
+fn check_triggers(
+    config: &Config,
+    plans: &HashMap<String, ConnectorPlan>,
+    order: &[String],
+    diagnostics: &mut Diagnostics,
+) {
+    let file = config.file.display().to_string();
+    for (name, trigger) in &config.triggers {
+        let message = match plans.get(&trigger.connector) {
+            None => format!(
+                "[trigger.{name}] polls connector '{}', which is not loaded (loaded: {})",
+                trigger.connector,
+                if order.is_empty() {
+                    "none".to_owned()
+                } else {
+                    order.join(", ")
+                }
+            ),
+            Some(plan) => {
+                let triggers = plan.operations.get(plan.actions..).unwrap_or_default();
+                if triggers.iter().any(|op| op.id == trigger.operation) {
+                    continue;
+                }
+                let ids: Vec<&str> = triggers.iter().map(|op| op.id.as_str()).collect();
+                format!(
+                    "[trigger.{name}] polls '{}', which is not a trigger operation (`x-ms-trigger`) of connector '{}' (its triggers: {})",
+                    trigger.operation,
+                    trigger.connector,
+                    if ids.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        ids.join(", ")
+                    }
+                )
+            }
+        };
+        let mut diagnostic = Diagnostic::new(
+            Severity::Error,
+            "unknown-trigger",
+            &file,
+            format!("/trigger/{name}"),
+            message,
+        );
+        if let Some(line) = trigger.line {
+            diagnostic = diagnostic.at(line, 1);
+        }
+        diagnostics.push(diagnostic);
+    }
 }
 
 /// The error for a `[KIND.NAME]` section of `file` (`kind` is `connector` or `view`) when

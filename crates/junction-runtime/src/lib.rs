@@ -38,6 +38,7 @@ mod policy;
 mod route;
 mod schema;
 mod strict_json;
+mod trigger;
 mod upstream;
 pub mod view;
 
@@ -66,6 +67,7 @@ pub use junction_model::Secret;
 pub use pipeline::CONNECTORS_PREFIX;
 pub use policy::NEXT_LINK_PARAMETER;
 pub use traffic::{RetryCounts, TrafficStatus};
+pub use trigger::TriggerPoll;
 pub use upstream::agent::{AGENT_PROBLEM, AgentPools, Link, LinkInfo};
 pub use upstream::{Forwarder, SentTo, USER_AGENT, install_crypto_provider, strip_hop_by_hop};
 pub use view::{PARTIAL_HEADER, VIEWS_PREFIX, ViewSource};

@@ -272,7 +272,7 @@ pub(crate) fn secret_query(credentials: &[Credential]) -> Vec<String> {
 }
 
 /// Checks a `junction-next` value: a path (and query) below the base, nothing else.
-fn next_link_target(value: &str) -> Result<(String, String), String> {
+pub(crate) fn next_link_target(value: &str) -> Result<(String, String), String> {
     if !value.starts_with('/') || value.starts_with("//") {
         return Err("it is not a path below the backend's base URL".into());
     }

@@ -86,8 +86,15 @@ impl Gateway {
             return Err(Error::new(refusal.kind, refusal.message.to_string()));
         }
         // A followed next link: only one the gateway issued, for this operation and
-        // connection (see `paging`).
-        if let Some(next) = crate::paging::continued(&self.links, connector, op, &parts)? {
+        // connection (see `paging`); or the Location a trigger's backend gave (`trigger`).
+        let location = parts
+            .extensions
+            .get::<crate::TriggerPoll>()
+            .and_then(|poll| poll.location.as_deref());
+        if let Some(location) = location {
+            let next = crate::trigger::follow(connector, location)?;
+            parts.extensions.insert(next);
+        } else if let Some(next) = crate::paging::continued(&self.links, connector, op, &parts)? {
             parts.extensions.insert(next);
         }
 
@@ -138,7 +145,13 @@ impl Gateway {
         };
         let segments = decode_segments(operation_path)?;
         let method = route::model_method(&parts.method);
-        let (index, captures) = match connector.routes.lookup(&segments, method) {
+        // Clients call actions; the trigger runner polls triggers (see `trigger`).
+        let routes = if parts.extensions.get::<crate::TriggerPoll>().is_some() {
+            &connector.trigger_routes
+        } else {
+            &connector.routes
+        };
+        let (index, captures) = match routes.lookup(&segments, method) {
             Lookup::Found(index, captures) => (index, captures),
             Lookup::MethodNotAllowed(allow) => {
                 return Err(Error::method_not_allowed(

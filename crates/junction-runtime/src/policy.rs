@@ -673,13 +673,17 @@ async fn prepare(
 fn outgoing(
     connector: &ConnectorPlan,
     parts: &Parts,
-    built: Outbound,
+    mut built: Outbound,
 ) -> (Outgoing, RequestBody, Option<Bytes>) {
-    let (json, original, mut body) = match built.body {
+    let next = parts.extensions.get::<NextLink>();
+    if let Some(next) = next {
+        built.continue_at(next);
+    }
+    let (json, original, body) = match built.body {
         OutboundBody::Json { value, original } => (Some(value), original, RequestBody::Empty),
         OutboundBody::Encoded(body) => (None, None, body),
     };
-    let mut out = Outgoing {
+    let out = Outgoing {
         method: built.method,
         original_method: parts.method.clone(),
         base: connector.base_url.clone().unwrap_or_default(),
@@ -688,18 +692,8 @@ fn outgoing(
         headers: built.headers,
         body: json,
         body_changed: false,
-        next_link: false,
+        next_link: next.is_some(),
     };
-    if let Some(next) = parts.extensions.get::<NextLink>() {
-        out.path.clone_from(&next.path);
-        out.query.clone_from(&next.query);
-        out.method = http::Method::GET;
-        out.body = None;
-        body = RequestBody::Empty;
-        out.headers.remove(header::CONTENT_TYPE);
-        out.headers.remove(header::CONTENT_LENGTH);
-        out.next_link = true;
-    }
     (out, body, original)
 }
 

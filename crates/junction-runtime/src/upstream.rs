@@ -138,7 +138,10 @@ pub(crate) async fn call(
     if connector.target.is_none() {
         return Err(no_target(connector));
     }
-    let out = outbound::build(op, parts, bound, credentials, false)?;
+    let mut out = outbound::build(op, parts, bound, credentials, false)?;
+    if let Some(next) = parts.extensions.get::<crate::paging::NextLink>() {
+        out.continue_at(next);
+    }
     Box::pin(outbound::send(connector, op, out, credentials)).await
 }
 

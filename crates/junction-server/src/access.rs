@@ -129,7 +129,7 @@ impl Access {
     }
 
     /// The client a request names, or why not.
-    async fn authenticate(&self, parts: &Parts) -> Result<ClientInfo, Error> {
+    pub(crate) async fn authenticate(&self, parts: &Parts) -> Result<ClientInfo, Error> {
         let bearer = parts
             .headers
             .get(http::header::AUTHORIZATION)
@@ -267,12 +267,16 @@ impl Admission for AccessAdmission {
     ) -> BoxFuture<'a, Result<Admitted, Error>> {
         Box::pin(async move {
             // The admin API's `test` and `try` attach the connection themselves, or call
-            // with the configured one (see `crate::call`).
+            // with the configured one (see `crate::call`); so do trigger polls.
             if parts
                 .extensions
                 .get::<Arc<junction_runtime::ResolvedConnection>>()
                 .is_some()
                 || parts.extensions.get::<crate::call::AdminCall>().is_some()
+                || parts
+                    .extensions
+                    .get::<junction_runtime::TriggerPoll>()
+                    .is_some()
             {
                 return Ok(Admitted::default());
             }

@@ -926,7 +926,7 @@ fn grant_object(object: &Map<String, Value>) -> Result<Grant, Error> {
         Error::new(
             ErrorKind::InvalidRequest,
             format!(
-                "a grant object {why}: write {{\"connector\", \"operations\", \"connection\"}} or {{\"view\"}}"
+                "a grant object {why}: write {{\"connector\", \"operations\", \"connection\"}}, {{\"view\"}} or {{\"trigger\"}}"
             ),
         )
     };
@@ -938,7 +938,7 @@ fn grant_object(object: &Map<String, Value>) -> Result<Grant, Error> {
     if let Some(key) = object.keys().find(|k| {
         !matches!(
             k.as_str(),
-            "connector" | "operations" | "connection" | "view"
+            "connector" | "operations" | "connection" | "view" | "trigger"
         )
     }) {
         return Err(invalid(&format!("has an unknown key `{key}`")));
@@ -955,13 +955,17 @@ fn grant_object(object: &Map<String, Value>) -> Result<Grant, Error> {
     let grant = Grant {
         connector: text("connector")?,
         view: text("view")?,
+        trigger: text("trigger")?,
         operations,
         connection: text("connection")?,
     };
-    match (&grant.connector, &grant.view) {
-        (Some(_), None) => Ok(grant),
-        (None, Some(_)) if grant.operations.is_empty() && grant.connection.is_none() => Ok(grant),
-        _ => Err(invalid("names a connector or a view, one of them")),
+    let only_a_name = grant.operations.is_empty() && grant.connection.is_none();
+    match (&grant.connector, &grant.view, &grant.trigger) {
+        (Some(_), None, None) => Ok(grant),
+        (None, Some(_), None) | (None, None, Some(_)) if only_a_name => Ok(grant),
+        _ => Err(invalid(
+            "names a connector, a view or a trigger, one of them",
+        )),
     }
 }
 

@@ -9,9 +9,9 @@
 //! Responses carry a [`DataBody`]: the backend's body as it streams in, unboxed, or a body
 //! Junction wrote (a problem, a health answer).
 
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 
@@ -31,6 +31,7 @@ use serde_json::json;
 
 use crate::listener::Plane;
 use crate::problem;
+use crate::triggers::{Triggers, stream};
 
 /// The data-plane router over `gateway`. Tests can drive it without sockets.
 pub fn data_router(gateway: SharedGateway) -> Router {
@@ -87,23 +88,48 @@ fn local(response: axum::response::Response) -> http::Response<DataBody> {
     response.map(DataBody::Local)
 }
 
-/// The data plane as a listener serves it (see [`crate::listener`]).
+/// The data plane as a listener serves it (see [`crate::listener`]): the gateway, and the
+/// event streams of the triggers it runs.
 #[derive(Debug, Clone)]
-pub(crate) struct DataPlane(pub SharedGateway);
+pub(crate) struct DataPlane {
+    pub gateway: SharedGateway,
+    pub triggers: Option<Arc<Triggers>>,
+}
 
 impl Plane for DataPlane {
     type Body = DataBody;
 
-    fn call(
+    async fn call(
         &self,
         request: http::Request<ClientBody<Incoming>>,
         peer: SocketAddr,
-    ) -> impl Future<Output = http::Response<DataBody>> + Send {
-        serve_request_from(&self.0, request, Some(peer.ip()))
+    ) -> http::Response<DataBody> {
+        if let Some(triggers) = &self.triggers
+            && request.uri().path().starts_with(stream::PREFIX)
+        {
+            return trigger_events(triggers, request).await;
+        }
+        serve_request_from(&self.gateway, request, Some(peer.ip())).await
     }
 
     fn local(response: axum::response::Response) -> http::Response<DataBody> {
         local(response)
+    }
+}
+
+/// `/triggers/{name}/events`: the trigger's event stream, or a problem.
+async fn trigger_events<B>(
+    triggers: &Arc<Triggers>,
+    request: http::Request<B>,
+) -> http::Response<DataBody> {
+    let (parts, _) = request.into_parts();
+    match stream::serve(triggers, &parts).await {
+        Ok(response) => local(response),
+        Err(error) => local(problem::response(
+            &error,
+            parts.uri.path(),
+            &problem::request_id(parts.headers.get(problem::REQUEST_ID)),
+        )),
     }
 }
 

@@ -19,6 +19,7 @@ pub mod problem;
 mod server;
 mod test_call;
 pub mod tls;
+pub mod triggers;
 pub mod try_call;
 
 pub use access::{Access, AccessAdmission, AccessError};
@@ -27,3 +28,4 @@ pub use catalog::Catalog;
 pub use data::{data_router, serve_request, serve_request_from};
 pub use server::{RunningServer, SHUTDOWN_GRACE, Server, StartError, shutdown_signal};
 pub use test_call::run as test_connection;
+pub use triggers::Triggers;

@@ -263,9 +263,12 @@ impl<P: Plane> Connection<P> {
                 if let Some(identity) = &identity {
                     request.extensions_mut().insert(identity.clone());
                 }
-                async move {
+                // Boxed: hyper keeps a slot of the future's size for the connection's
+                // whole life; a box only as long as a request is in flight keeps idle
+                // connections small.
+                Box::pin(async move {
                     Ok::<_, Infallible>(answer(&plane, request, peer, allowance, in_flight).await)
-                }
+                })
             })
         };
         let connection = builder

@@ -30,6 +30,7 @@ use crate::catalog::Catalog;
 use crate::data::DataPlane;
 use crate::listener;
 use crate::tls::Certificates;
+use crate::triggers::Triggers;
 
 /// How long requests in flight may take to finish after shutdown is asked for.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -62,6 +63,9 @@ pub enum StartError {
     /// `[tls]`'s files cannot be read or do not make a certificate and key.
     #[error("cannot set up TLS: {0}")]
     Tls(String),
+    /// `[trigger.NAME]` cannot run.
+    #[error("cannot start the triggers: {0}")]
+    Triggers(String),
     /// A serving thread or its runtime could not be started.
     #[error("cannot start a serving thread: {0}")]
     Thread(#[source] std::io::Error),
@@ -141,17 +145,22 @@ impl Server {
         let certificates = load_certificates(config, &stopped)?;
         let (agents_addr, agents) =
             start_agents(config, &gateway, access.as_deref(), &stopped).await?;
+        let triggers = open_triggers(config, &gateway, access.as_ref(), &stopped)?;
+        let plane = DataPlane {
+            gateway: gateway.clone(),
+            triggers: triggers.clone(),
+        };
         let listening = listener::Listening::new(config, None);
         let mut tasks = vec![tokio::spawn(listener::serve(
             data,
-            DataPlane(gateway.clone()),
+            plane.clone(),
             listening,
             stopped.clone(),
         ))];
         if let Some(listener) = tls_listener {
             tasks.push(tokio::spawn(listener::serve(
                 listener,
-                DataPlane(gateway.clone()),
+                plane,
                 listener::Listening::new(config, certificates.clone()),
                 stopped.clone(),
             )));
@@ -166,6 +175,7 @@ impl Server {
             stopped,
         ));
         tasks.extend(agents);
+        tasks.extend(triggers.iter().flat_map(Triggers::start));
         tracing::info!(%data_addr, %admin_addr, "listening");
         Ok(RunningServer {
             data_addr,
@@ -225,6 +235,7 @@ impl Server {
         // One connection limit for each listener of the data plane, whichever thread accepts.
         let plain = listener::Listening::new(config, None);
         let secure = listener::Listening::new(config, certificates.clone());
+        let triggers = open_triggers(config, &gateway, access.as_ref(), &stopped)?;
 
         // Every runtime is built before anything is served, so that a failure stops the
         // start. The first pair of listeners is served on this runtime.
@@ -248,7 +259,10 @@ impl Server {
         let mut tasks = Vec::new();
         for (index, (runtime, data, tls)) in workers.into_iter().enumerate() {
             let serving = Serving {
-                plane: DataPlane(gateway.clone()),
+                plane: DataPlane {
+                    gateway: gateway.clone(),
+                    triggers: triggers.clone(),
+                },
                 plain: plain.clone(),
                 secure: secure.clone(),
                 stopped: stopped.clone(),
@@ -306,6 +320,7 @@ impl Server {
             stopped,
         ));
         tasks.extend(agents);
+        tasks.extend(triggers.iter().flat_map(Triggers::start));
         tracing::info!(%data_addr, %admin_addr, threads = threads.len() + 1, "listening");
         Ok(RunningServer {
             data_addr,
@@ -389,6 +404,18 @@ fn load_certificates(
     let certificates = Arc::new(Certificates::load(settings).map_err(StartError::Tls)?);
     tokio::spawn(certificates.clone().watch(stopped.clone()));
     Ok(Some(certificates))
+}
+
+/// The triggers of `[trigger.NAME]` (docs/triggers.md), for the data plane's event
+/// streams; [`Triggers::start`] polls them.
+fn open_triggers(
+    config: &Config,
+    gateway: &SharedGateway,
+    access: Option<&Arc<Access>>,
+    stopped: &watch::Receiver<bool>,
+) -> Result<Option<Arc<Triggers>>, StartError> {
+    Triggers::new(config, gateway.clone(), access.cloned(), stopped.clone())
+        .map_err(StartError::Triggers)
 }
 
 /// Starts the agents listener of `[agents]` (docs/agent.md): its certificate authority is

@@ -100,6 +100,42 @@ pub struct AgentRow {
     pub revoked_at: Option<i64>,
 }
 
+/// One trigger's state as stored (docs/triggers.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TriggerRow {
+    pub name: String,
+    /// The `Location` to poll next; `None`: the operation itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// When the next poll is due, Unix ms.
+    pub next_poll_at: i64,
+    pub paused: bool,
+    /// Polls made so far.
+    pub polls: i64,
+    /// Why the last poll failed; `None` after a poll that did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// The replica that polls it, until `lease_until` (Unix ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_owner: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_until: Option<i64>,
+    pub updated_at: i64,
+}
+
+/// One event a trigger's poll found, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventRow {
+    /// Set by the store, increasing in the order events are stored.
+    pub id: i64,
+    pub trigger: String,
+    /// What makes it unique among the trigger's events.
+    pub key: String,
+    /// The item, JSON.
+    pub payload: String,
+    pub created_at: i64,
+}
+
 /// Where connections, clients and the audit log live. Implemented for SQLite and
 /// PostgreSQL with the same SQL.
 #[async_trait]
@@ -201,6 +237,47 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn revoke_agent(&self, id: &str, now: i64) -> Result<bool, StoreError>;
     /// Records that agents `ids` are connected now.
     async fn touch_agents(&self, ids: &[String], now: i64) -> Result<(), StoreError>;
+
+    /// The state of trigger `name`, if it has polled or been leased.
+    async fn trigger(&self, name: &str) -> Result<Option<TriggerRow>, StoreError>;
+    /// Every trigger's state, by name.
+    async fn triggers(&self) -> Result<Vec<TriggerRow>, StoreError>;
+    /// Takes (or renews) the lease of trigger `name` for `owner` until `until` (Unix ms)
+    /// when nobody else holds an unexpired one, creating its row (first poll due `now`)
+    /// when missing; the trigger's state when taken, `None` when another replica holds it.
+    async fn lease_trigger(
+        &self,
+        name: &str,
+        owner: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<Option<TriggerRow>, StoreError>;
+    /// Gives the lease of trigger `name` up, if `owner` holds it.
+    async fn release_trigger(&self, name: &str, owner: &str) -> Result<(), StoreError>;
+    /// Records one poll of trigger `state.name` in one transaction: `events` (key, JSON)
+    /// that the trigger does not have yet, and `state`'s location, next poll and error.
+    /// Nothing is recorded when `state.lease_owner` no longer holds the lease (another
+    /// replica took it): `Ok(None)`. Otherwise the number of events stored.
+    async fn record_poll(
+        &self,
+        state: &TriggerRow,
+        events: &[(String, String)],
+        now: i64,
+    ) -> Result<Option<u64>, StoreError>;
+    /// Pauses or resumes trigger `name` (creating its row); whether it changed.
+    async fn set_trigger_paused(
+        &self,
+        name: &str,
+        paused: bool,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+    /// Events of trigger `name` stored after event `after`, oldest first, at most `limit`.
+    async fn trigger_events(
+        &self,
+        name: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<EventRow>, StoreError>;
 
     /// Whether any sealed value is stored.
     async fn has_sealed_values(&self) -> Result<bool, StoreError>;

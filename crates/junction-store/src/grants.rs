@@ -1,20 +1,23 @@
 //! Grants: what a gateway client may call.
 //!
 //! A grant names a connector (optionally only some of its operations, and optionally the
-//! shared connection its calls use) or a view. Written on the command line as
-//! `CONNECTOR`, `CONNECTOR:OP1,OP2`, `CONNECTOR@CONNECTION`, `CONNECTOR:OP@CONNECTION` or
-//! `view:NAME`.
+//! shared connection its calls use), a view, or a trigger (its events). Written on the
+//! command line as `CONNECTOR`, `CONNECTOR:OP1,OP2`, `CONNECTOR@CONNECTION`,
+//! `CONNECTOR:OP@CONNECTION`, `view:NAME` or `trigger:NAME`.
 
 use serde::{Deserialize, Serialize};
 
 /// One grant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Grant {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connector: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub view: Option<String>,
+    /// A trigger whose events the holder may read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
     /// Operation ids; empty means every operation of the connector.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub operations: Vec<String>,
@@ -33,10 +36,17 @@ impl Grant {
                 return Err(format!("grant `{text}` names no view"));
             }
             return Ok(Grant {
-                connector: None,
                 view: Some(view.to_owned()),
-                operations: Vec::new(),
-                connection: None,
+                ..Grant::default()
+            });
+        }
+        if let Some(trigger) = text.strip_prefix("trigger:") {
+            if trigger.is_empty() {
+                return Err(format!("grant `{text}` names no trigger"));
+            }
+            return Ok(Grant {
+                trigger: Some(trigger.to_owned()),
+                ..Grant::default()
             });
         }
         let (rest, connection) = match text.split_once('@') {
@@ -59,14 +69,14 @@ impl Grant {
         };
         if connector.is_empty() {
             return Err(format!(
-                "grant `{text}` names no connector (write CONNECTOR[:OPERATION,…][@CONNECTION] or view:NAME)"
+                "grant `{text}` names no connector (write CONNECTOR[:OPERATION,…][@CONNECTION], view:NAME or trigger:NAME)"
             ));
         }
         Ok(Grant {
             connector: Some(connector.to_owned()),
-            view: None,
             operations,
             connection,
+            ..Grant::default()
         })
     }
 
@@ -87,6 +97,11 @@ pub fn allows_connector(grants: &[Grant], connector: &str) -> bool {
 /// Whether `grants` let their holder call view `view`.
 pub fn allows_view(grants: &[Grant], view: &str) -> bool {
     grants.iter().any(|g| g.view.as_deref() == Some(view))
+}
+
+/// Whether `grants` let their holder read the events of trigger `trigger`.
+pub fn allows_trigger(grants: &[Grant], trigger: &str) -> bool {
+    grants.iter().any(|g| g.trigger.as_deref() == Some(trigger))
 }
 
 #[cfg(test)]
@@ -110,5 +125,9 @@ mod tests {
         assert!(Grant::parse("").is_err());
         assert!(Grant::parse("pets@").is_err());
         assert!(Grant::parse("view:").is_err());
+        let trigger = Grant::parse("trigger:new-orders").unwrap();
+        assert!(allows_trigger(std::slice::from_ref(&trigger), "new-orders"));
+        assert!(!allows_view(&[trigger], "new-orders"));
+        assert!(Grant::parse("trigger:").is_err());
     }
 }

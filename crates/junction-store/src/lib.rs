@@ -28,7 +28,9 @@ pub use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-pub use backend::{AgentRow, AuditEvent, AuditQuery, ClientRow, ConnectionRow, Store};
+pub use backend::{
+    AgentRow, AuditEvent, AuditQuery, ClientRow, ConnectionRow, EventRow, Store, TriggerRow,
+};
 pub use crypto::{MASTER_KEY_ENV, MasterKey};
 pub use error::StoreError;
 pub use grants::Grant;

@@ -17,7 +17,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
 
-use crate::backend::{AgentRow, AuditEvent, AuditQuery, ClientRow, ConnectionRow, Store};
+use crate::backend::{
+    AgentRow, AuditEvent, AuditQuery, ClientRow, ConnectionRow, EventRow, Store, TriggerRow,
+};
 use crate::crypto::MasterKey;
 use crate::error::StoreError;
 
@@ -54,6 +56,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "agents",
         include_str!("../migrations/sqlite/0003_agents.sql"),
     ),
+    (
+        4,
+        "triggers",
+        include_str!("../migrations/sqlite/0004_triggers.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -70,6 +77,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "agents",
         include_str!("../migrations/postgres/0003_agents.sql"),
+    ),
+    (
+        4,
+        "triggers",
+        include_str!("../migrations/postgres/0004_triggers.sql"),
     ),
 ];
 
@@ -236,6 +248,46 @@ where
         renewed_at: row.try_get("renewed_at")?,
         last_seen: row.try_get("last_seen")?,
         revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+const TRIGGER_COLUMNS: &str =
+    "name, location, next_poll_at, paused, polls, last_error, lease_owner, lease_until, updated_at";
+
+fn trigger_row<R: Row>(row: &R) -> Result<TriggerRow, sqlx::Error>
+where
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let paused: i64 = row.try_get("paused")?;
+    Ok(TriggerRow {
+        name: row.try_get("name")?,
+        location: row.try_get("location")?,
+        next_poll_at: row.try_get("next_poll_at")?,
+        paused: paused != 0,
+        polls: row.try_get("polls")?,
+        last_error: row.try_get("last_error")?,
+        lease_owner: row.try_get("lease_owner")?,
+        lease_until: row.try_get("lease_until")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn event_row<R: Row>(row: &R) -> Result<EventRow, sqlx::Error>
+where
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(EventRow {
+        id: row.try_get("id")?,
+        trigger: row.try_get("trigger_name")?,
+        key: row.try_get("dedup_key")?,
+        payload: row.try_get("payload")?,
+        created_at: row.try_get("created_at")?,
     })
 }
 
@@ -791,6 +843,152 @@ macro_rules! impl_store {
                         .await?;
                 }
                 Ok(())
+            }
+
+            async fn trigger(&self, name: &str) -> Result<Option<TriggerRow>, StoreError> {
+                let row = sqlx::query(AssertSqlSafe(format!(
+                    "SELECT {TRIGGER_COLUMNS} FROM triggers WHERE name = $1"
+                )))
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.as_ref().map(trigger_row).transpose()?)
+            }
+
+            async fn triggers(&self) -> Result<Vec<TriggerRow>, StoreError> {
+                let rows = sqlx::query(AssertSqlSafe(format!(
+                    "SELECT {TRIGGER_COLUMNS} FROM triggers ORDER BY name"
+                )))
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.iter().map(trigger_row).collect::<Result<_, _>>()?)
+            }
+
+            async fn lease_trigger(
+                &self,
+                name: &str,
+                owner: &str,
+                now: i64,
+                until: i64,
+            ) -> Result<Option<TriggerRow>, StoreError> {
+                sqlx::query(
+                    "INSERT INTO triggers (name, next_poll_at, updated_at) VALUES ($1, $2, $2) \
+                     ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(name)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                let row = sqlx::query(AssertSqlSafe(format!(
+                    "UPDATE triggers SET lease_owner = $2, lease_until = $4 WHERE name = $1 \
+                     AND (lease_owner IS NULL OR lease_owner = $2 OR lease_until < $3) \
+                     RETURNING {TRIGGER_COLUMNS}"
+                )))
+                .bind(name)
+                .bind(owner)
+                .bind(now)
+                .bind(until)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.as_ref().map(trigger_row).transpose()?)
+            }
+
+            async fn release_trigger(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+                sqlx::query(
+                    "UPDATE triggers SET lease_owner = NULL, lease_until = NULL \
+                     WHERE name = $1 AND lease_owner = $2",
+                )
+                .bind(name)
+                .bind(owner)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn record_poll(
+                &self,
+                state: &TriggerRow,
+                events: &[(String, String)],
+                now: i64,
+            ) -> Result<Option<u64>, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                // The state first: it fails (and nothing is recorded) once another
+                // replica holds the lease.
+                let held = sqlx::query(
+                    "UPDATE triggers SET location = $3, next_poll_at = $4, polls = polls + 1, \
+                     last_error = $5, updated_at = $6 WHERE name = $1 AND lease_owner = $2",
+                )
+                .bind(&state.name)
+                .bind(&state.lease_owner)
+                .bind(&state.location)
+                .bind(state.next_poll_at)
+                .bind(&state.last_error)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                if held.rows_affected() != 1 {
+                    tx.rollback().await?;
+                    return Ok(None);
+                }
+                let mut stored = 0;
+                for (key, payload) in events {
+                    let done = sqlx::query(
+                        "INSERT INTO trigger_events (trigger_name, dedup_key, payload, created_at) \
+                         VALUES ($1, $2, $3, $4) ON CONFLICT (trigger_name, dedup_key) DO NOTHING",
+                    )
+                    .bind(&state.name)
+                    .bind(key)
+                    .bind(payload)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    stored += done.rows_affected();
+                }
+                tx.commit().await?;
+                Ok(Some(stored))
+            }
+
+            async fn set_trigger_paused(
+                &self,
+                name: &str,
+                paused: bool,
+                now: i64,
+            ) -> Result<bool, StoreError> {
+                sqlx::query(
+                    "INSERT INTO triggers (name, next_poll_at, updated_at) VALUES ($1, $2, $2) \
+                     ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(name)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                let done = sqlx::query(
+                    "UPDATE triggers SET paused = $2, updated_at = $3 WHERE name = $1 AND paused <> $2",
+                )
+                .bind(name)
+                .bind(i64::from(paused))
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn trigger_events(
+                &self,
+                name: &str,
+                after: i64,
+                limit: i64,
+            ) -> Result<Vec<EventRow>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT id, trigger_name, dedup_key, payload, created_at FROM trigger_events \
+                     WHERE trigger_name = $1 AND id > $2 ORDER BY id LIMIT $3",
+                )
+                .bind(name)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.iter().map(event_row).collect::<Result<_, _>>()?)
             }
 
             async fn has_sealed_values(&self) -> Result<bool, StoreError> {

@@ -15,6 +15,7 @@ pub mod listeners;
 pub mod schema;
 pub mod spanned;
 pub mod traffic;
+pub mod triggers;
 pub use junction_model::units;
 
 use std::fmt;
@@ -100,6 +101,8 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// `[agents]`: the listener outbound agents dial. `None`: no agents.
     pub agents: Option<AgentsConfig>,
+    /// `[trigger.NAME]` sections, in file order.
+    pub triggers: IndexMap<String, triggers::TriggerConfig>,
 }
 
 /// `[agents]`: where outbound agents connect and how long what they are given lasts
@@ -321,6 +324,7 @@ impl Default for Config {
             log: LogConfig::default(),
             telemetry: TelemetryConfig::default(),
             agents: None,
+            triggers: IndexMap::new(),
         }
     }
 }
@@ -497,6 +501,8 @@ struct RawConfig {
     log: Option<RawLog>,
     telemetry: Option<RawTelemetry>,
     agents: Option<Spanned<RawAgents>>,
+    #[serde(default)]
+    trigger: IndexMap<String, Spanned<triggers::RawTrigger>>,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -765,6 +771,7 @@ impl Builder<'_> {
             );
         }
         let agents = self.agents(raw.agents, raw.store.is_some());
+        let triggers = self.triggers(raw.trigger, raw.store.is_some());
         let store = self.store(raw.store, dir);
         let clients = self.clients(raw.clients);
         let admin = self.admin(raw.admin);
@@ -802,6 +809,7 @@ impl Builder<'_> {
             log,
             telemetry,
             agents,
+            triggers,
         }
     }
 

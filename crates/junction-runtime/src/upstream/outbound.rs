@@ -59,6 +59,19 @@ pub(crate) struct Outbound {
     pub body: OutboundBody,
 }
 
+impl Outbound {
+    /// Sends this request to a next link (or a trigger's `Location`) instead: its path
+    /// and query, as a GET without a body.
+    pub(crate) fn continue_at(&mut self, next: &crate::paging::NextLink) {
+        self.path.clone_from(&next.path);
+        self.query.clone_from(&next.query);
+        self.method = http::Method::GET;
+        self.body = OutboundBody::Encoded(RequestBody::Empty);
+        self.headers.remove(header::CONTENT_TYPE);
+        self.headers.remove(header::CONTENT_LENGTH);
+    }
+}
+
 /// Builds the request of `op` from `bound` (see the module documentation). With
 /// `keep_json`, a JSON body stays a value, for the request policies to read.
 pub(crate) fn build(

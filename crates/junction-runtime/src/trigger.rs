@@ -1,0 +1,41 @@
+//! The gateway's own polls of trigger operations (`x-ms-trigger`): clients cannot call a
+//! trigger, but a request carrying [`TriggerPoll`] (which only code in the process can
+//! attach) is routed to the connector's triggers and, when the backend gave a `Location`
+//! to poll next, sent there with the same credentials — only below the backend's base URL.
+
+use crate::error::{Error, ErrorKind};
+use crate::gateway::ConnectorPlan;
+use crate::paging::{NextLink, next_link_target, under_base};
+
+/// Marks a poll of a trigger operation, made by the trigger runner.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TriggerPoll {
+    /// The `Location` of the backend's last `202` (or `200`): polled exactly as given
+    /// instead of the operation's own path and query.
+    pub location: Option<String>,
+}
+
+/// The backend path and query `location` names, when it is below the connector's base
+/// URL; `upstream-invalid` (502) otherwise (the connection's credentials never go elsewhere).
+pub(crate) fn follow(connector: &ConnectorPlan, location: &str) -> Result<NextLink, Error> {
+    let refuse = |why: &str| {
+        Error::new(
+            ErrorKind::UpstreamInvalid,
+            format!(
+                "connector '{}': the trigger's Location `{location}` {why}",
+                connector.name
+            ),
+        )
+    };
+    let Some(base) = &connector.base_url else {
+        return Err(crate::upstream::no_target(connector));
+    };
+    let current = format!("{base}/");
+    let relative = under_base(&current, base, location).ok_or_else(|| {
+        refuse(&format!(
+            "is not below the backend's base URL {base}: Junction sends the connection's credentials nowhere else"
+        ))
+    })?;
+    let (path, query) = next_link_target(&relative).map_err(|why| refuse(&why))?;
+    Ok(NextLink { path, query })
+}

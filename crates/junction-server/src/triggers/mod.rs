@@ -1,0 +1,159 @@
+//! Triggers the gateway runs itself (`[trigger.NAME]`, docs/triggers.md): each polls a
+//! connector's trigger operation ([`poll`]), keeps its cursor and the events it found in
+//! the store, and serves those events to subscribers ([`stream`]).
+//!
+//! A trigger is polled by one replica at a time: the one holding its lease in the store
+//! ([`LEASE`]), renewed while it runs; when that replica dies another takes the trigger
+//! over once the lease has run out. A poll's new events and the trigger's next cursor are
+//! recorded in one transaction, each event once (unique per trigger by its deduplication
+//! key), so a crash between a poll and its record loses nothing and repeats nothing: the
+//! next poll asks again from the same cursor.
+
+mod poll;
+pub(crate) mod stream;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use junction_model::{Connector, Operation};
+use junction_runtime::config::triggers::TriggerConfig;
+use junction_runtime::{Config, SharedGateway};
+use tokio::sync::watch;
+
+use crate::access::Access;
+
+/// How long a replica holds a trigger without renewing its lease; another replica takes
+/// the trigger over within this long of the holder's death.
+pub const LEASE: Duration = Duration::from_secs(15);
+
+/// Whether a trigger's answer is one event (`x-ms-trigger: single`) or a list of them
+/// (`batch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fires {
+    Single,
+    Batch,
+}
+
+/// One configured trigger, resolved against the loaded connectors.
+#[derive(Debug)]
+pub(crate) struct Trigger {
+    pub name: String,
+    pub config: TriggerConfig,
+    pub connector: Connector,
+    pub operation: Operation,
+    pub fires: Fires,
+    /// The id of the newest event this process stored, for streams to wake on.
+    pub stored: watch::Sender<u64>,
+}
+
+/// The triggers of a running gateway.
+#[derive(Debug)]
+pub struct Triggers {
+    pub(crate) triggers: HashMap<String, Arc<Trigger>>,
+    pub(crate) access: Arc<Access>,
+    pub(crate) gateway: SharedGateway,
+    /// Who holds leases: this process, for its life.
+    pub(crate) owner: String,
+    /// Set when the server stops: polls and event streams end.
+    pub(crate) stopped: watch::Receiver<bool>,
+}
+
+impl Triggers {
+    /// The triggers of `config`, resolved against the connectors `access` loaded; `None`
+    /// without any. A trigger whose connector or operation is missing was refused when the
+    /// gateway was compiled (`unknown-trigger`); here it is an error too.
+    pub fn new(
+        config: &Config,
+        gateway: SharedGateway,
+        access: Option<Arc<Access>>,
+        stopped: watch::Receiver<bool>,
+    ) -> Result<Option<Arc<Triggers>>, String> {
+        if config.triggers.is_empty() {
+            return Ok(None);
+        }
+        let Some(access) = access else {
+            return Err("triggers keep their state in the store: add a `[store]` section".into());
+        };
+        let mut triggers = HashMap::new();
+        for (name, trigger) in &config.triggers {
+            let connector = access
+                .connector(&trigger.connector)
+                .ok_or_else(|| {
+                    format!(
+                        "[trigger.{name}]: connector '{}' is not loaded",
+                        trigger.connector
+                    )
+                })?
+                .clone();
+            let operation = connector
+                .operation(&trigger.operation)
+                .filter(|op| op.is_trigger())
+                .ok_or_else(|| {
+                    format!(
+                        "[trigger.{name}]: '{}' is not a trigger of connector '{}'",
+                        trigger.operation, trigger.connector
+                    )
+                })?
+                .clone();
+            let fires = match operation
+                .extensions
+                .get("x-ms-trigger")
+                .and_then(serde_json::Value::as_str)
+            {
+                Some(kind) if kind.eq_ignore_ascii_case("single") => Fires::Single,
+                _ => Fires::Batch,
+            };
+            triggers.insert(
+                name.clone(),
+                Arc::new(Trigger {
+                    name: name.clone(),
+                    config: trigger.clone(),
+                    connector,
+                    operation,
+                    fires,
+                    stored: watch::channel(0).0,
+                }),
+            );
+        }
+        Ok(Some(Arc::new(Triggers {
+            triggers,
+            access,
+            gateway,
+            owner: owner_id(),
+            stopped,
+        })))
+    }
+
+    /// Starts polling every trigger, until the server stops; then gives their leases up.
+    pub fn start(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
+        self.triggers
+            .values()
+            .map(|trigger| {
+                tokio::spawn(poll::run(
+                    self.clone(),
+                    trigger.clone(),
+                    self.stopped.clone(),
+                ))
+            })
+            .collect()
+    }
+
+    /// The trigger named `name`.
+    pub(crate) fn get(&self, name: &str) -> Option<&Arc<Trigger>> {
+        self.triggers.get(name)
+    }
+}
+
+/// A lease holder's id: random, so that a restarted process is a new holder.
+fn owner_id() -> String {
+    let mut bytes = [0u8; 8];
+    let _ = getrandom::fill(&mut bytes);
+    let host = std::env::var("HOSTNAME").unwrap_or_default();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    if host.is_empty() {
+        format!("{}-{hex}", std::process::id())
+    } else {
+        format!("{host}-{}-{hex}", std::process::id())
+    }
+}

@@ -1,0 +1,366 @@
+//! One trigger's loop: take its lease, wait until its next poll is due, poll, and record
+//! what the poll found with the trigger's next cursor.
+//!
+//! A poll follows the contract of Power Platform's polling triggers: the first poll calls
+//! the trigger operation; a `202` says "nothing yet": its `Location` (when it gives one)
+//! is the next poll's URL, polled exactly as given (below the backend's base URL only),
+//! and its `Retry-After` the wait; a `200` fires: its body is one event (`x-ms-trigger:
+//! single`) or a list of them (`batch`: the body's array, or its `value` array), and its
+//! `Location`, if any, is again the next URL (none: the operation again). Without a
+//! `Retry-After` the trigger waits its `interval`. A failed poll is recorded with its
+//! reason and repeated, from the same cursor, after the same wait.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use junction_runtime::resilience::retry::retry_after;
+use junction_runtime::{Error, ErrorKind, TriggerPoll};
+use junction_store::TriggerRow;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use super::{Fires, LEASE, Trigger, Triggers};
+use crate::access::store_error;
+use crate::call::{self, Inputs, Stored};
+
+/// The longest a poll may take; the lease taken for it covers this much more.
+const POLL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How soon a trigger retries when the store fails.
+const STORE_RETRY: Duration = Duration::from_secs(2);
+
+/// How often a paused trigger looks whether it was resumed.
+const PAUSED_CHECK: Duration = Duration::from_secs(1);
+
+/// What one poll found.
+#[derive(Debug, PartialEq)]
+pub(super) struct Polled {
+    /// (deduplication key, JSON) of each event, in the backend's order.
+    pub events: Vec<(String, String)>,
+    /// The next poll's `Location`; `None`: the operation.
+    pub location: Option<String>,
+    pub wait: Duration,
+    pub error: Option<String>,
+}
+
+/// Polls `trigger` until `stopped`, whenever this process holds its lease.
+pub(super) async fn run(
+    triggers: Arc<Triggers>,
+    trigger: Arc<Trigger>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let store = triggers.access.vault.store().clone();
+    let owner = triggers.owner.as_str();
+    let name = trigger.name.as_str();
+    loop {
+        let now = junction_store::now_ms();
+        let lease = now + millis(LEASE);
+        let state = match store.lease_trigger(name, owner, now, lease).await {
+            Ok(Some(state)) => state,
+            // Another replica polls it: look again before its lease could run out.
+            Ok(None) => {
+                if pause(&mut stopped, LEASE / 3).await {
+                    continue;
+                }
+                break;
+            }
+            Err(error) => {
+                tracing::warn!(trigger = name, %error, "cannot take the trigger's lease");
+                if pause(&mut stopped, STORE_RETRY).await {
+                    continue;
+                }
+                break;
+            }
+        };
+        let due = state.next_poll_at - now;
+        let wait = if state.paused {
+            Some(PAUSED_CHECK)
+        } else if due > 0 {
+            // Wake to renew the lease while waiting.
+            Some(Duration::from_millis(due.unsigned_abs()).min(LEASE / 3))
+        } else {
+            None
+        };
+        if let Some(wait) = wait {
+            if pause(&mut stopped, wait).await {
+                continue;
+            }
+            break;
+        }
+        // The lease covers the poll and the record.
+        let until = now + millis(LEASE + POLL_TIMEOUT);
+        if let Err(error) = store.lease_trigger(name, owner, now, until).await {
+            tracing::warn!(trigger = name, %error, "cannot renew the trigger's lease");
+        }
+        let polled = tokio::select! {
+            polled = poll(&triggers, &trigger, &state) => polled,
+            _ = stopped.wait_for(|stop| *stop) => break,
+        };
+        if let Some(error) = &polled.error {
+            tracing::warn!(trigger = name, %error, "the trigger's poll failed");
+        }
+        let now = junction_store::now_ms();
+        let next = TriggerRow {
+            location: polled.location,
+            next_poll_at: now + millis(polled.wait),
+            last_error: polled.error,
+            ..state
+        };
+        match store.record_poll(&next, &polled.events, now).await {
+            Ok(Some(stored)) => {
+                if stored > 0 {
+                    trigger.stored.send_modify(|n| *n += 1);
+                    tracing::debug!(trigger = name, stored, "trigger events stored");
+                }
+            }
+            Ok(None) => {
+                tracing::warn!(
+                    trigger = name,
+                    "another replica took the trigger over during the poll; its result is dropped (it polls again)"
+                );
+            }
+            Err(error) => {
+                tracing::warn!(trigger = name, %error, "cannot record the trigger's poll; it is polled again");
+                if !pause(&mut stopped, STORE_RETRY).await {
+                    break;
+                }
+            }
+        }
+    }
+    if let Err(error) = store.release_trigger(name, owner).await {
+        tracing::debug!(trigger = name, %error, "cannot give the trigger's lease up");
+    }
+}
+
+/// Waits `wait`; `false` when the server stops first.
+async fn pause(stopped: &mut watch::Receiver<bool>, wait: Duration) -> bool {
+    if *stopped.borrow() {
+        return false;
+    }
+    tokio::select! {
+        () = tokio::time::sleep(wait) => true,
+        _ = stopped.wait_for(|stop| *stop) => false,
+    }
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// One poll of `trigger` from `state`'s cursor, through the gateway like any call of the
+/// operation (its connection's credentials, policies, guards), and what it found.
+async fn poll(triggers: &Triggers, trigger: &Trigger, state: &TriggerRow) -> Polled {
+    let interval = trigger.config.interval;
+    let failed = |error: &Error, wait: Duration| Polled {
+        events: Vec::new(),
+        location: state.location.clone(),
+        wait,
+        error: Some(error.to_string()),
+    };
+    let request = match request(triggers, trigger, state).await {
+        Ok(request) => request,
+        Err(error) => return failed(&error, interval),
+    };
+    let table = triggers.gateway.load();
+    let limit = usize::try_from(table.limits().max_response_bytes).unwrap_or(usize::MAX);
+    let answered = match tokio::time::timeout(POLL_TIMEOUT, table.handle(request)).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => return failed(&error, interval),
+        Err(_) => {
+            let error = Error::new(
+                ErrorKind::UpstreamTimeout,
+                format!("the poll took longer than {}s", POLL_TIMEOUT.as_secs()),
+            );
+            return failed(&error, interval);
+        }
+    };
+    let (head, body) = answered.into_parts();
+    let wait = retry_after(&head.headers).unwrap_or(interval);
+    let location = head
+        .headers
+        .get(http::header::LOCATION)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let body = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) => {
+            let error = Error::new(
+                ErrorKind::UpstreamInvalid,
+                format!("the poll's answer could not be read: {error}"),
+            );
+            return failed(&error, wait);
+        }
+    };
+    answer(trigger, state, head.status, location, wait, &body)
+}
+
+/// What a poll's answer means for the trigger (see the module documentation).
+fn answer(
+    trigger: &Trigger,
+    state: &TriggerRow,
+    status: http::StatusCode,
+    location: Option<String>,
+    wait: Duration,
+    body: &Bytes,
+) -> Polled {
+    let failed = |error: String| Polled {
+        events: Vec::new(),
+        location: state.location.clone(),
+        wait,
+        error: Some(error),
+    };
+    match status.as_u16() {
+        202 => Polled {
+            events: Vec::new(),
+            location: location.or_else(|| state.location.clone()),
+            wait,
+            error: None,
+        },
+        200..=299 => {
+            let value = if body.iter().all(u8::is_ascii_whitespace) {
+                Value::Null
+            } else {
+                match serde_json::from_slice::<Value>(body) {
+                    Ok(value) => value,
+                    Err(error) => {
+                        return failed(format!(
+                            "the backend answered {status} with a body that is not JSON: {error}"
+                        ));
+                    }
+                }
+            };
+            let dedup = trigger.config.dedup_key.as_deref();
+            let events = items(trigger.fires, value)
+                .into_iter()
+                .map(|item| (key(dedup, &item), item.to_string()))
+                .collect();
+            Polled {
+                events,
+                location,
+                wait,
+                error: None,
+            }
+        }
+        _ => {
+            let text = String::from_utf8_lossy(body.get(..body.len().min(300)).unwrap_or_default())
+                .into_owned();
+            failed(format!("the backend answered {status}: {}", text.trim()))
+        }
+    }
+}
+
+/// The request of one poll: the operation with the trigger's parameters, its connection
+/// attached, marked as a poll (continued at `state.location`).
+async fn request(
+    triggers: &Triggers,
+    trigger: &Trigger,
+    state: &TriggerRow,
+) -> Result<http::Request<Full<Bytes>>, Error> {
+    let parameters: Map<String, Value> = trigger
+        .config
+        .parameters
+        .iter()
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    let inputs = Inputs {
+        parameters: Some(&parameters),
+        body: None,
+    };
+    let mut request = call::request(&trigger.connector, &trigger.operation, &inputs)?;
+    if let Some(connection) = &trigger.config.connection {
+        let access = &triggers.access;
+        let named = format!("{}/{connection}", trigger.connector.name);
+        let row = match access.vault.find_connection(&named).await {
+            Ok(row) => row,
+            Err(_) => access
+                .vault
+                .find_connection(connection)
+                .await
+                .map_err(store_error)?,
+        };
+        let stored = Stored::resolve(access, &triggers.gateway.load(), row).await?;
+        request.extensions_mut().insert(stored.resolved);
+    }
+    request.extensions_mut().insert(TriggerPoll {
+        location: state.location.clone(),
+    });
+    Ok(request)
+}
+
+/// The events of one answer: the body itself (`single`), or each element of its list
+/// (`batch`: the body when it is an array, else its `value` array, else the body alone).
+fn items(fires: Fires, body: Value) -> Vec<Value> {
+    match (fires, body) {
+        (_, Value::Null) => Vec::new(),
+        (Fires::Single, body) => vec![body],
+        (Fires::Batch, Value::Array(items)) => items,
+        (Fires::Batch, Value::Object(mut object)) => match object.remove("value") {
+            Some(Value::Array(items)) => items,
+            Some(other) => {
+                object.insert("value".into(), other);
+                vec![Value::Object(object)]
+            }
+            None => vec![Value::Object(object)],
+        },
+        (Fires::Batch, other) => vec![other],
+    }
+}
+
+/// An item's deduplication key: the field `dedup` names (dots go into objects), by
+/// default `id`, when it is a string or a number; else the SHA-256 of the item's JSON.
+fn key(dedup: Option<&str>, item: &Value) -> String {
+    let field = dedup.unwrap_or("id");
+    let found = field
+        .split('.')
+        .try_fold(item, |value, name| value.get(name));
+    match found {
+        Some(Value::String(text)) => format!("{field}:{text}"),
+        Some(Value::Number(number)) => format!("{field}:{number}"),
+        _ => {
+            let digest = Sha256::digest(item.to_string().as_bytes());
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            format!("sha256:{hex}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn answers_become_events_by_kind() {
+        let list = json!({"value": [{"id": 1}, {"id": 2}], "@odata.nextLink": "x"});
+        assert_eq!(items(Fires::Batch, list.clone()).len(), 2);
+        assert_eq!(items(Fires::Single, list.clone()), vec![list]);
+        assert_eq!(items(Fires::Batch, json!([1, 2, 3])).len(), 3);
+        assert_eq!(
+            items(Fires::Batch, json!({"id": 9})),
+            vec![json!({"id": 9})]
+        );
+        assert!(items(Fires::Batch, Value::Null).is_empty());
+    }
+
+    #[test]
+    fn items_are_known_by_id_field_or_hash() {
+        assert_eq!(key(None, &json!({"id": "a1"})), "id:a1");
+        assert_eq!(key(None, &json!({"id": 7})), "id:7");
+        assert_eq!(
+            key(Some("order.number"), &json!({"order": {"number": 12}})),
+            "order.number:12"
+        );
+        let hashed = key(None, &json!({"name": "x"}));
+        assert!(
+            hashed.starts_with("sha256:") && hashed.len() == 71,
+            "{hashed}"
+        );
+        assert_eq!(hashed, key(None, &json!({"name": "x"})));
+        assert_ne!(hashed, key(None, &json!({"name": "y"})));
+    }
+}

@@ -1,0 +1,315 @@
+//! Triggers the gateway runs (docs/triggers.md): a scripted backend answers polls with
+//! `202` + `Location` + `Retry-After` and then `200`s with items; the gateway's polls go
+//! exactly to the `Location`s, wait what `Retry-After` says, store each item once, keep
+//! their cursor across a restart, and serve the events as Server-Sent Events that resume
+//! after `Last-Event-ID`.
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use junction_model::{Method, ParamLocation};
+use serde_json::{Value, json};
+
+use crate::store::TestStore;
+use crate::support::{self, Backend, OperationExt, ParameterExt, collect, json_answer};
+
+/// A `shop` connector on `backend`: the action `ListOrders` and the trigger `OnNewOrder`
+/// on the same route, and the trigger `OnFeed`.
+fn shop(backend: std::net::SocketAddr) -> junction_model::Connector {
+    let status =
+        || support::param("status", ParamLocation::Query, json!({"type": "string"})).required();
+    let mut on_new_order = support::op(Method::Get, "/orders", "OnNewOrder").param(status());
+    on_new_order
+        .extensions
+        .insert("x-ms-trigger".into(), json!("batch"));
+    let mut on_feed = support::op(Method::Get, "/feed", "OnFeed");
+    on_feed
+        .extensions
+        .insert("x-ms-trigger".into(), json!("batch"));
+    support::connector(
+        "shop",
+        backend,
+        vec![
+            support::op(Method::Get, "/orders", "ListOrders").param(status()),
+            on_new_order,
+            on_feed,
+        ],
+    )
+}
+
+/// Requests the backend saw: when, and path with query.
+type Arrivals = Arc<Mutex<Vec<(Instant, String)>>>;
+
+/// The scripted backend of the polling contract (see the module documentation).
+async fn scripted() -> (Backend, Arrivals) {
+    let base: Arc<OnceLock<String>> = Arc::default();
+    let arrivals: Arrivals = Arc::default();
+    let (script_base, log) = (base.clone(), arrivals.clone());
+    let backend = Backend::start(move |seen| {
+        // The connector's base path is `/api`.
+        let path = seen.path.strip_prefix("/api").unwrap_or(&seen.path);
+        let target = match &seen.query {
+            Some(query) => format!("{path}?{query}"),
+            None => path.to_owned(),
+        };
+        log.lock().unwrap().push((Instant::now(), target));
+        let base = script_base.get().cloned().unwrap_or_default();
+        let accepted = |location: Option<String>, retry: u64| {
+            let mut headers = vec![("retry-after", retry.to_string())];
+            if let Some(location) = location {
+                headers.push(("location", location));
+            }
+            (202, headers, String::new())
+        };
+        let fired = |items: Value, location: String| {
+            let (status, mut headers, body) = json_answer(200, json!({"value": items}));
+            headers.push(("location", location));
+            headers.push(("retry-after", "1".to_owned()));
+            (status, headers, body)
+        };
+        match path {
+            "/orders" => accepted(Some(format!("{base}/api/orders/poll/1")), 1),
+            "/orders/poll/1" => accepted(Some(format!("{base}/api/orders/poll/2")), 2),
+            "/orders/poll/2" => fired(
+                json!([{"id": 1, "item": "tea"}, {"id": 2, "item": "cups"}]),
+                format!("{base}/api/orders/poll/3?since=2"),
+            ),
+            // Order 2 again (the backend's window overlaps): stored once.
+            "/orders/poll/3" => fired(
+                json!([{"id": 2, "item": "cups"}, {"id": 3, "item": "pot"}]),
+                format!("{base}/api/orders/poll/4"),
+            ),
+            "/orders/poll/4" => accepted(None, 1),
+            _ => (404, Vec::new(), String::new()),
+        }
+    })
+    .await;
+    base.set(backend.url()).unwrap();
+    (backend, arrivals)
+}
+
+async fn wait_for(arrivals: &Arrivals, count: usize, within: Duration) {
+    let until = Instant::now() + within;
+    while arrivals.lock().unwrap().len() < count {
+        assert!(
+            Instant::now() < until,
+            "the backend saw {:?}",
+            arrivals.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A client with `grants`; its API key.
+async fn client_key(server: &junction_server::RunningServer, name: &str, grants: Value) -> String {
+    let reply = collect(
+        support::client()
+            .post(format!("{}/api/v1/clients", server.admin_url()))
+            .json(&json!({"name": name, "grants": grants}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    reply.json()["api_key"].as_str().unwrap().to_owned()
+}
+
+/// Reads `count` events of an event stream: (id, data as JSON).
+async fn read_events(response: &mut reqwest::Response, count: usize) -> Vec<(i64, Value)> {
+    let mut events = Vec::new();
+    let mut pending = String::new();
+    while events.len() < count {
+        let chunk = tokio::time::timeout(Duration::from_secs(20), response.chunk())
+            .await
+            .expect("no event within 20 s")
+            .unwrap()
+            .expect("the stream ended");
+        pending.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = pending.find("\n\n") {
+            let block: String = pending.drain(..end + 2).collect();
+            let (mut id, mut data) = (None, None);
+            for line in block.lines() {
+                if let Some(value) = line.strip_prefix("id: ") {
+                    id = Some(value.parse::<i64>().unwrap());
+                } else if let Some(value) = line.strip_prefix("data: ") {
+                    data = Some(serde_json::from_str::<Value>(value).unwrap());
+                }
+            }
+            if let (Some(id), Some(data)) = (id, data) {
+                events.push((id, data));
+            }
+        }
+    }
+    events
+}
+
+async fn subscribe(
+    server: &junction_server::RunningServer,
+    trigger: &str,
+    key: &str,
+    last: Option<i64>,
+) -> reqwest::Response {
+    let mut request = support::client()
+        .get(format!("{}/triggers/{trigger}/events", server.data_url()))
+        .header("x-api-key", key);
+    if let Some(last) = last {
+        request = request.header("last-event-id", last.to_string());
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    response
+}
+
+async fn polls_follow_the_backend(test: TestStore) {
+    let (backend, arrivals) = scripted().await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = support::master_key_file(dir.path());
+    let toml = format!(
+        "{}\n[trigger.orders]\nconnector = \"shop\"\noperation = \"OnNewOrder\"\ninterval = \"30s\"\n[trigger.orders.parameters]\nstatus = \"open\"\n",
+        test.toml(&key_file)
+    );
+    let server = support::gateway(vec![shop(backend.addr)], &toml).await;
+
+    // First the operation with its parameters, then each Location exactly as given, each
+    // after the wait its Retry-After asked for (within 10 %).
+    wait_for(&arrivals, 6, Duration::from_secs(30)).await;
+    let seen = arrivals.lock().unwrap().clone();
+    let targets: Vec<&str> = seen.iter().map(|(_, target)| target.as_str()).collect();
+    assert_eq!(
+        targets[..6],
+        [
+            "/orders?status=open",
+            "/orders/poll/1",
+            "/orders/poll/2",
+            "/orders/poll/3?since=2",
+            "/orders/poll/4",
+            "/orders/poll/4",
+        ]
+    );
+    for (pair, asked) in seen.windows(2).zip([1.0, 2.0, 1.0, 1.0, 1.0]) {
+        let waited = pair[1].0.duration_since(pair[0].0).as_secs_f64();
+        assert!(
+            waited >= asked - 0.02 && waited <= asked * 1.1,
+            "asked {asked} s, waited {waited:.3} s before {}",
+            pair[1].1
+        );
+    }
+
+    // Clients: the trigger's events need its grant; a trigger operation is not callable.
+    let reader = client_key(&server, "reader", json!(["trigger:orders", "shop"])).await;
+    let other = client_key(&server, "other", json!(["shop"])).await;
+    let refused = |path: &str, key: &str| {
+        let request = support::client()
+            .get(format!("{}{path}", server.data_url()))
+            .header("x-api-key", key);
+        async move { collect(request.send().await.unwrap()).await }
+    };
+    refused("/triggers/orders/events", &other)
+        .await
+        .problem(403, "forbidden");
+    refused("/triggers/nope/events", &reader)
+        .await
+        .problem(404, "not-found");
+    let problem = refused("/connectors/shop/feed", &reader)
+        .await
+        .problem(404, "not-found");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no operation at /feed"),
+        "{problem}"
+    );
+
+    // Three events: order 2 once.
+    let mut stream = subscribe(&server, "orders", &reader, None).await;
+    let events = read_events(&mut stream, 3).await;
+    let items: Vec<&Value> = events.iter().map(|(_, data)| &data["item"]).collect();
+    assert_eq!(items, [&json!("tea"), &json!("cups"), &json!("pot")]);
+    assert!(
+        events.windows(2).all(|pair| pair[0].0 < pair[1].0),
+        "{events:?}"
+    );
+    drop(stream);
+
+    // A restart goes on from the stored cursor: the next poll is the last Location, and
+    // nothing is stored twice.
+    let before = arrivals.lock().unwrap().len();
+    server.shutdown().await;
+    let server = support::gateway(vec![shop(backend.addr)], &toml).await;
+    wait_for(&arrivals, before + 1, Duration::from_secs(10)).await;
+    assert_eq!(arrivals.lock().unwrap()[before].1, "/orders/poll/4");
+    let store = test.open().await;
+    let stored = store.trigger_events("orders", 0, 100).await.unwrap();
+    assert_eq!(stored.len(), 3, "{stored:?}");
+    let state = store.trigger("orders").await.unwrap().unwrap();
+    assert!(state.polls >= 7, "{state:?}");
+    assert_eq!(state.last_error, None);
+    server.shutdown().await;
+    test.cleanup().await;
+}
+
+#[tokio::test]
+async fn polls_follow_location_and_retry_after_sqlite() {
+    polls_follow_the_backend(TestStore::sqlite()).await;
+}
+
+#[tokio::test]
+async fn polls_follow_location_and_retry_after_postgres() {
+    polls_follow_the_backend(TestStore::postgres()).await;
+}
+
+/// 1,000 items over ten polls; a subscriber cut after event 500 resumes at 501.
+#[tokio::test]
+async fn event_stream_resumes_after_the_last_event_id() {
+    let base: Arc<OnceLock<String>> = Arc::default();
+    let script_base = base.clone();
+    let backend = Backend::start(move |seen| {
+        let page: usize = seen
+            .query
+            .as_deref()
+            .and_then(|q| q.strip_prefix("page="))
+            .map_or(1, |p| p.parse().unwrap());
+        if page > 10 {
+            return (202, vec![("retry-after", "60".to_owned())], String::new());
+        }
+        let items: Vec<Value> = (1..=100)
+            .map(|n| json!({"id": format!("item-{}", (page - 1) * 100 + n), "n": (page - 1) * 100 + n}))
+            .collect();
+        let (status, mut headers, body) = json_answer(200, json!({"value": items}));
+        let base = script_base.get().cloned().unwrap_or_default();
+        headers.push(("location", format!("{base}/api/feed?page={}", page + 1)));
+        headers.push(("retry-after", "0".to_owned()));
+        (status, headers, body)
+    })
+    .await;
+    base.set(backend.url()).unwrap();
+    let test = TestStore::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = support::master_key_file(dir.path());
+    let toml = format!(
+        "{}\n[trigger.feed]\nconnector = \"shop\"\noperation = \"OnFeed\"\n",
+        test.toml(&key_file)
+    );
+    let server = support::gateway(vec![shop(backend.addr)], &toml).await;
+    let key = client_key(&server, "reader", json!(["trigger:feed"])).await;
+
+    let mut stream = subscribe(&server, "feed", &key, None).await;
+    let first = read_events(&mut stream, 500).await;
+    drop(stream);
+    let last = first[499].0;
+    assert_eq!(first[499].1["n"], 500);
+    let mut stream = subscribe(&server, "feed", &key, Some(last)).await;
+    let rest = read_events(&mut stream, 500).await;
+    assert_eq!(rest[0].1["n"], 501, "{:?}", rest[0]);
+    let numbers: Vec<u64> = first
+        .iter()
+        .chain(&rest)
+        .map(|(_, data)| data["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, (1..=1000).collect::<Vec<u64>>());
+    assert!(rest[0].0 > last);
+    server.shutdown().await;
+}
