@@ -313,3 +313,265 @@ async fn event_stream_resumes_after_the_last_event_id() {
     assert!(rest[0].0 > last);
     server.shutdown().await;
 }
+
+/// A webhook receiver: records what it was sent; answers `answer(attempt of this event)`.
+struct Receiver {
+    backend: Backend,
+}
+
+impl Receiver {
+    async fn start(answer: impl Fn(usize) -> u16 + Send + Sync + 'static) -> Receiver {
+        let attempts: Arc<Mutex<std::collections::HashMap<String, usize>>> = Arc::default();
+        let backend = Backend::start(move |seen| {
+            let id = seen.header("webhook-id").unwrap_or_default();
+            let mut attempts = attempts.lock().unwrap();
+            let n = attempts.entry(id).or_default();
+            *n += 1;
+            let status = answer(*n);
+            let headers = if status == 503 {
+                vec![("retry-after", "1".to_owned())]
+            } else {
+                Vec::new()
+            };
+            (status, headers, String::new())
+        })
+        .await;
+        Receiver { backend }
+    }
+
+    /// (webhook-id, arrival) of every request, in order.
+    fn ids(&self) -> Vec<String> {
+        self.backend
+            .seen()
+            .iter()
+            .map(|seen| seen.header("webhook-id").unwrap())
+            .collect()
+    }
+}
+
+const GOOD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const OTHER_SECRET: &str = "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTE=";
+
+/// `$JUNCTION_TEST_PYTHON` with the Standard Webhooks library (scripts/test installs it).
+fn python() -> String {
+    let candidate = std::env::var("JUNCTION_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = std::process::Command::new(&candidate)
+        .args(["-c", "import standardwebhooks"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "a Python with the standardwebhooks package is needed: run scripts/test, which \
+         installs it, or set JUNCTION_TEST_PYTHON (tried `{candidate}`)"
+    );
+    candidate
+}
+
+/// Checks every request `receiver` got with the Standard Webhooks reference library.
+fn verify_with_standard_webhooks(receiver: &Receiver, secret: &str) {
+    let deliveries: Vec<Value> = receiver
+        .backend
+        .seen()
+        .iter()
+        .map(|seen| {
+            let headers: serde_json::Map<String, Value> =
+                ["webhook-id", "webhook-timestamp", "webhook-signature"]
+                    .iter()
+                    .map(|name| ((*name).to_owned(), json!(seen.header(name).unwrap())))
+                    .collect();
+            json!({"headers": headers, "body": String::from_utf8(seen.body.to_vec()).unwrap()})
+        })
+        .collect();
+    let script = crate::harness::workspace_root().join("tests/python/verify_webhooks.py");
+    let mut child = std::process::Command::new(python())
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = json!({"secret": secret, "deliveries": deliveries}).to_string();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{report}");
+    assert_eq!(
+        report.lines().filter(|l| l.starts_with("ok ")).count(),
+        deliveries.len(),
+        "{report}"
+    );
+}
+
+async fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let until = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < until, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Three events to three webhooks: one accepts (signatures checked with the reference
+/// library), one fails each event once with `Retry-After: 1` (retried with the same id
+/// after a second), one fails until it is disabled (dead-lettered), then is redelivered
+/// with `junction deliveries redeliver` once it is up again.
+#[tokio::test]
+async fn webhooks_are_signed_retried_and_dead_lettered() {
+    let trigger_backend = Backend::start(move |seen| {
+        if seen.query.is_some() {
+            return (202, vec![("retry-after", "60".to_owned())], String::new());
+        }
+        let (status, mut headers, body) = json_answer(
+            200,
+            json!({"value": [{"id": "a"}, {"id": "b"}, {"id": "c"}]}),
+        );
+        headers.push((
+            "location",
+            format!("http://{}/api/feed?page=2", seen.header("host").unwrap()),
+        ));
+        (status, headers, body)
+    })
+    .await;
+    let good = Receiver::start(|_| 200).await;
+    let flaky = Receiver::start(|attempt| if attempt == 1 { 503 } else { 204 }).await;
+    let down_is_up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let up = down_is_up.clone();
+    let down = Receiver::start(move |_| {
+        if up.load(std::sync::atomic::Ordering::SeqCst) {
+            200
+        } else {
+            500
+        }
+    })
+    .await;
+
+    let test = TestStore::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = support::master_key_file(dir.path());
+    let toml = format!(
+        "{}\n[trigger.feed]\nconnector = \"shop\"\noperation = \"OnFeed\"\n\
+         [trigger.feed.webhook.good]\nurl = \"{}/hook\"\nsecret = \"{GOOD_SECRET}\"\n\
+         [trigger.feed.webhook.flaky]\nurl = \"{}/hook\"\nsecret = \"{OTHER_SECRET}\"\nretry = [\"100ms\"]\n\
+         [trigger.feed.webhook.down]\nurl = \"{}/hook\"\nsecret = \"{OTHER_SECRET}\"\nretry = [\"200ms\"]\ndisable_after = \"1s\"\n",
+        test.toml(&key_file),
+        good.backend.url(),
+        flaky.backend.url(),
+        down.backend.url(),
+    );
+    let server = support::gateway(vec![shop(trigger_backend.addr)], &toml).await;
+
+    wait_until("three deliveries accepted", Duration::from_secs(20), || {
+        good.ids().len() == 3
+    })
+    .await;
+    let mut ids = good.ids();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    verify_with_standard_webhooks(&good, GOOD_SECRET);
+
+    // Each event refused once with Retry-After: 1, then accepted: the same id twice, the
+    // second after the asked second (not the schedule's 100 ms).
+    wait_until("flaky retried", Duration::from_secs(20), || {
+        flaky.ids().len() == 6
+    })
+    .await;
+    let seen = flaky.backend.seen();
+    for id in &ids {
+        let attempts: Vec<&support::Seen> = seen
+            .iter()
+            .filter(|s| s.header("webhook-id").as_ref() == Some(id))
+            .collect();
+        assert_eq!(attempts.len(), 2, "{id}");
+        let first: u64 = attempts[0]
+            .header("webhook-timestamp")
+            .unwrap()
+            .parse()
+            .unwrap();
+        let second: u64 = attempts[1]
+            .header("webhook-timestamp")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            second > first,
+            "{id}: retried at {second}, first at {first}"
+        );
+    }
+    verify_with_standard_webhooks(&flaky, OTHER_SECRET);
+
+    // The webhook that fails is disabled after a second: its deliveries are dead.
+    let store = test.open().await;
+    let dead = || {
+        let store = store.clone();
+        async move {
+            store
+                .deliveries(&junction_store::DeliveryQuery {
+                    trigger: Some("feed".into()),
+                    state: Some("dead".into()),
+                    limit: None,
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let until = Instant::now() + Duration::from_secs(20);
+    while dead().await.len() < 3 {
+        assert!(
+            Instant::now() < until,
+            "no dead letters: {:?}",
+            dead().await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let letters = dead().await;
+    assert!(
+        letters
+            .iter()
+            .all(|d| d.subscriber == "down" && d.attempts >= 1 && d.last_status == Some(500)),
+        "{letters:?}"
+    );
+    assert!(
+        letters[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("disable_after"),
+        "{letters:?}"
+    );
+
+    // Up again: `junction deliveries` lists and redelivers them, with their ids.
+    let config_dir = tempfile::tempdir().unwrap();
+    std::fs::write(config_dir.path().join("junction.toml"), &toml).unwrap();
+    let cli = |args: &[&str]| {
+        let output = std::process::Command::new(crate::cli::junction_binary())
+            .args(args)
+            .arg("--config")
+            .arg(config_dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let dead_letters = || -> Value {
+        let listed = cli(&["deliveries", "list", "--trigger", "feed", "--state", "dead"]);
+        serde_json::from_str(&listed).unwrap()
+    };
+    let listed = dead_letters();
+    assert_eq!(listed.as_array().unwrap().len(), 3, "{listed}");
+    let before = down.ids().len();
+    down_is_up.store(true, std::sync::atomic::Ordering::SeqCst);
+    let said = cli(&["deliveries", "redeliver", "feed", "--webhook", "down"]);
+    assert!(said.starts_with("3 dead deliveries"), "{said}");
+    wait_until("redelivered", Duration::from_secs(20), || {
+        down.ids().len() >= before + 3
+    })
+    .await;
+    let mut again: Vec<String> = down.ids()[before..].to_vec();
+    again.sort();
+    assert_eq!(again, ids);
+    assert_eq!(dead_letters(), json!([]));
+    server.shutdown().await;
+}

@@ -136,6 +136,40 @@ pub struct EventRow {
     pub created_at: i64,
 }
 
+/// Where one event's delivery to one webhook stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeliveryRow {
+    pub trigger: String,
+    /// The webhook's name (`[trigger.NAME.webhook.SUBSCRIBER]`).
+    pub subscriber: String,
+    pub event_id: i64,
+    /// `pending`, `delivered` or `dead` (the dead-letter list).
+    pub state: String,
+    pub attempts: i64,
+    /// When a pending delivery is tried next, Unix ms.
+    pub next_attempt_at: i64,
+    /// When its attempts began failing, Unix ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_failed_at: Option<i64>,
+    /// The webhook's last status, when it answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_status: Option<i64>,
+    /// Why the last attempt failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    pub updated_at: i64,
+}
+
+/// Which deliveries to list, newest event first.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryQuery {
+    pub trigger: Option<String>,
+    /// `pending`, `delivered` or `dead`.
+    pub state: Option<String>,
+    /// At most this many (default 100, at most 1000).
+    pub limit: Option<i64>,
+}
+
 /// Where connections, clients and the audit log live. Implemented for SQLite and
 /// PostgreSQL with the same SQL.
 #[async_trait]
@@ -255,15 +289,52 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Gives the lease of trigger `name` up, if `owner` holds it.
     async fn release_trigger(&self, name: &str, owner: &str) -> Result<(), StoreError>;
     /// Records one poll of trigger `state.name` in one transaction: `events` (key, JSON)
-    /// that the trigger does not have yet, and `state`'s location, next poll and error.
-    /// Nothing is recorded when `state.lease_owner` no longer holds the lease (another
-    /// replica took it): `Ok(None)`. Otherwise the number of events stored.
+    /// that the trigger does not have yet, a pending delivery of each to each of
+    /// `subscribers` (dead at once for a disabled one), and `state`'s location, next poll
+    /// and error. Nothing is recorded when `state.lease_owner` no longer holds the lease
+    /// (another replica took it): `Ok(None)`. Otherwise the number of events stored.
     async fn record_poll(
         &self,
         state: &TriggerRow,
         events: &[(String, String)],
+        subscribers: &[String],
         now: i64,
     ) -> Result<Option<u64>, StoreError>;
+    /// Pending deliveries of trigger `trigger` due at `now`, oldest event first, with the
+    /// event's JSON.
+    async fn due_deliveries(
+        &self,
+        trigger: &str,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<(DeliveryRow, String)>, StoreError>;
+    /// When the next pending delivery of `trigger` is due (Unix ms), if any is pending.
+    async fn next_delivery_at(&self, trigger: &str) -> Result<Option<i64>, StoreError>;
+    /// Records an attempt's outcome: `row`'s state, attempts, next attempt and error.
+    async fn update_delivery(&self, row: &DeliveryRow) -> Result<(), StoreError>;
+    /// Disables webhook `subscriber` of `trigger`: its pending deliveries become dead
+    /// with `reason`, and new events for it are dead at once.
+    async fn disable_subscriber(
+        &self,
+        trigger: &str,
+        subscriber: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// Deliveries, by `query`.
+    async fn deliveries(&self, query: &DeliveryQuery) -> Result<Vec<DeliveryRow>, StoreError>;
+    /// Makes deliveries of `trigger` pending again, due now: the dead ones
+    /// (`dead_only`), or all whose event was stored at or after `since` (Unix ms: a
+    /// replay); only `subscriber`'s when given. Their webhooks are enabled again. Returns
+    /// how many.
+    async fn requeue_deliveries(
+        &self,
+        trigger: &str,
+        subscriber: Option<&str>,
+        dead_only: bool,
+        since: i64,
+        now: i64,
+    ) -> Result<u64, StoreError>;
     /// Pauses or resumes trigger `name` (creating its row); whether it changed.
     async fn set_trigger_paused(
         &self,

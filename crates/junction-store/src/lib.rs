@@ -29,7 +29,8 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 pub use backend::{
-    AgentRow, AuditEvent, AuditQuery, ClientRow, ConnectionRow, EventRow, Store, TriggerRow,
+    AgentRow, AuditEvent, AuditQuery, ClientRow, ConnectionRow, DeliveryQuery, DeliveryRow,
+    EventRow, Store, TriggerRow,
 };
 pub use crypto::{MASTER_KEY_ENV, MasterKey};
 pub use error::StoreError;

@@ -18,7 +18,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
 
 use crate::backend::{
-    AgentRow, AuditEvent, AuditQuery, ClientRow, ConnectionRow, EventRow, Store, TriggerRow,
+    AgentRow, AuditEvent, AuditQuery, ClientRow, ConnectionRow, DeliveryQuery, DeliveryRow,
+    EventRow, Store, TriggerRow,
 };
 use crate::crypto::MasterKey;
 use crate::error::StoreError;
@@ -288,6 +289,30 @@ where
         key: row.try_get("dedup_key")?,
         payload: row.try_get("payload")?,
         created_at: row.try_get("created_at")?,
+    })
+}
+
+const DELIVERY_COLUMNS: &str = "trigger_name, subscriber, event_id, state, attempts, next_attempt_at, first_failed_at, last_status, last_error, updated_at";
+
+fn delivery_row<R: Row>(row: &R) -> Result<DeliveryRow, sqlx::Error>
+where
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(DeliveryRow {
+        trigger: row.try_get("trigger_name")?,
+        subscriber: row.try_get("subscriber")?,
+        event_id: row.try_get("event_id")?,
+        state: row.try_get("state")?,
+        attempts: row.try_get("attempts")?,
+        next_attempt_at: row.try_get("next_attempt_at")?,
+        first_failed_at: row.try_get("first_failed_at")?,
+        last_status: row.try_get("last_status")?,
+        last_error: row.try_get("last_error")?,
+        updated_at: row.try_get("updated_at")?,
     })
 }
 
@@ -909,6 +934,7 @@ macro_rules! impl_store {
                 &self,
                 state: &TriggerRow,
                 events: &[(String, String)],
+                subscribers: &[String],
                 now: i64,
             ) -> Result<Option<u64>, StoreError> {
                 let mut tx = self.pool.begin().await?;
@@ -932,17 +958,39 @@ macro_rules! impl_store {
                 }
                 let mut stored = 0;
                 for (key, payload) in events {
-                    let done = sqlx::query(
+                    // No row back: the trigger has this event already.
+                    let inserted = sqlx::query(
                         "INSERT INTO trigger_events (trigger_name, dedup_key, payload, created_at) \
-                         VALUES ($1, $2, $3, $4) ON CONFLICT (trigger_name, dedup_key) DO NOTHING",
+                         VALUES ($1, $2, $3, $4) ON CONFLICT (trigger_name, dedup_key) DO NOTHING \
+                         RETURNING id",
                     )
                     .bind(&state.name)
                     .bind(key)
                     .bind(payload)
                     .bind(now)
-                    .execute(&mut *tx)
+                    .fetch_optional(&mut *tx)
                     .await?;
-                    stored += done.rows_affected();
+                    let Some(inserted) = inserted else {
+                        continue;
+                    };
+                    stored += 1;
+                    let id: i64 = inserted.try_get("id")?;
+                    for subscriber in subscribers {
+                        sqlx::query(
+                            "INSERT INTO trigger_deliveries (trigger_name, subscriber, event_id, state, \
+                             next_attempt_at, last_error, updated_at) \
+                             SELECT $1, $2, $3, CASE WHEN s.disabled_at IS NULL THEN 'pending' ELSE 'dead' END, \
+                             $4, CASE WHEN s.disabled_at IS NULL THEN NULL ELSE 'the webhook is disabled' END, $4 \
+                             FROM (SELECT 1) AS one LEFT JOIN trigger_subscribers s \
+                             ON s.trigger_name = $1 AND s.name = $2",
+                        )
+                        .bind(&state.name)
+                        .bind(subscriber)
+                        .bind(id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                 }
                 tx.commit().await?;
                 Ok(Some(stored))
@@ -989,6 +1037,146 @@ macro_rules! impl_store {
                 .fetch_all(&self.pool)
                 .await?;
                 Ok(rows.iter().map(event_row).collect::<Result<_, _>>()?)
+            }
+
+            async fn due_deliveries(
+                &self,
+                trigger: &str,
+                now: i64,
+                limit: i64,
+            ) -> Result<Vec<(DeliveryRow, String)>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT d.trigger_name, d.subscriber, d.event_id, d.state, d.attempts, \
+                     d.next_attempt_at, d.first_failed_at, d.last_status, d.last_error, d.updated_at, \
+                     e.payload FROM trigger_deliveries d JOIN trigger_events e ON e.id = d.event_id \
+                     WHERE d.trigger_name = $1 AND d.state = 'pending' AND d.next_attempt_at <= $2 \
+                     ORDER BY d.event_id LIMIT $3",
+                )
+                .bind(trigger)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                let mut due = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    due.push((delivery_row(row)?, row.try_get("payload")?));
+                }
+                Ok(due)
+            }
+
+            async fn next_delivery_at(&self, trigger: &str) -> Result<Option<i64>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT MIN(next_attempt_at) AS due FROM trigger_deliveries \
+                     WHERE trigger_name = $1 AND state = 'pending'",
+                )
+                .bind(trigger)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(row.try_get("due")?)
+            }
+
+            async fn update_delivery(&self, row: &DeliveryRow) -> Result<(), StoreError> {
+                sqlx::query(
+                    "UPDATE trigger_deliveries SET state = $4, attempts = $5, next_attempt_at = $6, \
+                     first_failed_at = $7, last_status = $8, last_error = $9, updated_at = $10 \
+                     WHERE trigger_name = $1 AND subscriber = $2 AND event_id = $3",
+                )
+                .bind(&row.trigger)
+                .bind(&row.subscriber)
+                .bind(row.event_id)
+                .bind(&row.state)
+                .bind(row.attempts)
+                .bind(row.next_attempt_at)
+                .bind(row.first_failed_at)
+                .bind(row.last_status)
+                .bind(&row.last_error)
+                .bind(row.updated_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn disable_subscriber(
+                &self,
+                trigger: &str,
+                subscriber: &str,
+                reason: &str,
+                now: i64,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO trigger_subscribers (trigger_name, name, disabled_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (trigger_name, name) DO UPDATE SET disabled_at = $3",
+                )
+                .bind(trigger)
+                .bind(subscriber)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE trigger_deliveries SET state = 'dead', last_error = $3, updated_at = $4 \
+                     WHERE trigger_name = $1 AND subscriber = $2 AND state = 'pending'",
+                )
+                .bind(trigger)
+                .bind(subscriber)
+                .bind(reason)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn deliveries(
+                &self,
+                query: &DeliveryQuery,
+            ) -> Result<Vec<DeliveryRow>, StoreError> {
+                let rows = sqlx::query(AssertSqlSafe(format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM trigger_deliveries \
+                     WHERE ($1 IS NULL OR trigger_name = $1) AND ($2 IS NULL OR state = $2) \
+                     ORDER BY event_id DESC, subscriber LIMIT $3"
+                )))
+                .bind(&query.trigger)
+                .bind(&query.state)
+                .bind(query.limit.unwrap_or(100).clamp(1, 1000))
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.iter().map(delivery_row).collect::<Result<_, _>>()?)
+            }
+
+            async fn requeue_deliveries(
+                &self,
+                trigger: &str,
+                subscriber: Option<&str>,
+                dead_only: bool,
+                since: i64,
+                now: i64,
+            ) -> Result<u64, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE trigger_deliveries SET state = 'pending', attempts = 0, \
+                     next_attempt_at = $5, first_failed_at = NULL, last_error = NULL, updated_at = $5 \
+                     WHERE trigger_name = $1 AND ($2 IS NULL OR subscriber = $2) \
+                     AND ($3 = 0 OR state = 'dead') \
+                     AND event_id IN (SELECT id FROM trigger_events WHERE trigger_name = $1 AND created_at >= $4)",
+                )
+                .bind(trigger)
+                .bind(subscriber)
+                .bind(i64::from(dead_only))
+                .bind(since)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE trigger_subscribers SET disabled_at = NULL \
+                     WHERE trigger_name = $1 AND ($2 IS NULL OR name = $2)",
+                )
+                .bind(trigger)
+                .bind(subscriber)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(done.rows_affected())
             }
 
             async fn has_sealed_values(&self) -> Result<bool, StoreError> {

@@ -8,6 +8,7 @@ mod demo;
 mod export;
 mod manage;
 mod serve;
+mod triggers;
 mod validate;
 
 use std::process::ExitCode;
@@ -47,6 +48,12 @@ enum Command {
     Clients(manage::Clients),
     /// Show the audit log of the store.
     Audit(manage::Audit),
+    /// The triggers the gateway runs: `list`, `pause`, `resume`, `replay --since`.
+    #[command(subcommand)]
+    Triggers(triggers::Triggers),
+    /// Deliveries of trigger events to webhooks: `list`, `redeliver` the dead ones.
+    #[command(subcommand)]
+    Deliveries(triggers::Deliveries),
     /// Master key: generate one, or rotate the store to a new one.
     #[command(subcommand)]
     Keys(manage::Keys),
@@ -83,6 +90,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Clients(command) => manage::clients(command),
         Command::Audit(args) => manage::audit(args),
         Command::Keys(command) => manage::keys(command),
+        Command::Triggers(command) => triggers::triggers(command),
+        Command::Deliveries(command) => triggers::deliveries(command),
         Command::Agent(command) => agents::agent(command),
         Command::Agents(command) => agents::agents(command),
         Command::Config(command) => config::run(command),

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use indexmap::IndexMap;
+use junction_model::Secret;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -14,7 +17,7 @@ use super::{Builder, Scalar, position};
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 
 /// One `[trigger.NAME]` section.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct TriggerConfig {
     /// `connector`: the connector whose trigger operation is polled.
     pub connector: String,
@@ -31,9 +34,50 @@ pub struct TriggerConfig {
     /// `dedup_key`: the field of an item that identifies it (`id`, `data.id`); by default
     /// the item's `id` when it has one, else a hash of the whole item.
     pub dedup_key: Option<String>,
+    /// `[trigger.NAME.webhook.SUBSCRIBER]`: where each event is delivered, by name.
+    pub webhooks: IndexMap<String, WebhookConfig>,
     /// The section's line, for messages.
     pub line: Option<u32>,
 }
+
+/// `[trigger.NAME.webhook.SUBSCRIBER]`: an endpoint every event of the trigger is POSTed
+/// to, signed per the Standard Webhooks specification.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// `url`: where events are POSTed (`http://` or `https://`).
+    pub url: String,
+    /// `secret`: the signing key's bytes, from `whsec_` and base64 (24 to 64 bytes) as
+    /// Standard Webhooks writes it. Never logged.
+    pub key: Secret,
+    /// `retry`: the waits between the attempts of a failing delivery; the last one
+    /// repeats.
+    pub retry: Vec<Duration>,
+    /// `disable_after`: a delivery failing this long disables the webhook, and its
+    /// pending deliveries go to the dead-letter list.
+    pub disable_after: Duration,
+    /// `timeout`: how long one attempt may take.
+    pub timeout: Duration,
+}
+
+/// The waits between attempts when `retry` is not set.
+pub const DEFAULT_RETRY: [Duration; 9] = [
+    Duration::from_secs(5),
+    Duration::from_secs(30),
+    Duration::from_secs(2 * 60),
+    Duration::from_secs(10 * 60),
+    Duration::from_secs(30 * 60),
+    Duration::from_secs(3600),
+    Duration::from_secs(2 * 3600),
+    Duration::from_secs(4 * 3600),
+    Duration::from_secs(8 * 3600),
+];
+
+/// How long a delivery may fail before its webhook is disabled, when `disable_after` is
+/// not set.
+pub const DEFAULT_DISABLE_AFTER: Duration = Duration::from_secs(3 * 24 * 3600);
+
+/// One attempt's time limit when `timeout` is not set.
+pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -45,6 +89,18 @@ pub(super) struct RawTrigger {
     parameters: IndexMap<String, Spanned<Scalar>>,
     interval: Option<Spanned<String>>,
     dedup_key: Option<Spanned<String>>,
+    #[serde(default)]
+    webhook: IndexMap<String, Spanned<RawWebhook>>,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWebhook {
+    url: Option<Spanned<String>>,
+    secret: Option<Spanned<String>>,
+    retry: Option<Vec<Spanned<String>>>,
+    disable_after: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
 }
 
 impl Builder<'_> {
@@ -106,6 +162,13 @@ impl Builder<'_> {
             let dedup_key = raw
                 .dedup_key
                 .and_then(|value| self.string(&value, &format!("{key}.dedup_key")));
+            let mut webhooks = IndexMap::new();
+            for (subscriber, raw) in raw.webhook {
+                let key = format!("{key}.webhook.{subscriber}");
+                if let Some(webhook) = self.webhook(raw, &key) {
+                    webhooks.insert(subscriber, webhook);
+                }
+            }
             let (Some(connector), Some(operation)) = (connector, operation) else {
                 continue;
             };
@@ -118,12 +181,93 @@ impl Builder<'_> {
                     parameters,
                     interval,
                     dedup_key,
+                    webhooks,
                     line,
                 },
             );
         }
         triggers
     }
+}
+
+impl Builder<'_> {
+    /// One `[trigger.NAME.webhook.SUBSCRIBER]`: `url` and `secret` are required.
+    fn webhook(&mut self, raw: Spanned<RawWebhook>, key: &str) -> Option<WebhookConfig> {
+        let at = raw.span().start;
+        let raw = raw.into_inner();
+        let url = match raw.url {
+            Some(value) => self.string(&value, &format!("{key}.url")).and_then(|text| {
+                let parsed = url::Url::parse(&text)
+                    .map_err(|e| format!("`{text}` is not a URL: {e}"))
+                    .and_then(|url| match url.scheme() {
+                        "http" | "https" if url.has_host() => Ok(text.clone()),
+                        _ => Err(format!("`{text}` must be an http:// or https:// URL")),
+                    });
+                self.check(&value, &format!("{key}.url"), parsed)
+            }),
+            None => {
+                self.problem_at(at, &format!("{key}.url"), "is required");
+                None
+            }
+        };
+        let secret = match raw.secret {
+            Some(value) => self
+                .string(&value, &format!("{key}.secret"))
+                .and_then(|text| {
+                    let checked = webhook_key(&text);
+                    self.check(&value, &format!("{key}.secret"), checked)
+                }),
+            None => {
+                self.problem_at(
+                    at,
+                    &format!("{key}.secret"),
+                    "is required: the signing secret, `whsec_` and base64 (for example `whsec_$(openssl rand -base64 32)`)",
+                );
+                None
+            }
+        };
+        let mut retry = Vec::new();
+        for value in raw.retry.unwrap_or_default() {
+            if let Some(wait) = self.duration(Some(value), &format!("{key}.retry")) {
+                retry.push(wait);
+            }
+        }
+        if retry.is_empty() {
+            retry = DEFAULT_RETRY.to_vec();
+        }
+        let disable_after = self
+            .duration(raw.disable_after, &format!("{key}.disable_after"))
+            .unwrap_or(DEFAULT_DISABLE_AFTER);
+        let timeout = self
+            .duration(raw.timeout, &format!("{key}.timeout"))
+            .unwrap_or(DEFAULT_WEBHOOK_TIMEOUT);
+        Some(WebhookConfig {
+            url: url?,
+            key: secret?,
+            retry,
+            disable_after,
+            timeout,
+        })
+    }
+}
+
+/// The key bytes of a Standard Webhooks secret (`whsec_` and base64 of 24 to 64 bytes),
+/// kept as text (base64) in a [`Secret`].
+fn webhook_key(text: &str) -> Result<Secret, String> {
+    let encoded = text.strip_prefix("whsec_").ok_or_else(|| {
+        "a webhook secret starts with `whsec_` (then base64 of 24 to 64 random bytes)".to_owned()
+    })?;
+    let bytes = STANDARD
+        .decode(encoded)
+        .or_else(|_| STANDARD_NO_PAD.decode(encoded))
+        .map_err(|_| "the part after `whsec_` is not base64".to_owned())?;
+    if !(24..=64).contains(&bytes.len()) {
+        return Err(format!(
+            "the secret holds {} bytes; Standard Webhooks secrets hold 24 to 64",
+            bytes.len()
+        ));
+    }
+    Ok(Secret::new(STANDARD.encode(bytes)))
 }
 
 /// A name that can stand in a URL path segment as it is.
@@ -186,6 +330,45 @@ mod tests {
         assert!(
             found[1].starts_with("6: `trigger.a b.interval`"),
             "{found:?}"
+        );
+    }
+
+    #[test]
+    fn webhooks_need_a_url_and_a_standard_webhooks_secret() {
+        let base = "[store]\npath = \"s.db\"\n[trigger.t]\nconnector = \"c\"\noperation = \"o\"\n";
+        let config = parse(&format!(
+            "{base}[trigger.t.webhook.app]\nurl = \"https://app.example.com/hook\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\nretry = [\"1s\", \"1m\"]\n"
+        ))
+        .unwrap();
+        let webhook = &config.triggers["t"].webhooks["app"];
+        assert_eq!(webhook.url, "https://app.example.com/hook");
+        assert_eq!(webhook.key.expose(), "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        assert_eq!(
+            webhook.retry,
+            [Duration::from_secs(1), Duration::from_secs(60)]
+        );
+        assert_eq!(webhook.disable_after, DEFAULT_DISABLE_AFTER);
+
+        let found = parse(&format!(
+            "{base}[trigger.t.webhook.a]\nurl = \"ftp://x\"\nsecret = \"plain\"\n[trigger.t.webhook.b]\nsecret = \"whsec_c2hvcnQ=\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(found.len(), 4, "{found:?}");
+        assert!(
+            found[0].contains("must be an http:// or https:// URL"),
+            "{found:?}"
+        );
+        assert!(found[1].contains("starts with `whsec_`"), "{found:?}");
+        assert!(
+            found[2].contains("`trigger.t.webhook.b.url`: is required"),
+            "{found:?}"
+        );
+        assert!(found[3].contains("holds 5 bytes"), "{found:?}");
+        // A secret never appears in a message.
+        assert!(
+            found
+                .iter()
+                .all(|p| !p.contains("plain") && !p.contains("c2hvcnQ"))
         );
     }
 }

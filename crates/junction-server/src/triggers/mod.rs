@@ -1,6 +1,7 @@
 //! Triggers the gateway runs itself (`[trigger.NAME]`, docs/triggers.md): each polls a
 //! connector's trigger operation ([`poll`]), keeps its cursor and the events it found in
-//! the store, and serves those events to subscribers ([`stream`]).
+//! the store, delivers each event to the trigger's webhooks ([`deliver`]) and serves
+//! them as an event stream ([`stream`]).
 //!
 //! A trigger is polled by one replica at a time: the one holding its lease in the store
 //! ([`LEASE`]), renewed while it runs; when that replica dies another takes the trigger
@@ -9,6 +10,7 @@
 //! key), so a crash between a poll and its record loses nothing and repeats nothing: the
 //! next poll asks again from the same cursor.
 
+mod deliver;
 mod poll;
 pub(crate) mod stream;
 
@@ -43,7 +45,10 @@ pub(crate) struct Trigger {
     pub connector: Connector,
     pub operation: Operation,
     pub fires: Fires,
-    /// The id of the newest event this process stored, for streams to wake on.
+    /// The names of its webhooks: each new event gets a delivery to each.
+    pub subscribers: Vec<String>,
+    /// Counts the polls that stored events in this process, for streams and deliveries
+    /// to wake on.
     pub stored: watch::Sender<u64>,
 }
 
@@ -112,6 +117,7 @@ impl Triggers {
                     connector,
                     operation,
                     fires,
+                    subscribers: trigger.webhooks.keys().cloned().collect(),
                     stored: watch::channel(0).0,
                 }),
             );
@@ -125,18 +131,21 @@ impl Triggers {
         })))
     }
 
-    /// Starts polling every trigger, until the server stops; then gives their leases up.
+    /// Starts polling every trigger and delivering its events, until the server stops;
+    /// then gives their leases up.
     pub fn start(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
-        self.triggers
-            .values()
-            .map(|trigger| {
-                tokio::spawn(poll::run(
-                    self.clone(),
-                    trigger.clone(),
-                    self.stopped.clone(),
-                ))
-            })
-            .collect()
+        let mut tasks = Vec::new();
+        for trigger in self.triggers.values() {
+            let (triggers, stopped) = (self.clone(), self.stopped.clone());
+            tasks.push(tokio::spawn(poll::run(triggers, trigger.clone(), stopped)));
+            let (triggers, stopped) = (self.clone(), self.stopped.clone());
+            tasks.push(tokio::spawn(deliver::run(
+                triggers,
+                trigger.clone(),
+                stopped,
+            )));
+        }
+        tasks
     }
 
     /// The trigger named `name`.

@@ -109,7 +109,10 @@ pub(super) async fn run(
             last_error: polled.error,
             ..state
         };
-        match store.record_poll(&next, &polled.events, now).await {
+        match store
+            .record_poll(&next, &polled.events, &trigger.subscribers, now)
+            .await
+        {
             Ok(Some(stored)) => {
                 if stored > 0 {
                     trigger.stored.send_modify(|n| *n += 1);

@@ -21,3 +21,27 @@ CREATE TABLE trigger_events (
     created_at   BIGINT NOT NULL,
     UNIQUE (trigger_name, dedup_key)
 );
+-- Each event's delivery to each webhook of its trigger: pending until the webhook accepts
+-- it (delivered) or it is given up (dead: the dead-letter list, redelivered on request).
+CREATE TABLE trigger_deliveries (
+    trigger_name    TEXT NOT NULL,
+    subscriber      TEXT NOT NULL,
+    event_id        BIGINT NOT NULL,
+    state           TEXT NOT NULL,
+    attempts        BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT NOT NULL,
+    first_failed_at BIGINT,
+    last_status     BIGINT,
+    last_error      TEXT,
+    updated_at      BIGINT NOT NULL,
+    PRIMARY KEY (trigger_name, subscriber, event_id)
+);
+CREATE INDEX trigger_deliveries_due ON trigger_deliveries (trigger_name, state, next_attempt_at);
+-- Webhooks disabled after failing for their `disable_after`: new events for them go
+-- straight to the dead-letter list until a redelivery enables them again.
+CREATE TABLE trigger_subscribers (
+    trigger_name TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    disabled_at  BIGINT,
+    PRIMARY KEY (trigger_name, name)
+);

@@ -1,0 +1,233 @@
+//! `junction triggers list|pause|resume|replay` and `junction deliveries
+//! list|redeliver`: the triggers of a configuration (docs/triggers.md) and the deliveries
+//! of their events, on its store. Like `connections`, these work on the store directly; a
+//! running gateway sees a change within a second. Every change is audited as `cli:$USER`.
+
+use std::process::ExitCode;
+
+use anyhow::bail;
+use junction_runtime::Config;
+use junction_store::{DeliveryQuery, now_ms};
+use serde_json::json;
+
+use crate::manage::{Target, actor, open, print, runtime};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Triggers {
+    /// Every configured trigger and its state: cursor, next poll, polls made, last error,
+    /// the replica holding it, whether it is paused.
+    List(Target),
+    /// Stop polling a trigger (its stored events are still served and delivered).
+    Pause {
+        name: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Poll a paused trigger again.
+    Resume {
+        name: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Deliver a trigger's events to its webhooks again: those stored within `--since`
+    /// (a duration: `2h`, `30m`) or all of them (`--since all`).
+    Replay {
+        name: String,
+        #[arg(long)]
+        since: String,
+        /// Only to this webhook.
+        #[arg(long)]
+        webhook: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Deliveries {
+    /// Deliveries, newest event first.
+    List {
+        #[arg(long)]
+        trigger: Option<String>,
+        /// `pending`, `delivered` or `dead` (the dead-letter list).
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Make a trigger's dead deliveries pending again, and enable their webhooks.
+    Redeliver {
+        trigger: String,
+        /// Only this webhook's.
+        #[arg(long)]
+        webhook: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// The trigger `name` of `config`, or an error that lists them.
+fn configured(config: &Config, name: &str) -> anyhow::Result<()> {
+    if config.triggers.contains_key(name) {
+        return Ok(());
+    }
+    let known: Vec<&str> = config.triggers.keys().map(String::as_str).collect();
+    bail!(
+        "{} declares no trigger '{name}' (its triggers: {})",
+        config.file.display(),
+        if known.is_empty() {
+            "none".to_owned()
+        } else {
+            known.join(", ")
+        }
+    )
+}
+
+/// Pauses (or resumes) trigger `name`.
+async fn pause(name: &str, target: &Target, paused: bool) -> anyhow::Result<()> {
+    let (config, _, access) = open(&target.config).await?;
+    configured(&config, name)?;
+    let changed = access
+        .vault
+        .store()
+        .set_trigger_paused(name, paused, now_ms())
+        .await?;
+    let action = if paused {
+        "trigger.pause"
+    } else {
+        "trigger.resume"
+    };
+    access
+        .vault
+        .audit(
+            &actor(),
+            action,
+            Some(name),
+            "ok",
+            json!({"changed": changed}),
+        )
+        .await;
+    let word = if paused { "paused" } else { "polling" };
+    if changed {
+        println!("trigger '{name}' is {word}");
+    } else {
+        println!("trigger '{name}' was {word} already");
+    }
+    Ok(())
+}
+
+pub fn triggers(command: Triggers) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async move {
+        match command {
+            Triggers::List(target) => {
+                let (config, _, access) = open(&target.config).await?;
+                let store = access.vault.store();
+                let mut list = Vec::new();
+                for (name, trigger) in &config.triggers {
+                    let state = store.trigger(name).await?;
+                    list.push(json!({
+                        "name": name,
+                        "connector": trigger.connector,
+                        "operation": trigger.operation,
+                        "webhooks": trigger.webhooks.keys().collect::<Vec<_>>(),
+                        "state": state,
+                    }));
+                }
+                print(&list)?;
+            }
+            Triggers::Pause { name, target } => pause(&name, &target, true).await?,
+            Triggers::Resume { name, target } => pause(&name, &target, false).await?,
+            Triggers::Replay {
+                name,
+                since,
+                webhook,
+                target,
+            } => {
+                let (config, _, access) = open(&target.config).await?;
+                configured(&config, &name)?;
+                let from = if since == "all" {
+                    0
+                } else {
+                    let ago = junction_model::units::parse_duration(&since).map_err(|e| {
+                        anyhow::anyhow!("--since `{since}`: {e} (a duration such as 2h, or `all`)")
+                    })?;
+                    now_ms() - i64::try_from(ago.as_millis()).unwrap_or(i64::MAX)
+                };
+                let count = access
+                    .vault
+                    .store()
+                    .requeue_deliveries(&name, webhook.as_deref(), false, from, now_ms())
+                    .await?;
+                access
+                    .vault
+                    .audit(
+                        &actor(),
+                        "trigger.replay",
+                        Some(&name),
+                        "ok",
+                        json!({"since": since, "webhook": webhook, "deliveries": count}),
+                    )
+                    .await;
+                println!("{count} deliveries of trigger '{name}' are pending again");
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn deliveries(command: Deliveries) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async move {
+        match command {
+            Deliveries::List {
+                trigger,
+                state,
+                limit,
+                target,
+            } => {
+                let (_, _, access) = open(&target.config).await?;
+                if let Some(state) = &state
+                    && !matches!(state.as_str(), "pending" | "delivered" | "dead")
+                {
+                    bail!("--state `{state}` is none of pending, delivered, dead");
+                }
+                let rows = access
+                    .vault
+                    .store()
+                    .deliveries(&DeliveryQuery {
+                        trigger,
+                        state,
+                        limit: Some(limit),
+                    })
+                    .await?;
+                print(&rows)?;
+            }
+            Deliveries::Redeliver {
+                trigger,
+                webhook,
+                target,
+            } => {
+                let (config, _, access) = open(&target.config).await?;
+                configured(&config, &trigger)?;
+                let count = access
+                    .vault
+                    .store()
+                    .requeue_deliveries(&trigger, webhook.as_deref(), true, 0, now_ms())
+                    .await?;
+                access
+                    .vault
+                    .audit(
+                        &actor(),
+                        "delivery.redeliver",
+                        Some(&trigger),
+                        "ok",
+                        json!({"webhook": webhook, "deliveries": count}),
+                    )
+                    .await;
+                println!("{count} dead deliveries of trigger '{trigger}' are pending again");
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
