@@ -16,6 +16,9 @@ use super::{Builder, Scalar, position};
 /// How often a trigger polls when its backend does not say (`Retry-After`).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 
+/// How long a replica holds a trigger without renewing its lease, when `lease` is not set.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
+
 /// One `[trigger.NAME]` section.
 #[derive(Debug, Clone)]
 pub struct TriggerConfig {
@@ -34,6 +37,9 @@ pub struct TriggerConfig {
     /// `dedup_key`: the field of an item that identifies it (`id`, `data.id`); by default
     /// the item's `id` when it has one, else a hash of the whole item.
     pub dedup_key: Option<String>,
+    /// `lease`: how long a replica holds the trigger without renewing it; when the one
+    /// polling it dies, another takes over within this long (default 15 s).
+    pub lease: Duration,
     /// `[trigger.NAME.webhook.SUBSCRIBER]`: where each event is delivered, by name.
     pub webhooks: IndexMap<String, WebhookConfig>,
     /// The section's line, for messages.
@@ -89,6 +95,7 @@ pub(super) struct RawTrigger {
     parameters: IndexMap<String, Spanned<Scalar>>,
     interval: Option<Spanned<String>>,
     dedup_key: Option<Spanned<String>>,
+    lease: Option<Spanned<String>>,
     #[serde(default)]
     webhook: IndexMap<String, Spanned<RawWebhook>>,
 }
@@ -162,6 +169,9 @@ impl Builder<'_> {
             let dedup_key = raw
                 .dedup_key
                 .and_then(|value| self.string(&value, &format!("{key}.dedup_key")));
+            let lease = self
+                .duration(raw.lease, &format!("{key}.lease"))
+                .unwrap_or(DEFAULT_LEASE);
             let mut webhooks = IndexMap::new();
             for (subscriber, raw) in raw.webhook {
                 let key = format!("{key}.webhook.{subscriber}");
@@ -181,6 +191,7 @@ impl Builder<'_> {
                     parameters,
                     interval,
                     dedup_key,
+                    lease,
                     webhooks,
                     line,
                 },

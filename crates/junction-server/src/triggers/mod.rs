@@ -4,8 +4,8 @@
 //! them as an event stream ([`stream`]).
 //!
 //! A trigger is polled by one replica at a time: the one holding its lease in the store
-//! ([`LEASE`]), renewed while it runs; when that replica dies another takes the trigger
-//! over once the lease has run out. A poll's new events and the trigger's next cursor are
+//! (`[trigger.NAME] lease`), renewed while it runs; when that replica dies another takes
+//! the trigger over once the lease has run out. A poll's new events and the trigger's next cursor are
 //! recorded in one transaction, each event once (unique per trigger by its deduplication
 //! key), so a crash between a poll and its record loses nothing and repeats nothing: the
 //! next poll asks again from the same cursor.
@@ -16,7 +16,6 @@ pub(crate) mod stream;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use junction_model::{Connector, Operation};
 use junction_runtime::config::triggers::TriggerConfig;
@@ -24,10 +23,6 @@ use junction_runtime::{Config, SharedGateway};
 use tokio::sync::watch;
 
 use crate::access::Access;
-
-/// How long a replica holds a trigger without renewing its lease; another replica takes
-/// the trigger over within this long of the holder's death.
-pub const LEASE: Duration = Duration::from_secs(15);
 
 /// Whether a trigger's answer is one event (`x-ms-trigger: single`) or a list of them
 /// (`batch`).

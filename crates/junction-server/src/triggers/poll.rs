@@ -22,11 +22,12 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use super::{Fires, LEASE, Trigger, Triggers};
+use super::{Fires, Trigger, Triggers};
 use crate::access::store_error;
 use crate::call::{self, Inputs, Stored};
 
-/// The longest a poll may take; the lease taken for it covers this much more.
+/// The longest a poll may take. (A poll longer than the trigger's lease may be repeated
+/// by another replica meanwhile; only the holder's result is recorded.)
 const POLL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How soon a trigger retries when the store fails.
@@ -55,14 +56,15 @@ pub(super) async fn run(
     let store = triggers.access.vault.store().clone();
     let owner = triggers.owner.as_str();
     let name = trigger.name.as_str();
+    let lease = trigger.config.lease;
     loop {
         let now = junction_store::now_ms();
-        let lease = now + millis(LEASE);
-        let state = match store.lease_trigger(name, owner, now, lease).await {
+        let until = now + millis(lease);
+        let state = match store.lease_trigger(name, owner, now, until).await {
             Ok(Some(state)) => state,
             // Another replica polls it: look again before its lease could run out.
             Ok(None) => {
-                if pause(&mut stopped, LEASE / 3).await {
+                if pause(&mut stopped, lease / 3).await {
                     continue;
                 }
                 break;
@@ -80,7 +82,7 @@ pub(super) async fn run(
             Some(PAUSED_CHECK)
         } else if due > 0 {
             // Wake to renew the lease while waiting.
-            Some(Duration::from_millis(due.unsigned_abs()).min(LEASE / 3))
+            Some(Duration::from_millis(due.unsigned_abs()).min(lease / 3))
         } else {
             None
         };
@@ -89,11 +91,6 @@ pub(super) async fn run(
                 continue;
             }
             break;
-        }
-        // The lease covers the poll and the record.
-        let until = now + millis(LEASE + POLL_TIMEOUT);
-        if let Err(error) = store.lease_trigger(name, owner, now, until).await {
-            tracing::warn!(trigger = name, %error, "cannot renew the trigger's lease");
         }
         let polled = tokio::select! {
             polled = poll(&triggers, &trigger, &state) => polled,
