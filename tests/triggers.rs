@@ -580,25 +580,30 @@ async fn webhooks_are_signed_retried_and_dead_lettered() {
 const CRASH_ITEMS: u64 = 1000;
 const CRASH_PAGE: u64 = 20;
 
-/// A backend serving `CRASH_ITEMS` items, `CRASH_PAGE` per poll (each answer after 30 ms),
-/// continued by `Location: …/feed?after=N`, then `202`s.
-async fn paged_feed() -> std::net::SocketAddr {
+/// When the paged feed answered which cursor (`after`).
+type Polls = Arc<Mutex<Vec<(Instant, u64)>>>;
+
+/// A backend serving `items` items, `page` per poll (each answer after `delay`),
+/// continued by `Location: …/feed?after=N`, then `202`s; and the polls it answered.
+async fn paged_feed(items: u64, page: u64, delay: Duration) -> (std::net::SocketAddr, Polls) {
     use axum::extract::{Query, State};
     use axum::http::{HeaderMap, StatusCode, header};
     use axum::response::IntoResponse;
 
+    type Feed = (u64, u64, Duration, Polls);
     async fn feed(
-        State(()): State<()>,
+        State((items, page, delay, polls)): State<Feed>,
         Query(query): Query<std::collections::HashMap<String, u64>>,
         headers: HeaderMap,
     ) -> axum::response::Response {
-        tokio::time::sleep(Duration::from_millis(30)).await;
+        tokio::time::sleep(delay).await;
         let after = query.get("after").copied().unwrap_or(0);
+        polls.lock().unwrap().push((Instant::now(), after));
         let host = headers[header::HOST].to_str().unwrap().to_owned();
-        if after >= CRASH_ITEMS {
+        if after >= items {
             return (StatusCode::ACCEPTED, [(header::RETRY_AFTER, "1")]).into_response();
         }
-        let last = (after + CRASH_PAGE).min(CRASH_ITEMS);
+        let last = (after + page).min(items);
         let items: Vec<Value> = (after + 1..=last)
             .map(|n| json!({"id": n, "n": n}))
             .collect();
@@ -612,12 +617,65 @@ async fn paged_feed() -> std::net::SocketAddr {
         )
             .into_response()
     }
-    support::start_backend(
-        axum::Router::new()
-            .route("/api/feed", axum::routing::get(feed))
-            .with_state(()),
+    let polls: Polls = Arc::default();
+    let router = axum::Router::new()
+        .route("/api/feed", axum::routing::get(feed))
+        .with_state((items, page, delay, polls.clone()));
+    (support::start_backend(router).await, polls)
+}
+
+/// A configuration directory for `junction serve`: the feed's package (its trigger
+/// `OnFeed` on `backend`), a master key, and `junction.toml` with `toml`.
+fn deployment(backend: std::net::SocketAddr, toml: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let package = dir.path().join("connectors/feed");
+    std::fs::create_dir_all(&package).unwrap();
+    let definition = json!({
+        "swagger": "2.0",
+        "info": {"title": "Feed", "version": "1.0"},
+        "host": backend.to_string(),
+        "basePath": "/api",
+        "schemes": ["http"],
+        "paths": {"/feed": {"get": {
+            "operationId": "OnFeed",
+            "x-ms-trigger": "batch",
+            "responses": {"200": {"description": "new items"}}
+        }}}
+    });
+    std::fs::write(
+        package.join("apiDefinition.swagger.json"),
+        definition.to_string(),
     )
-    .await
+    .unwrap();
+    support::master_key_file(dir.path());
+    std::fs::write(dir.path().join("junction.toml"), toml).unwrap();
+    dir
+}
+
+/// `junction serve` on `dir` (a real process, killed when dropped), as replica `name`
+/// (its lease holder id starts with it).
+fn serve(dir: &std::path::Path, name: &str) -> tokio::process::Child {
+    tokio::process::Command::new(crate::cli::junction_binary())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--config",
+        ])
+        .arg(dir)
+        .env("HOSTNAME", name)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+async fn kill(mut gateway: tokio::process::Child) {
+    gateway.start_kill().unwrap();
+    gateway.wait().await.unwrap();
 }
 
 /// Every delivery a receiver got: (webhook-id, body), in order. The first attempt of every
@@ -665,55 +723,16 @@ fn next_random(state: &mut u64) -> u64 {
 /// first.
 #[tokio::test]
 async fn a_gateway_killed_at_random_points_loses_and_repeats_nothing() {
-    let backend = paged_feed().await;
+    let (backend, _) = paged_feed(CRASH_ITEMS, CRASH_PAGE, Duration::from_millis(30)).await;
     let (receiver, got) = crash_receiver().await;
-    let dir = tempfile::tempdir().unwrap();
-    let package = dir.path().join("connectors/feed");
-    std::fs::create_dir_all(&package).unwrap();
-    let definition = json!({
-        "swagger": "2.0",
-        "info": {"title": "Feed", "version": "1.0"},
-        "host": backend.to_string(),
-        "basePath": "/api",
-        "schemes": ["http"],
-        "paths": {"/feed": {"get": {
-            "operationId": "OnFeed",
-            "x-ms-trigger": "batch",
-            "responses": {"200": {"description": "new items"}}
-        }}}
-    });
-    std::fs::write(
-        package.join("apiDefinition.swagger.json"),
-        definition.to_string(),
-    )
-    .unwrap();
-    support::master_key_file(dir.path());
-    std::fs::write(
-        dir.path().join("junction.toml"),
-        format!(
+    let dir = deployment(
+        backend,
+        &format!(
             "[store]\npath = \"junction.db\"\nkey_file = \"master.key\"\n\n\
              [trigger.feed]\nconnector = \"feed\"\noperation = \"OnFeed\"\nlease = \"1s\"\n\n\
              [trigger.feed.webhook.app]\nurl = \"http://{receiver}/hook\"\nsecret = \"{GOOD_SECRET}\"\nretry = [\"100ms\"]\n"
         ),
-    )
-    .unwrap();
-    let serve = || {
-        tokio::process::Command::new(crate::cli::junction_binary())
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--config",
-            ])
-            .arg(dir.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap()
-    };
+    );
     let mut seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -722,12 +741,11 @@ async fn a_gateway_killed_at_random_points_loses_and_repeats_nothing() {
     println!("kill times seeded with {seed}");
     let mut kills = Vec::new();
     for _ in 0..5 {
-        let mut gateway = serve();
+        let gateway = serve(dir.path(), "crash");
         // Up for 0.4 to 2 s (it waits out the killed one's 1 s lease first), then SIGKILL.
         let up = Duration::from_millis(400 + next_random(&mut seed) % 1600);
         tokio::time::sleep(up).await;
-        gateway.start_kill().unwrap();
-        gateway.wait().await.unwrap();
+        kill(gateway).await;
         kills.push((up, got.lock().unwrap().len()));
     }
     // The kills must have cut into the work, not only before or after it.
@@ -737,7 +755,7 @@ async fn a_gateway_killed_at_random_points_loses_and_repeats_nothing() {
             .any(|(_, received)| (1..CRASH_ITEMS as usize).contains(received)),
         "no kill landed while events were being delivered: {kills:?}"
     );
-    let mut gateway = serve();
+    let gateway = serve(dir.path(), "crash");
     let location = junction_store::Location::Sqlite(dir.path().join("junction.db"));
     let store = junction_store::open(&location).await.unwrap();
     let until = Instant::now() + Duration::from_secs(120);
@@ -760,8 +778,7 @@ async fn a_gateway_killed_at_random_points_loses_and_repeats_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    gateway.start_kill().unwrap();
-    gateway.wait().await.unwrap();
+    kill(gateway).await;
 
     // Exactly the 1,000 items, each once.
     let events = store.trigger_events("feed", 0, 5000).await.unwrap();
@@ -794,4 +811,105 @@ async fn a_gateway_killed_at_random_points_loses_and_repeats_nothing() {
         events.len(),
         got.len()
     );
+}
+
+/// Two replicas on one PostgreSQL store poll one trigger: while both live each page is
+/// polled once, by the lease holder; killed (SIGKILL), the holder's trigger moves to the
+/// other within the lease and a third of it (the documented bound), and every item is
+/// stored once.
+#[tokio::test]
+async fn two_replicas_poll_each_page_once_and_take_over_from_a_killed_one() {
+    const ITEMS: u64 = 100;
+    let lease = Duration::from_secs(2);
+    let (backend, polls) = paged_feed(ITEMS, 5, Duration::from_millis(100)).await;
+    let test = TestStore::postgres();
+    let key_dir = tempfile::tempdir().unwrap();
+    let key_file = support::master_key_file(key_dir.path());
+    let dir = deployment(
+        backend,
+        &format!(
+            "{}\n[trigger.feed]\nconnector = \"feed\"\noperation = \"OnFeed\"\nlease = \"2s\"\n",
+            test.toml(&key_file)
+        ),
+    );
+    let mut replicas = vec![("a", serve(dir.path(), "a")), ("b", serve(dir.path(), "b"))];
+    let until = Instant::now() + Duration::from_secs(60);
+    while polls.lock().unwrap().len() < 6 {
+        assert!(Instant::now() < until, "the replicas do not poll");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let store = test.open().await;
+    let holder = store
+        .trigger("feed")
+        .await
+        .unwrap()
+        .unwrap()
+        .lease_owner
+        .unwrap();
+    let index = replicas
+        .iter()
+        .position(|(name, _)| holder.starts_with(&format!("{name}-")))
+        .unwrap_or_else(|| panic!("holder {holder}"));
+    let (killed, gateway) = replicas.remove(index);
+    let polls_before = polls.lock().unwrap().len();
+    kill(gateway).await;
+    let killed_at = Instant::now();
+
+    // The other one goes on to the end.
+    while !polls
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(_, after)| *after == ITEMS)
+    {
+        assert!(
+            Instant::now() < until,
+            "no replica finished: {:?}",
+            polls.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let polls = polls.lock().unwrap().clone();
+    let resumed = polls
+        .iter()
+        .find(|(at, _)| *at > killed_at)
+        .map(|(at, _)| at.duration_since(killed_at))
+        .unwrap();
+    assert!(
+        resumed <= lease + lease / 3 + Duration::from_millis(500),
+        "taken over after {resumed:?}"
+    );
+    let (survivor, _) = &replicas[0];
+    let holder = store
+        .trigger("feed")
+        .await
+        .unwrap()
+        .unwrap()
+        .lease_owner
+        .unwrap();
+    assert!(
+        holder.starts_with(&format!("{survivor}-")),
+        "{holder} after {killed} was killed"
+    );
+
+    // Both alive: each cursor polled once. Across the kill, at most the page in flight
+    // is polled again.
+    let cursors = |polls: &[(Instant, u64)]| {
+        let mut cursors: Vec<u64> = polls
+            .iter()
+            .map(|(_, after)| *after)
+            .filter(|after| *after < ITEMS)
+            .collect();
+        let all = cursors.len();
+        cursors.sort_unstable();
+        cursors.dedup();
+        all - cursors.len()
+    };
+    assert_eq!(cursors(&polls[..polls_before]), 0, "{polls:?}");
+    assert!(cursors(&polls) <= 1, "{polls:?}");
+    let events = store.trigger_events("feed", 0, 1000).await.unwrap();
+    assert_eq!(events.len() as u64, ITEMS);
+    println!("replica {killed} killed; {survivor} polled again after {resumed:?}");
+    drop(replicas);
+    test.cleanup().await;
 }
