@@ -839,17 +839,20 @@ async fn two_replicas_poll_each_page_once_and_take_over_from_a_killed_one() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let store = test.open().await;
-    let holder = store
-        .trigger("feed")
-        .await
-        .unwrap()
-        .unwrap()
-        .lease_owner
-        .unwrap();
+    let holder = || async {
+        store
+            .trigger("feed")
+            .await
+            .unwrap()
+            .unwrap()
+            .lease_owner
+            .unwrap()
+    };
+    let holder_now = holder().await;
     let index = replicas
         .iter()
-        .position(|(name, _)| holder.starts_with(&format!("{name}-")))
-        .unwrap_or_else(|| panic!("holder {holder}"));
+        .position(|(name, _)| holder_now.starts_with(&format!("{name}-")))
+        .unwrap_or_else(|| panic!("holder {holder_now}"));
     let (killed, gateway) = replicas.remove(index);
     let polls_before = polls.lock().unwrap().len();
     kill(gateway).await;
@@ -880,13 +883,7 @@ async fn two_replicas_poll_each_page_once_and_take_over_from_a_killed_one() {
         "taken over after {resumed:?}"
     );
     let (survivor, _) = &replicas[0];
-    let holder = store
-        .trigger("feed")
-        .await
-        .unwrap()
-        .unwrap()
-        .lease_owner
-        .unwrap();
+    let holder = holder().await;
     assert!(
         holder.starts_with(&format!("{survivor}-")),
         "{holder} after {killed} was killed"
