@@ -1034,8 +1034,8 @@ async fn setconnectionstatustounauthenticated_maps_to_401() {
 
 // ------------------------------------------------------------------------ polling triggers
 
-/// MicrosoftGraphSecurity's pollingtrigger instances are parsed and checked now (the
-/// triggers stage will run them); the trigger operations are not routed.
+/// MicrosoftGraphSecurity's pollingtrigger instances are parsed and checked (the trigger
+/// runner runs them: tests/triggers.rs); clients cannot call the trigger operations.
 #[tokio::test]
 async fn pollingtrigger_is_parsed_and_checked() {
     let loaded = junction_import::load(&package("MicrosoftGraphSecurity"));

@@ -910,3 +910,85 @@ async fn two_replicas_poll_each_page_once_and_take_over_from_a_killed_one() {
     drop(replicas);
     test.cleanup().await;
 }
+
+/// A corpus package's `pollingtrigger` (Feathery Forms' DataReceived: `triggerConfig`
+/// `last_requested_at = @{triggerBody().requested_at}`, `triggerDataPath`
+/// `@triggerBody().results`) against a mock whose answers drive the cursor: the first poll
+/// only sets it, each later one sends the last answer's `requested_at` and fires the
+/// results; the package's `/trigger` path prefix is not sent to the backend.
+#[tokio::test]
+async fn a_corpus_pollingtrigger_is_driven_by_the_answers() {
+    let backend = Backend::start(|seen| {
+        let cursor = seen
+            .query
+            .as_deref()
+            .and_then(|q| {
+                q.split('&')
+                    .find_map(|p| p.strip_prefix("last_requested_at="))
+            })
+            .unwrap_or("");
+        let (requested_at, results) = match cursor {
+            "" => ("T1", json!([{"id": "old-1"}, {"id": "old-2"}])),
+            "T1" => ("T2", json!([{"id": "s1"}])),
+            "T2" => ("T3", json!([])),
+            "T3" => ("T4", json!([{"id": "s2"}, {"id": "s3"}])),
+            _ => ("T4", json!([])),
+        };
+        json_answer(
+            200,
+            json!({"requested_at": requested_at, "results": results}),
+        )
+    })
+    .await;
+    let loaded = junction_import::load(&crate::harness::package("Feathery Forms"));
+    let connector = loaded.connector.unwrap();
+    assert_eq!(connector.name, "feathery-forms");
+    let test = TestStore::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = support::master_key_file(dir.path());
+    let toml = format!(
+        "{}\n[connector.feathery-forms]\nbackend = \"{}/api\"\n[connector.feathery-forms.connection]\napi_key = \"Token abc\"\n\
+         [trigger.signups]\nconnector = \"feathery-forms\"\noperation = \"DataReceived\"\ninterval = \"200ms\"\n\
+         [trigger.signups.parameters]\nform_key = \"signup\"\n",
+        test.toml(&key_file),
+        backend.url()
+    );
+    let server = support::gateway(vec![connector], &toml).await;
+    let cursors = || -> Vec<String> {
+        backend
+            .seen()
+            .iter()
+            .map(|seen| seen.query.clone().unwrap_or_default())
+            .collect()
+    };
+    wait_until("five polls", Duration::from_secs(20), || {
+        cursors().len() >= 5
+    })
+    .await;
+    assert_eq!(
+        cursors()[..5],
+        [
+            "form_key=signup",
+            "form_key=signup&last_requested_at=T1",
+            "form_key=signup&last_requested_at=T2",
+            "form_key=signup&last_requested_at=T3",
+            "form_key=signup&last_requested_at=T4",
+        ]
+    );
+    let first = &backend.seen()[0];
+    assert_eq!(first.path, "/api/power-automate/poll/data_received/");
+    assert_eq!(first.header("authorization").as_deref(), Some("Token abc"));
+    let store = test.open().await;
+    let events = store.trigger_events("signups", 0, 100).await.unwrap();
+    let ids: Vec<Value> = events
+        .iter()
+        .map(|e| serde_json::from_str::<Value>(&e.payload).unwrap()["id"].clone())
+        .collect();
+    assert_eq!(ids, [json!("s1"), json!("s2"), json!("s3")]);
+    let state = store.trigger("signups").await.unwrap().unwrap();
+    assert_eq!(
+        state.query.as_deref(),
+        Some(r#"{"last_requested_at":"T4"}"#)
+    );
+    server.shutdown().await;
+}

@@ -14,7 +14,8 @@
 //!   (`setvaluefromurl`) goes through the [`SideCalls`] trait the runtime implements;
 //! - checks host URL templates so that no value can turn the gateway into an open proxy
 //!   ([`host`]);
-//! - compiles and runs jq programs with jaq ([`jq::Transform`]).
+//! - compiles and runs jq programs with jaq ([`jq::Transform`]);
+//! - reads a polling trigger's answer with its `pollingtrigger` template ([`trigger`]).
 
 pub mod apply;
 pub mod eval;
@@ -23,6 +24,7 @@ pub mod host;
 pub mod jq;
 pub mod json;
 pub mod policy;
+pub mod trigger;
 
 pub use apply::{
     FailureKind, Hosts, Incoming, NextLinks, Outgoing, PolicyError, SideCallError, SideCalls,

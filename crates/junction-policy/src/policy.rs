@@ -140,7 +140,7 @@ pub enum Kind {
     Unauthenticated {
         status: u16,
     },
-    /// Parsed and checked; run by the triggers stage (not yet built).
+    /// `pollingtrigger`: what a polled trigger fires and where it polls next ([`crate::trigger`]).
     PollingTrigger {
         config: Vec<(String, Template)>,
         next_link: Option<String>,

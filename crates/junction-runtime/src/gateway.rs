@@ -583,8 +583,17 @@ fn compile_connector(
         compiled.soap = soap_types
             .as_ref()
             .and_then(|types| upstream::soap::SoapPlan::compile(types, op).map(Box::new));
-        // A trigger's poll always reaches the backend.
-        if !trigger {
+        // A trigger's poll always reaches the backend. With the `pollingtrigger` template
+        // its path's `/trigger` prefix (how Power Platform routes such triggers) is not
+        // the backend's.
+        if trigger {
+            compiled.polling = policies.polling(op);
+            let prefixed = matches!(compiled.segments.first().map(Vec::as_slice),
+                Some([plan::UpstreamPiece::Literal(first)]) if first == "trigger");
+            if compiled.polling.is_some() && prefixed {
+                compiled.segments.remove(0);
+            }
+        } else {
             compiled.cache = cache_policy(connector, op, section, traffic, diagnostics);
         }
         operations.push(compiled);

@@ -129,6 +129,8 @@ pub(crate) struct OperationPlan {
     pub idempotent: bool,
     /// How the operation talks SOAP, for operations imported from a WSDL.
     pub soap: Option<Box<crate::upstream::soap::SoapPlan>>,
+    /// A trigger's `pollingtrigger` template: what its answers fire and where it polls next.
+    pub polling: Option<Arc<junction_policy::Policy>>,
 }
 
 /// An operation the gateway refuses to call, and why.
@@ -320,6 +322,7 @@ pub(crate) fn compile_operation(
         cache: None,
         idempotent: op.method.is_idempotent(),
         soap: None,
+        polling: None,
     }
 }
 

@@ -279,6 +279,21 @@ impl ConnectorPolicies {
         }
     }
 
+    /// The `pollingtrigger` template of trigger `op`, if one applies to it.
+    pub(crate) fn polling(&self, op: &Operation) -> Option<Arc<Policy>> {
+        self.instances
+            .iter()
+            .find_map(|instance| match &instance.policy {
+                Ok(policy)
+                    if matches!(policy.kind, Kind::PollingTrigger { .. })
+                        && junction_policy::policy::applies(&instance.operations, &op.id) =>
+                {
+                    Some(policy.clone())
+                }
+                _ => None,
+            })
+    }
+
     /// What runs around operation `op`: its policy plan, or why it cannot be called, and
     /// whether its JSON request body must be read.
     pub(crate) fn for_operation(
@@ -460,6 +475,35 @@ impl RequestEnv<'_> {
         }
         Value::Object(out)
     }
+}
+
+/// What trigger `op`'s `pollingtrigger` template makes of a poll's answer `body`; `None`
+/// without one.
+pub(crate) fn polled(
+    connector: &ConnectorPlan,
+    op: &OperationPlan,
+    body: &Value,
+) -> Option<Result<junction_policy::trigger::Polled, Error>> {
+    let Kind::PollingTrigger { config, data, .. } = &op.polling.as_ref()?.kind else {
+        return None;
+    };
+    let env = RequestEnv {
+        connection: &connector.connection,
+        op,
+        values: &[],
+    };
+    Some(
+        junction_policy::trigger::polled(config, data, &env, body).map_err(|error| {
+            let junction_policy::eval::EvalError::MissingConnection(name) = error;
+            Error::new(
+                ErrorKind::Misconfigured,
+                format!(
+                    "connector '{}', trigger '{}': its pollingtrigger template reads connection value '{name}', which is not set",
+                    connector.name, op.id
+                ),
+            )
+        }),
+    )
 }
 
 fn policy_error(connector: &ConnectorPlan, op: &OperationPlan, error: PolicyError) -> Error {

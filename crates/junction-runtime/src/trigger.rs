@@ -3,8 +3,10 @@
 //! attach) is routed to the connector's triggers and, when the backend gave a `Location`
 //! to poll next, sent there with the same credentials — only below the backend's base URL.
 
+use serde_json::Value;
+
 use crate::error::{Error, ErrorKind};
-use crate::gateway::ConnectorPlan;
+use crate::gateway::{ConnectorPlan, Gateway};
 use crate::paging::{NextLink, next_link_target, under_base};
 
 /// Marks a poll of a trigger operation, made by the trigger runner.
@@ -13,6 +15,26 @@ pub struct TriggerPoll {
     /// The `Location` of the backend's last `202` (or `200`): polled exactly as given
     /// instead of the operation's own path and query.
     pub location: Option<String>,
+}
+
+impl Gateway {
+    /// What trigger `operation` of `connector` fires from a poll's answer `body`, and the
+    /// query parameters of its next poll, when the package gives the trigger a
+    /// `pollingtrigger` template; `None` otherwise.
+    pub fn polled(
+        &self,
+        connector: &str,
+        operation: &str,
+        body: &Value,
+    ) -> Option<Result<junction_policy::trigger::Polled, Error>> {
+        let plan = self.connector_plan(connector)?;
+        let op = plan
+            .operations
+            .get(plan.actions..)?
+            .iter()
+            .find(|op| op.id == operation)?;
+        crate::policy::polled(plan, op, body)
+    }
 }
 
 /// The backend path and query `location` names, when it is below the connector's base

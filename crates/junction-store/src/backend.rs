@@ -107,6 +107,10 @@ pub struct TriggerRow {
     /// The `Location` to poll next; `None`: the operation itself.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// For a trigger with a `pollingtrigger` template, the query parameters of the next
+    /// poll (a JSON object); `None` before its first poll.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
     /// When the next poll is due, Unix ms.
     pub next_poll_at: i64,
     pub paused: bool,

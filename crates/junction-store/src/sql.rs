@@ -252,8 +252,7 @@ where
     })
 }
 
-const TRIGGER_COLUMNS: &str =
-    "name, location, next_poll_at, paused, polls, last_error, lease_owner, lease_until, updated_at";
+const TRIGGER_COLUMNS: &str = "name, location, query, next_poll_at, paused, polls, last_error, lease_owner, lease_until, updated_at";
 
 fn trigger_row<R: Row>(row: &R) -> Result<TriggerRow, sqlx::Error>
 where
@@ -267,6 +266,7 @@ where
     Ok(TriggerRow {
         name: row.try_get("name")?,
         location: row.try_get("location")?,
+        query: row.try_get("query")?,
         next_poll_at: row.try_get("next_poll_at")?,
         paused: paused != 0,
         polls: row.try_get("polls")?,
@@ -942,7 +942,7 @@ macro_rules! impl_store {
                 // replica holds the lease.
                 let held = sqlx::query(
                     "UPDATE triggers SET location = $3, next_poll_at = $4, polls = polls + 1, \
-                     last_error = $5, updated_at = $6 WHERE name = $1 AND lease_owner = $2",
+                     last_error = $5, updated_at = $6, query = $7 WHERE name = $1 AND lease_owner = $2",
                 )
                 .bind(&state.name)
                 .bind(&state.lease_owner)
@@ -950,6 +950,7 @@ macro_rules! impl_store {
                 .bind(state.next_poll_at)
                 .bind(&state.last_error)
                 .bind(now)
+                .bind(&state.query)
                 .execute(&mut *tx)
                 .await?;
                 if held.rows_affected() != 1 {

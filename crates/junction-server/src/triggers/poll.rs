@@ -9,6 +9,11 @@
 //! `Location`, if any, is again the next URL (none: the operation again). Without a
 //! `Retry-After` the trigger waits its `interval`. A failed poll is recorded with its
 //! reason and repeated, from the same cursor, after the same wait.
+//!
+//! A trigger whose package gives it a `pollingtrigger` template keeps another cursor: the
+//! query parameters its `triggerConfig` renders from the last answer. Its first poll only
+//! sets that cursor (what exists already does not fire); each later one fires the items
+//! at `triggerDataPath`, and moves the cursor when the answer names what it needs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +21,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use junction_runtime::resilience::retry::retry_after;
-use junction_runtime::{Error, ErrorKind, TriggerPoll};
+use junction_runtime::{Error, ErrorKind, Gateway, TriggerPoll};
 use junction_store::TriggerRow;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -43,6 +48,8 @@ pub(super) struct Polled {
     pub events: Vec<(String, String)>,
     /// The next poll's `Location`; `None`: the operation.
     pub location: Option<String>,
+    /// The next poll's query parameters from a `pollingtrigger` template (JSON).
+    pub query: Option<String>,
     pub wait: Duration,
     pub error: Option<String>,
 }
@@ -102,6 +109,7 @@ pub(super) async fn run(
         let now = junction_store::now_ms();
         let next = TriggerRow {
             location: polled.location,
+            query: polled.query,
             next_poll_at: now + millis(polled.wait),
             last_error: polled.error,
             ..state
@@ -157,6 +165,7 @@ async fn poll(triggers: &Triggers, trigger: &Trigger, state: &TriggerRow) -> Pol
     let failed = |error: &Error, wait: Duration| Polled {
         events: Vec::new(),
         location: state.location.clone(),
+        query: state.query.clone(),
         wait,
         error: Some(error.to_string()),
     };
@@ -194,21 +203,38 @@ async fn poll(triggers: &Triggers, trigger: &Trigger, state: &TriggerRow) -> Pol
             return failed(&error, wait);
         }
     };
-    answer(trigger, state, head.status, location, wait, &body)
+    let answered = Answered {
+        status: head.status,
+        location,
+        wait,
+        body: &body,
+    };
+    answer(&table, trigger, state, &answered)
+}
+
+/// A poll's answer, read.
+struct Answered<'a> {
+    status: http::StatusCode,
+    location: Option<String>,
+    wait: Duration,
+    body: &'a Bytes,
 }
 
 /// What a poll's answer means for the trigger (see the module documentation).
 fn answer(
+    table: &Gateway,
     trigger: &Trigger,
     state: &TriggerRow,
-    status: http::StatusCode,
-    location: Option<String>,
-    wait: Duration,
-    body: &Bytes,
+    answered: &Answered<'_>,
 ) -> Polled {
+    let Answered {
+        status, wait, body, ..
+    } = *answered;
+    let location = answered.location.clone();
     let failed = |error: String| Polled {
         events: Vec::new(),
         location: state.location.clone(),
+        query: state.query.clone(),
         wait,
         error: Some(error),
     };
@@ -216,6 +242,7 @@ fn answer(
         202 => Polled {
             events: Vec::new(),
             location: location.or_else(|| state.location.clone()),
+            query: state.query.clone(),
             wait,
             error: None,
         },
@@ -232,14 +259,42 @@ fn answer(
                     }
                 }
             };
+            let (fired, query) =
+                match table.polled(&trigger.connector.name, &trigger.operation.id, &value) {
+                    None => (items(trigger.fires, value), state.query.clone()),
+                    Some(Err(error)) => return failed(error.to_string()),
+                    Some(Ok(polled)) => {
+                        // The first poll sets the cursor; an answer that does not name what
+                        // the cursor needs leaves it.
+                        let fired = if state.query.is_some() {
+                            polled.items
+                        } else {
+                            Vec::new()
+                        };
+                        let query = match polled.query {
+                            Some(pairs) => Some(
+                                Value::Object(
+                                    pairs
+                                        .into_iter()
+                                        .map(|(k, v)| (k, Value::String(v)))
+                                        .collect(),
+                                )
+                                .to_string(),
+                            ),
+                            None => state.query.clone().or_else(|| Some("{}".to_owned())),
+                        };
+                        (fired, query)
+                    }
+                };
             let dedup = trigger.config.dedup_key.as_deref();
-            let events = items(trigger.fires, value)
+            let events = fired
                 .into_iter()
                 .map(|item| (key(dedup, &item), item.to_string()))
                 .collect();
             Polled {
                 events,
                 location,
+                query,
                 wait,
                 error: None,
             }
@@ -259,12 +314,20 @@ async fn request(
     trigger: &Trigger,
     state: &TriggerRow,
 ) -> Result<http::Request<Full<Bytes>>, Error> {
-    let parameters: Map<String, Value> = trigger
+    let mut parameters: Map<String, Value> = trigger
         .config
         .parameters
         .iter()
         .map(|(name, value)| (name.clone(), value.clone()))
         .collect();
+    // A `pollingtrigger` cursor: its query parameters replace the configured ones.
+    if let Some(Value::Object(query)) = state
+        .query
+        .as_deref()
+        .and_then(|q| serde_json::from_str(q).ok())
+    {
+        parameters.extend(query);
+    }
     let inputs = Inputs {
         parameters: Some(&parameters),
         body: None,
