@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::oidc::Oidc;
 use crate::store::TestStore;
-use crate::support::{self, collect, fetch, get_with_key as call};
+use crate::support::{self, fetch, get_with_key as call};
 
 /// Tokens the backend has seen, and those it refuses.
 #[derive(Clone, Default)]
@@ -189,17 +189,7 @@ async fn login_refresh_and_client_credentials(test: TestStore) {
     let admin = server.admin_url();
     let post = |path: &str, body: Value| {
         let url = format!("{admin}/api/v1/{path}");
-        async move {
-            collect(
-                support::client()
-                    .post(url)
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap(),
-            )
-            .await
-        }
+        async move { support::post_json(url, &body).await }
     };
     let ann = post("clients", json!({"name": "ann", "grants": ["files"]})).await;
     let ann_key = ann.json()["api_key"].as_str().unwrap().to_owned();

@@ -992,3 +992,167 @@ async fn a_corpus_pollingtrigger_is_driven_by_the_answers() {
     );
     server.shutdown().await;
 }
+
+/// A `hooks` connector whose trigger `OnPush` subscribes with a callback URL
+/// (`x-ms-notification-url`) and whose notifications have a schema
+/// (`x-ms-notification-content`).
+fn hooks_connector(backend: std::net::SocketAddr) -> junction_model::Connector {
+    let mut on_push = support::op(Method::Post, "/hooks", "OnPush").json_body(
+        json!({"type": "object", "properties": {
+            "event": {"type": "string"},
+            "config": {"type": "object", "properties": {
+                "url": {"type": "string", "x-ms-notification-url": true}
+            }}
+        }}),
+        true,
+    );
+    on_push
+        .extensions
+        .insert("x-ms-trigger".into(), json!("single"));
+    on_push.extensions.insert(
+        "x-ms-notification-content".into(),
+        json!({"schema": {"type": "object", "required": ["id"],
+                          "properties": {"id": {"type": "string"}, "action": {"type": "string"}}}}),
+    );
+    support::connector("hooks", backend, vec![on_push])
+}
+
+/// Webhook trigger lifecycle against a test backend: one subscription with the
+/// gateway's callback URL (where the package's schema marks it); notifications stored
+/// once, checked against the schema, refused without the right token; after a restart the
+/// stored subscription is checked, not made again; a removed trigger's subscription is
+/// ended (`DELETE` to its `Location`); with `renew`, a new subscription is made before
+/// the old one is ended.
+#[tokio::test]
+async fn webhook_triggers_subscribe_once_renew_and_unsubscribe() {
+    let active: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let base: Arc<OnceLock<String>> = Arc::default();
+    let (live, url) = (active.clone(), base.clone());
+    let made = std::sync::atomic::AtomicU64::new(0);
+    let backend = Backend::start(move |seen| {
+        let mut live = live.lock().unwrap();
+        let id = seen
+            .path
+            .strip_prefix("/api/hooks/")
+            .and_then(|n| n.parse::<u64>().ok());
+        match (seen.method.as_str(), id) {
+            ("POST", None) => {
+                let next = made.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                live.push(next);
+                let location = format!("{}/api/hooks/{next}", url.get().unwrap());
+                let (_, mut headers, body) = json_answer(201, json!({"id": next}));
+                headers.push(("location", location));
+                (201, headers, body)
+            }
+            ("GET", Some(n)) if live.contains(&n) => json_answer(200, json!({"id": n})),
+            ("DELETE", Some(n)) if live.contains(&n) => {
+                live.retain(|m| *m != n);
+                (204, Vec::new(), String::new())
+            }
+            _ => (404, Vec::new(), String::new()),
+        }
+    })
+    .await;
+    base.set(backend.url()).unwrap();
+    let requests = || -> Vec<String> {
+        backend
+            .seen()
+            .iter()
+            .map(|s| format!("{} {}", s.method, s.path))
+            .collect()
+    };
+    let test = TestStore::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = support::master_key_file(dir.path());
+    let store_toml = test.toml(&key_file);
+    let trigger = "[trigger.pushes]\nconnector = \"hooks\"\noperation = \"OnPush\"\n[trigger.pushes.body]\nevent = \"push\"\n";
+    let with_trigger = format!("{store_toml}\n{trigger}");
+
+    // Subscribed once, with the callback URL in `config.url`.
+    let server = support::gateway(vec![hooks_connector(backend.addr)], &with_trigger).await;
+    wait_until("subscribed", Duration::from_secs(20), || {
+        requests().len() == 1
+    })
+    .await;
+    assert_eq!(requests(), ["POST /api/hooks"]);
+    let subscription = backend.seen()[0].json();
+    assert_eq!(subscription["event"], "push");
+    let callback = subscription["config"]["url"].as_str().unwrap().to_owned();
+    let prefix = format!("{}/hooks/pushes/", server.data_url());
+    assert!(callback.starts_with(&prefix), "{callback}");
+
+    // Notifications: stored once, checked against the package's schema, and only with
+    // the token of the URL.
+    let notify = |url: String, body: Value| async move { support::post_json(url, &body).await };
+    let stored = notify(callback.clone(), json!({"id": "e1", "action": "opened"})).await;
+    assert_eq!(stored.status, 200, "{}", stored.text());
+    assert_eq!(stored.json(), json!({"stored": 1}));
+    let again = notify(callback.clone(), json!({"id": "e1", "action": "opened"})).await;
+    assert_eq!(again.json(), json!({"stored": 0}));
+    let invalid = notify(callback.clone(), json!({"action": 5})).await;
+    let problem = invalid.problem(400, "invalid-request");
+    assert_eq!(problem["errors"].as_array().unwrap().len(), 2, "{problem}");
+    notify(format!("{prefix}0000"), json!({"id": "e2"}))
+        .await
+        .problem(404, "not-found");
+    let store = test.open().await;
+    assert_eq!(
+        store.trigger_events("pushes", 0, 10).await.unwrap().len(),
+        1
+    );
+
+    // A restart checks the stored subscription instead of making another.
+    server.shutdown().await;
+    let server = support::gateway(vec![hooks_connector(backend.addr)], &with_trigger).await;
+    wait_until("checked", Duration::from_secs(20), || requests().len() == 2).await;
+    assert_eq!(requests()[1], "GET /api/hooks/1");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(requests().len(), 2, "{:?}", requests());
+
+    // Taken out of the configuration: its subscription is ended, its state forgotten.
+    server.shutdown().await;
+    let server = support::gateway(vec![hooks_connector(backend.addr)], &store_toml).await;
+    wait_until("unsubscribed", Duration::from_secs(20), || {
+        requests().len() == 3
+    })
+    .await;
+    assert_eq!(requests()[2], "DELETE /api/hooks/1");
+    assert!(active.lock().unwrap().is_empty());
+    assert_eq!(store.trigger("pushes").await.unwrap(), None);
+    server.shutdown().await;
+
+    // With `renew`: a new subscription, then the old one ended, every second.
+    let renewing = with_trigger.replace(
+        "operation = \"OnPush\"\n",
+        "operation = \"OnPush\"\nrenew = \"1s\"\n",
+    );
+    let server = support::gateway(vec![hooks_connector(backend.addr)], &renewing).await;
+    wait_until("renewed", Duration::from_secs(20), || requests().len() >= 5).await;
+    let log = requests();
+    assert_eq!(log[3], "POST /api/hooks");
+    assert_eq!(log[4], "POST /api/hooks");
+    wait_until("old one ended", Duration::from_secs(20), || {
+        requests().len() >= 6
+    })
+    .await;
+    let log = requests();
+    let first_new = log[3..]
+        .iter()
+        .position(|r| r == "POST /api/hooks")
+        .unwrap()
+        + 3;
+    let ended = log
+        .iter()
+        .position(|r| r.starts_with("DELETE /api/hooks/") && r != "DELETE /api/hooks/1")
+        .unwrap();
+    assert!(
+        ended > first_new + 1,
+        "the old subscription ended before the new one was made: {log:?}"
+    );
+    assert!(
+        active.lock().unwrap().len() <= 2,
+        "{:?}",
+        active.lock().unwrap()
+    );
+    server.shutdown().await;
+}

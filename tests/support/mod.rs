@@ -472,6 +472,11 @@ pub async fn get_with_key(url: &str, key: &str) -> Reply {
     .await
 }
 
+/// POSTs `body` as JSON to `url`; the response read whole.
+pub async fn post_json(url: String, body: &Value) -> Reply {
+    collect(client().post(url).json(body).send().await.unwrap()).await
+}
+
 pub async fn fetch(url: String) -> Reply {
     collect(client().get(url).send().await.unwrap()).await
 }

@@ -125,7 +125,17 @@ pub(crate) fn operations(ctx: &mut Ctx<'_>, paths: &Object, sink: &mut Sink) -> 
                 continue;
             };
             let params = collect_params(ctx.doc, path_params, &item_ptr, op, &op_at, sink);
-            ops.push(operation(ctx, method, &template, op, &op_at, params, sink));
+            let mut operation = operation(ctx, method, &template, op, &op_at, params, sink);
+            // A webhook trigger's notification schema is declared on its path item.
+            if let Some(content) = item.map.get("x-ms-notification-content")
+                && operation.is_trigger()
+            {
+                operation
+                    .extensions
+                    .entry("x-ms-notification-content")
+                    .or_insert_with(|| content.clone());
+            }
+            ops.push(operation);
         }
     }
     check_duplicate_ids(&ops, sink);

@@ -154,7 +154,7 @@ pub(crate) fn too_large(limit: u64) -> Error {
 }
 
 /// Rejects a declared `Content-Length` over the limit.
-pub(crate) fn check_declared_length(headers: &HeaderMap, limit: u64) -> Result<(), Error> {
+pub fn check_declared_length(headers: &HeaderMap, limit: u64) -> Result<(), Error> {
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -174,7 +174,7 @@ pub(crate) fn is_empty<B: Body>(body: &B) -> bool {
 }
 
 /// Reads the whole body, up to `limit` bytes.
-pub(crate) async fn read<B>(body: B, limit: u64) -> Result<Bytes, Error>
+pub async fn read<B>(body: B, limit: u64) -> Result<Bytes, Error>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,

@@ -588,6 +588,12 @@ fn compile_connector(
         // the backend's.
         if trigger {
             compiled.polling = policies.polling(op);
+            compiled.notification = op
+                .extensions
+                .get("x-ms-notification-content")
+                .and_then(|content| content.get("schema"))
+                .and_then(|schema| schemas.compile(schema, &[]).ok().flatten())
+                .map(Box::new);
             let prefixed = matches!(compiled.segments.first().map(Vec::as_slice),
                 Some([plan::UpstreamPiece::Literal(first)]) if first == "trigger");
             if compiled.polling.is_some() && prefixed {

@@ -52,7 +52,10 @@ mod traffic;
 pub use junction_telemetry::stats;
 pub mod telemetry;
 
-pub use body::{BodyTimedOut, BodyTooLarge, ClientBody, DeadlinePassed, RequestBody, UpstreamBody};
+pub use body::{
+    BodyTimedOut, BodyTooLarge, ClientBody, DeadlinePassed, RequestBody, UpstreamBody,
+    check_declared_length, read as read_body,
+};
 pub use config::{
     AgentsConfig, Config, ConfigError, ConnectorConfig, Limits, LogConfig, NamedTransform,
     NextLinksConfig, OperationConfig, Paging, TelemetryConfig, Transforms, UpstreamDefaults,

@@ -31,6 +31,8 @@ use crate::upstream::{self, SentTo};
 pub(crate) struct NextLink {
     pub path: String,
     pub query: String,
+    /// Another method than `GET` (a trigger's `DELETE` of its subscription).
+    pub method: Option<http::Method>,
 }
 
 impl NextLink {
@@ -88,7 +90,11 @@ pub(crate) fn continued(
     };
     let target = next_link::verify(&signing.key, &scope, &token).map_err(|why| refuse(&why))?;
     let (path, query) = next_link_target(&target).map_err(|why| refuse(&why))?;
-    Ok(Some(NextLink { path, query }))
+    Ok(Some(NextLink {
+        path,
+        query,
+        method: None,
+    }))
 }
 
 /// Rewrites backend next links into gateway URLs carrying them, signed, in `junction-next`.

@@ -87,12 +87,11 @@ impl Gateway {
         }
         // A followed next link: only one the gateway issued, for this operation and
         // connection (see `paging`); or the Location a trigger's backend gave (`trigger`).
-        let location = parts
-            .extensions
-            .get::<crate::TriggerPoll>()
-            .and_then(|poll| poll.location.as_deref());
-        if let Some(location) = location {
-            let next = crate::trigger::follow(connector, location)?;
+        let poll = parts.extensions.get::<crate::TriggerPoll>();
+        if let Some((location, method)) =
+            poll.and_then(|poll| Some((poll.location.as_deref()?, poll.method.as_ref())))
+        {
+            let next = crate::trigger::follow(connector, location, method)?;
             parts.extensions.insert(next);
         } else if let Some(next) = crate::paging::continued(&self.links, connector, op, &parts)? {
             parts.extensions.insert(next);

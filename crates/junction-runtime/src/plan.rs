@@ -131,6 +131,8 @@ pub(crate) struct OperationPlan {
     pub soap: Option<Box<crate::upstream::soap::SoapPlan>>,
     /// A trigger's `pollingtrigger` template: what its answers fire and where it polls next.
     pub polling: Option<Arc<junction_policy::Policy>>,
+    /// A webhook trigger's notification schema (`x-ms-notification-content`).
+    pub notification: Option<Box<Validator>>,
 }
 
 /// An operation the gateway refuses to call, and why.
@@ -323,6 +325,7 @@ pub(crate) fn compile_operation(
         idempotent: op.method.is_idempotent(),
         soap: None,
         polling: None,
+        notification: None,
     }
 }
 

@@ -5,19 +5,51 @@
 
 use serde_json::Value;
 
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, InputLocation};
 use crate::gateway::{ConnectorPlan, Gateway};
 use crate::paging::{NextLink, next_link_target, under_base};
 
 /// Marks a poll of a trigger operation, made by the trigger runner.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TriggerPoll {
-    /// The `Location` of the backend's last `202` (or `200`): polled exactly as given
-    /// instead of the operation's own path and query.
+    /// The `Location` of the backend's last `202` (or `200`), or of a webhook
+    /// subscription: called exactly as given instead of the operation's own path and query.
     pub location: Option<String>,
+    /// The method of the call to `location` (default `GET`; `DELETE` ends a webhook
+    /// subscription).
+    pub method: Option<http::Method>,
 }
 
 impl Gateway {
+    /// Checks a webhook notification for trigger `operation` of `connector` against the
+    /// schema its package declares (`x-ms-notification-content`); `400` listing what is
+    /// wrong.
+    pub fn check_notification(
+        &self,
+        connector: &str,
+        operation: &str,
+        body: &Value,
+    ) -> Result<(), Error> {
+        let Some(plan) = self.connector_plan(connector) else {
+            return Ok(());
+        };
+        let triggers = plan.operations.get(plan.actions..).unwrap_or_default();
+        let Some(validator) = triggers
+            .iter()
+            .find(|op| op.id == operation)
+            .and_then(|op| op.notification.as_deref())
+        else {
+            return Ok(());
+        };
+        let mut violations = Vec::new();
+        crate::schema::check(validator, body, InputLocation::Body, None, &mut violations);
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::invalid(violations))
+        }
+    }
+
     /// What trigger `operation` of `connector` fires from a poll's answer `body`, and the
     /// query parameters of its next poll, when the package gives the trigger a
     /// `pollingtrigger` template; `None` otherwise.
@@ -39,7 +71,11 @@ impl Gateway {
 
 /// The backend path and query `location` names, when it is below the connector's base
 /// URL; `upstream-invalid` (502) otherwise (the connection's credentials never go elsewhere).
-pub(crate) fn follow(connector: &ConnectorPlan, location: &str) -> Result<NextLink, Error> {
+pub(crate) fn follow(
+    connector: &ConnectorPlan,
+    location: &str,
+    method: Option<&http::Method>,
+) -> Result<NextLink, Error> {
     let refuse = |why: &str| {
         Error::new(
             ErrorKind::UpstreamInvalid,
@@ -59,5 +95,9 @@ pub(crate) fn follow(connector: &ConnectorPlan, location: &str) -> Result<NextLi
         ))
     })?;
     let (path, query) = next_link_target(&relative).map_err(|why| refuse(&why))?;
-    Ok(NextLink { path, query })
+    Ok(NextLink {
+        path,
+        query,
+        method: method.cloned(),
+    })
 }

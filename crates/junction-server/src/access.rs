@@ -119,8 +119,14 @@ impl Access {
 
     /// Where identity providers send logins back: `DATA_URL/oauth/callback`.
     pub fn callback_url(&self) -> String {
+        format!("{}/oauth/callback", self.data_url())
+    }
+
+    /// The data plane's address as others reach it (`public_url`, else the bound one),
+    /// without a trailing slash.
+    pub fn data_url(&self) -> String {
         let base = self.data_url.lock().map(|u| u.clone()).unwrap_or_default();
-        format!("{}/oauth/callback", base.trim_end_matches('/'))
+        base.trim_end_matches('/').to_owned()
     }
 
     /// The connector model named `name`.

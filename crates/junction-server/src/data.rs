@@ -31,7 +31,7 @@ use serde_json::json;
 
 use crate::listener::Plane;
 use crate::problem;
-use crate::triggers::{Triggers, stream};
+use crate::triggers::{Triggers, hooks, stream};
 
 /// The data-plane router over `gateway`. Tests can drive it without sockets.
 pub fn data_router(gateway: SharedGateway) -> Router {
@@ -104,10 +104,25 @@ impl Plane for DataPlane {
         request: http::Request<ClientBody<Incoming>>,
         peer: SocketAddr,
     ) -> http::Response<DataBody> {
-        if let Some(triggers) = &self.triggers
-            && request.uri().path().starts_with(stream::PREFIX)
-        {
-            return trigger_events(triggers, request).await;
+        if let Some(triggers) = &self.triggers {
+            let path = request.uri().path();
+            if path.starts_with(stream::PREFIX) {
+                return trigger_events(triggers, request).await;
+            }
+            if path.starts_with(hooks::PREFIX) {
+                let (path, id) = (
+                    path.to_owned(),
+                    request.headers().get(problem::REQUEST_ID).cloned(),
+                );
+                return match hooks::receive(triggers, request).await {
+                    Ok(response) => local(response),
+                    Err(error) => local(problem::response(
+                        &error,
+                        &path,
+                        &problem::request_id(id.as_ref()),
+                    )),
+                };
+            }
         }
         serve_request_from(&self.gateway, request, Some(peer.ip())).await
     }

@@ -111,6 +111,11 @@ pub struct TriggerRow {
     /// poll (a JSON object); `None` before its first poll.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
+    /// For a webhook trigger subscribed (its `location` is the subscription's), what the
+    /// subscription was made with (JSON: connector, operation, connection, parameters,
+    /// body), to end it when the trigger is removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscription: Option<String>,
     /// When the next poll is due, Unix ms.
     pub next_poll_at: i64,
     pub paused: bool,
@@ -339,6 +344,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         since: i64,
         now: i64,
     ) -> Result<u64, StoreError>;
+    /// Stores `events` (key, JSON) of trigger `name` that it does not have yet, each with
+    /// a pending delivery to each of `subscribers`, in one transaction (a webhook
+    /// trigger's notification); the number stored.
+    async fn record_events(
+        &self,
+        name: &str,
+        events: &[(String, String)],
+        subscribers: &[String],
+        now: i64,
+    ) -> Result<u64, StoreError>;
+    /// Forgets trigger `name`'s state (its events stay); whether it had some.
+    async fn delete_trigger(&self, name: &str) -> Result<bool, StoreError>;
     /// Pauses or resumes trigger `name` (creating its row); whether it changed.
     async fn set_trigger_paused(
         &self,

@@ -252,7 +252,7 @@ where
     })
 }
 
-const TRIGGER_COLUMNS: &str = "name, location, query, next_poll_at, paused, polls, last_error, lease_owner, lease_until, updated_at";
+const TRIGGER_COLUMNS: &str = "name, location, query, subscription, next_poll_at, paused, polls, last_error, lease_owner, lease_until, updated_at";
 
 fn trigger_row<R: Row>(row: &R) -> Result<TriggerRow, sqlx::Error>
 where
@@ -267,6 +267,7 @@ where
         name: row.try_get("name")?,
         location: row.try_get("location")?,
         query: row.try_get("query")?,
+        subscription: row.try_get("subscription")?,
         next_poll_at: row.try_get("next_poll_at")?,
         paused: paused != 0,
         polls: row.try_get("polls")?,
@@ -356,6 +357,52 @@ fn reseal(
             new.seal(&plain, aad).map(Some)
         }
     }
+}
+
+/// Inserts `events` (key, JSON) of trigger `name` that it does not have yet, each with a
+/// delivery to each of `subscribers` (dead at once for a disabled one), in transaction
+/// `tx`; evaluates to the number inserted.
+macro_rules! insert_events {
+    ($tx:ident, $name:expr, $events:expr, $subscribers:expr, $now:expr) => {{
+        let (name, events, subscribers, now) = ($name, $events, $subscribers, $now);
+        let mut stored: u64 = 0;
+        for (key, payload) in events {
+            // No row back: the trigger has this event already.
+            let inserted = sqlx::query(
+                "INSERT INTO trigger_events (trigger_name, dedup_key, payload, created_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (trigger_name, dedup_key) DO NOTHING \
+                 RETURNING id",
+            )
+            .bind(name)
+            .bind(key)
+            .bind(payload)
+            .bind(now)
+            .fetch_optional(&mut *$tx)
+            .await?;
+            let Some(inserted) = inserted else {
+                continue;
+            };
+            stored += 1;
+            let id: i64 = inserted.try_get("id")?;
+            for subscriber in subscribers {
+                sqlx::query(
+                    "INSERT INTO trigger_deliveries (trigger_name, subscriber, event_id, state, \
+                     next_attempt_at, last_error, updated_at) \
+                     SELECT $1, $2, $3, CASE WHEN s.disabled_at IS NULL THEN 'pending' ELSE 'dead' END, \
+                     $4, CASE WHEN s.disabled_at IS NULL THEN NULL ELSE 'the webhook is disabled' END, $4 \
+                     FROM (SELECT 1) AS one LEFT JOIN trigger_subscribers s \
+                     ON s.trigger_name = $1 AND s.name = $2",
+                )
+                .bind(name)
+                .bind(subscriber)
+                .bind(id)
+                .bind(now)
+                .execute(&mut *$tx)
+                .await?;
+            }
+        }
+        stored
+    }};
 }
 
 macro_rules! impl_store {
@@ -942,7 +989,8 @@ macro_rules! impl_store {
                 // replica holds the lease.
                 let held = sqlx::query(
                     "UPDATE triggers SET location = $3, next_poll_at = $4, polls = polls + 1, \
-                     last_error = $5, updated_at = $6, query = $7 WHERE name = $1 AND lease_owner = $2",
+                     last_error = $5, updated_at = $6, query = $7, subscription = $8 \
+                     WHERE name = $1 AND lease_owner = $2",
                 )
                 .bind(&state.name)
                 .bind(&state.lease_owner)
@@ -951,50 +999,45 @@ macro_rules! impl_store {
                 .bind(&state.last_error)
                 .bind(now)
                 .bind(&state.query)
+                .bind(&state.subscription)
                 .execute(&mut *tx)
                 .await?;
                 if held.rows_affected() != 1 {
                     tx.rollback().await?;
                     return Ok(None);
                 }
-                let mut stored = 0;
-                for (key, payload) in events {
-                    // No row back: the trigger has this event already.
-                    let inserted = sqlx::query(
-                        "INSERT INTO trigger_events (trigger_name, dedup_key, payload, created_at) \
-                         VALUES ($1, $2, $3, $4) ON CONFLICT (trigger_name, dedup_key) DO NOTHING \
-                         RETURNING id",
-                    )
-                    .bind(&state.name)
-                    .bind(key)
-                    .bind(payload)
-                    .bind(now)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    let Some(inserted) = inserted else {
-                        continue;
-                    };
-                    stored += 1;
-                    let id: i64 = inserted.try_get("id")?;
-                    for subscriber in subscribers {
-                        sqlx::query(
-                            "INSERT INTO trigger_deliveries (trigger_name, subscriber, event_id, state, \
-                             next_attempt_at, last_error, updated_at) \
-                             SELECT $1, $2, $3, CASE WHEN s.disabled_at IS NULL THEN 'pending' ELSE 'dead' END, \
-                             $4, CASE WHEN s.disabled_at IS NULL THEN NULL ELSE 'the webhook is disabled' END, $4 \
-                             FROM (SELECT 1) AS one LEFT JOIN trigger_subscribers s \
-                             ON s.trigger_name = $1 AND s.name = $2",
-                        )
-                        .bind(&state.name)
-                        .bind(subscriber)
-                        .bind(id)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                }
+                let stored = insert_events!(tx, &state.name, events, subscribers, now);
                 tx.commit().await?;
                 Ok(Some(stored))
+            }
+
+            async fn record_events(
+                &self,
+                name: &str,
+                events: &[(String, String)],
+                subscribers: &[String],
+                now: i64,
+            ) -> Result<u64, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO triggers (name, next_poll_at, updated_at) VALUES ($1, $2, $2) \
+                     ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(name)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                let stored = insert_events!(tx, name, events, subscribers, now);
+                tx.commit().await?;
+                Ok(stored)
+            }
+
+            async fn delete_trigger(&self, name: &str) -> Result<bool, StoreError> {
+                let done = sqlx::query("DELETE FROM triggers WHERE name = $1")
+                    .bind(name)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
             }
 
             async fn set_trigger_paused(

@@ -31,6 +31,12 @@ pub struct TriggerConfig {
     pub connection: Option<String>,
     /// `[trigger.NAME.parameters]`: the operation's parameters, by name.
     pub parameters: IndexMap<String, Value>,
+    /// `[trigger.NAME.body]`: the JSON body of a webhook trigger's subscription (the
+    /// gateway puts its callback URL where the package says, `x-ms-notification-url`).
+    pub body: Option<Value>,
+    /// `renew`: a webhook trigger subscribes anew this often (then ends the old
+    /// subscription), for backends whose subscriptions expire.
+    pub renew: Option<Duration>,
     /// `interval`: the wait between polls when the backend gives no `Retry-After`
     /// (default one minute).
     pub interval: Duration,
@@ -93,6 +99,8 @@ pub(super) struct RawTrigger {
     connection: Option<Spanned<String>>,
     #[serde(default)]
     parameters: IndexMap<String, Spanned<Scalar>>,
+    body: Option<Value>,
+    renew: Option<Spanned<String>>,
     interval: Option<Spanned<String>>,
     dedup_key: Option<Spanned<String>>,
     lease: Option<Spanned<String>>,
@@ -166,6 +174,7 @@ impl Builder<'_> {
             let interval = self
                 .duration(raw.interval, &format!("{key}.interval"))
                 .unwrap_or(DEFAULT_INTERVAL);
+            let renew = self.duration(raw.renew, &format!("{key}.renew"));
             let dedup_key = raw
                 .dedup_key
                 .and_then(|value| self.string(&value, &format!("{key}.dedup_key")));
@@ -189,6 +198,8 @@ impl Builder<'_> {
                     operation,
                     connection,
                     parameters,
+                    body: raw.body,
+                    renew,
                     interval,
                     dedup_key,
                     lease,

@@ -61,11 +61,11 @@ pub(crate) struct Outbound {
 
 impl Outbound {
     /// Sends this request to a next link (or a trigger's `Location`) instead: its path
-    /// and query, as a GET without a body.
+    /// and query, without a body, as a GET unless the link says otherwise.
     pub(crate) fn continue_at(&mut self, next: &crate::paging::NextLink) {
         self.path.clone_from(&next.path);
         self.query.clone_from(&next.query);
-        self.method = http::Method::GET;
+        self.method = next.method.clone().unwrap_or(http::Method::GET);
         self.body = OutboundBody::Encoded(RequestBody::Empty);
         self.headers.remove(header::CONTENT_TYPE);
         self.headers.remove(header::CONTENT_LENGTH);

@@ -1,7 +1,8 @@
 //! Triggers the gateway runs itself (`[trigger.NAME]`, docs/triggers.md): each polls a
-//! connector's trigger operation ([`poll`]), keeps its cursor and the events it found in
-//! the store, delivers each event to the trigger's webhooks ([`deliver`]) and serves
-//! them as an event stream ([`stream`]).
+//! connector's trigger operation ([`poll`]) or keeps a webhook subscription with it
+//! ([`subscribe`], notifications arriving at [`hooks`]), keeps its cursor and the events
+//! it found in the store, delivers each event to the trigger's webhooks ([`deliver`]) and
+//! serves them as an event stream ([`stream`]).
 //!
 //! A trigger is polled by one replica at a time: the one holding its lease in the store
 //! (`[trigger.NAME] lease`), renewed while it runs; when that replica dies another takes
@@ -11,8 +12,10 @@
 //! next poll asks again from the same cursor.
 
 mod deliver;
+pub(crate) mod hooks;
 mod poll;
 pub(crate) mod stream;
+mod subscribe;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -40,6 +43,11 @@ pub(crate) struct Trigger {
     pub connector: Connector,
     pub operation: Operation,
     pub fires: Fires,
+    /// A webhook trigger's callback field in its subscription body (`x-ms-notification-url`);
+    /// `None` for a polled trigger.
+    pub callback: Option<Vec<String>>,
+    /// Whether this process has checked the webhook subscription it found stored.
+    pub checked: std::sync::atomic::AtomicBool,
     /// The names of its webhooks: each new event gets a delivery to each.
     pub subscribers: Vec<String>,
     /// Counts the polls that stored events in this process, for streams and deliveries
@@ -61,7 +69,7 @@ pub struct Triggers {
 
 impl Triggers {
     /// The triggers of `config`, resolved against the connectors `access` loaded; `None`
-    /// without any. A trigger whose connector or operation is missing was refused when the
+    /// without a store. A trigger whose connector or operation is missing was refused when the
     /// gateway was compiled (`unknown-trigger`); here it is an error too.
     pub fn new(
         config: &Config,
@@ -69,10 +77,12 @@ impl Triggers {
         access: Option<Arc<Access>>,
         stopped: watch::Receiver<bool>,
     ) -> Result<Option<Arc<Triggers>>, String> {
-        if config.triggers.is_empty() {
-            return Ok(None);
-        }
+        // With a store and no trigger, the runner still ends the subscriptions of the
+        // webhook triggers taken out of the configuration.
         let Some(access) = access else {
+            if config.triggers.is_empty() {
+                return Ok(None);
+            }
             return Err("triggers keep their state in the store: add a `[store]` section".into());
         };
         let mut triggers = HashMap::new();
@@ -104,6 +114,12 @@ impl Triggers {
                 Some(kind) if kind.eq_ignore_ascii_case("single") => Fires::Single,
                 _ => Fires::Batch,
             };
+            let callback = subscribe::callback_path(&connector, &operation);
+            if callback.is_some() && access.vault.derive_key("trigger hooks").is_none() {
+                return Err(format!(
+                    "[trigger.{name}] is a webhook trigger: its callback URL is signed with a key derived from the store's master key, and none is configured (`[store] key_file`)"
+                ));
+            }
             triggers.insert(
                 name.clone(),
                 Arc::new(Trigger {
@@ -112,6 +128,8 @@ impl Triggers {
                     connector,
                     operation,
                     fires,
+                    callback,
+                    checked: std::sync::atomic::AtomicBool::new(false),
                     subscribers: trigger.webhooks.keys().cloned().collect(),
                     stored: watch::channel(0).0,
                 }),
@@ -129,7 +147,7 @@ impl Triggers {
     /// Starts polling every trigger and delivering its events, until the server stops;
     /// then gives their leases up.
     pub fn start(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
-        let mut tasks = Vec::new();
+        let mut tasks = vec![tokio::spawn(subscribe::end_removed(self.clone()))];
         for trigger in self.triggers.values() {
             let (triggers, stopped) = (self.clone(), self.stopped.clone());
             tasks.push(tokio::spawn(poll::run(triggers, trigger.clone(), stopped)));

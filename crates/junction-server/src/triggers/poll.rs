@@ -27,9 +27,8 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
+use super::subscribe::Subscription;
 use super::{Fires, Trigger, Triggers};
-use crate::access::store_error;
-use crate::call::{self, Inputs, Stored};
 
 /// The longest a poll may take. (A poll longer than the trigger's lease may be repeated
 /// by another replica meanwhile; only the holder's result is recorded.)
@@ -50,6 +49,8 @@ pub(super) struct Polled {
     pub location: Option<String>,
     /// The next poll's query parameters from a `pollingtrigger` template (JSON).
     pub query: Option<String>,
+    /// A webhook trigger's subscription ([`super::subscribe::Subscription`], JSON).
+    pub subscription: Option<String>,
     pub wait: Duration,
     pub error: Option<String>,
 }
@@ -85,9 +86,12 @@ pub(super) async fn run(
             }
         };
         let due = state.next_poll_at - now;
+        // A webhook trigger's stored subscription is checked as soon as a process starts.
+        let unchecked = trigger.callback.is_some()
+            && !trigger.checked.load(std::sync::atomic::Ordering::SeqCst);
         let wait = if state.paused {
             Some(PAUSED_CHECK)
-        } else if due > 0 {
+        } else if due > 0 && !unchecked {
             // Wake to renew the lease while waiting.
             Some(Duration::from_millis(due.unsigned_abs()).min(lease / 3))
         } else {
@@ -99,8 +103,15 @@ pub(super) async fn run(
             }
             break;
         }
+        let work = async {
+            if trigger.callback.is_some() {
+                super::subscribe::step(&triggers, &trigger, &state).await
+            } else {
+                poll(&triggers, &trigger, &state).await
+            }
+        };
         let polled = tokio::select! {
-            polled = poll(&triggers, &trigger, &state) => polled,
+            polled = work => polled,
             _ = stopped.wait_for(|stop| *stop) => break,
         };
         if let Some(error) = &polled.error {
@@ -110,6 +121,7 @@ pub(super) async fn run(
         let next = TriggerRow {
             location: polled.location,
             query: polled.query,
+            subscription: polled.subscription,
             next_poll_at: now + millis(polled.wait),
             last_error: polled.error,
             ..state
@@ -166,6 +178,7 @@ async fn poll(triggers: &Triggers, trigger: &Trigger, state: &TriggerRow) -> Pol
         events: Vec::new(),
         location: state.location.clone(),
         query: state.query.clone(),
+        subscription: None,
         wait,
         error: Some(error.to_string()),
     };
@@ -235,6 +248,7 @@ fn answer(
         events: Vec::new(),
         location: state.location.clone(),
         query: state.query.clone(),
+        subscription: None,
         wait,
         error: Some(error),
     };
@@ -243,6 +257,7 @@ fn answer(
             events: Vec::new(),
             location: location.or_else(|| state.location.clone()),
             query: state.query.clone(),
+            subscription: None,
             wait,
             error: None,
         },
@@ -286,15 +301,12 @@ fn answer(
                         (fired, query)
                     }
                 };
-            let dedup = trigger.config.dedup_key.as_deref();
-            let events = fired
-                .into_iter()
-                .map(|item| (key(dedup, &item), item.to_string()))
-                .collect();
+            let events = keyed(trigger, fired);
             Polled {
                 events,
                 location,
                 query,
+                subscription: None,
                 wait,
                 error: None,
             }
@@ -328,29 +340,40 @@ async fn request(
     {
         parameters.extend(query);
     }
-    let inputs = Inputs {
-        parameters: Some(&parameters),
+    let made = Subscription {
+        connector: trigger.connector.name.clone(),
+        operation: trigger.operation.id.clone(),
+        connection: trigger.config.connection.clone(),
+        parameters,
         body: None,
     };
-    let mut request = call::request(&trigger.connector, &trigger.operation, &inputs)?;
-    if let Some(connection) = &trigger.config.connection {
-        let access = &triggers.access;
-        let named = format!("{}/{connection}", trigger.connector.name);
-        let row = match access.vault.find_connection(&named).await {
-            Ok(row) => row,
-            Err(_) => access
-                .vault
-                .find_connection(connection)
-                .await
-                .map_err(store_error)?,
-        };
-        let stored = Stored::resolve(access, &triggers.gateway.load(), row).await?;
-        request.extensions_mut().insert(stored.resolved);
-    }
-    request.extensions_mut().insert(TriggerPoll {
+    let poll = TriggerPoll {
         location: state.location.clone(),
-    });
-    Ok(request)
+        method: None,
+    };
+    super::subscribe::request(
+        triggers,
+        &trigger.connector,
+        &trigger.operation,
+        &made,
+        Some(poll),
+    )
+    .await
+}
+
+/// The events of a notification or an answer without a `pollingtrigger` template:
+/// (deduplication key, JSON) of each item.
+pub(super) fn events(trigger: &Trigger, body: Value) -> Vec<(String, String)> {
+    keyed(trigger, items(trigger.fires, body))
+}
+
+/// Each item with its deduplication key.
+fn keyed(trigger: &Trigger, items: Vec<Value>) -> Vec<(String, String)> {
+    let dedup = trigger.config.dedup_key.as_deref();
+    items
+        .into_iter()
+        .map(|item| (key(dedup, &item), item.to_string()))
+        .collect()
 }
 
 /// The events of one answer: the body itself (`single`), or each element of its list

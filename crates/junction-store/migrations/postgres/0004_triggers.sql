@@ -1,12 +1,13 @@
 -- Triggers the gateway runs (docs/triggers.md): each one's cursor (the Location to poll
--- next, or the query parameters a `pollingtrigger` template made), when it polls next,
--- whether it is paused and which replica holds it (a lease); and the events its polls
--- found, each stored once (unique per trigger by its deduplication key), numbered in the
--- order they were stored.
+-- next, the query parameters a `pollingtrigger` template made, or a webhook subscription
+-- and what made it), when it polls (or renews) next, whether it is paused and which
+-- replica holds it (a lease); and the events its polls found, each stored once (unique
+-- per trigger by its deduplication key), numbered in the order they were stored.
 CREATE TABLE triggers (
     name         TEXT PRIMARY KEY NOT NULL,
     location     TEXT,
     query        TEXT,
+    subscription TEXT,
     next_poll_at BIGINT NOT NULL,
     paused       BIGINT NOT NULL DEFAULT 0,
     polls        BIGINT NOT NULL DEFAULT 0,
