@@ -573,6 +573,30 @@ async fn webhooks_are_signed_retried_and_dead_lettered() {
     again.sort();
     assert_eq!(again, ids);
     assert_eq!(dead_letters(), json!([]));
+
+    // The figures on /metrics, from the store.
+    wait_until("all delivered", Duration::from_secs(20), || {
+        down.ids().len() >= before + 3
+    })
+    .await;
+    let metrics = support::admin(&server, reqwest::Method::GET, "/metrics")
+        .await
+        .text();
+    for line in [
+        "junction_trigger_events_total{trigger=\"feed\"} 3",
+        "junction_trigger_deliveries_delivered_total{trigger=\"feed\"} 9",
+        "junction_trigger_deliveries_dead{trigger=\"feed\"} 0",
+        "junction_trigger_deliveries_pending{trigger=\"feed\"} 0",
+        "junction_trigger_lag_seconds{trigger=\"feed\"} 0",
+        "junction_trigger_failing{trigger=\"feed\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} not in\n{metrics}");
+    }
+    let retries = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("junction_trigger_delivery_retries_total{trigger=\"feed\"} "))
+        .unwrap();
+    assert!(retries.parse::<f64>().unwrap() >= 3.0, "{retries}");
     server.shutdown().await;
 }
 

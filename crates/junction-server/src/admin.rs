@@ -485,6 +485,105 @@ async fn traffic(State(gateway): State<SharedGateway>) -> Response {
 const STORE_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Appends the store's series: up, the time of a `SELECT 1`, and its connection pool.
+/// One series of [`trigger_metrics`]: name, type, help, and a value per trigger.
+type Series<'a> = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Vec<(&'a str, f64)>,
+);
+
+/// The triggers' series, read from the store (so every replica shows the same figures):
+/// polls, events, deliveries by state, retries, and how long the oldest undelivered event
+/// has waited.
+async fn trigger_metrics(out: &mut String, access: &Access) {
+    use junction_runtime::telemetry::write_labelled;
+    let store = access.vault.store();
+    let (Ok(states), Ok(stats)) = (store.triggers().await, store.trigger_stats().await) else {
+        return;
+    };
+    let now = junction_store::now_ms();
+    let by_state = |pick: fn(&junction_store::TriggerRow) -> f64| -> Vec<(&str, f64)> {
+        states.iter().map(|s| (s.name.as_str(), pick(s))).collect()
+    };
+    let by_stats = |pick: fn(&junction_store::TriggerStats) -> f64| -> Vec<(&str, f64)> {
+        stats
+            .iter()
+            .map(|s| (s.trigger.as_str(), pick(s)))
+            .collect()
+    };
+    let series: [Series<'_>; 8] = [
+        (
+            "junction_trigger_polls_total",
+            "counter",
+            "Polls a trigger made (webhook triggers: subscription steps).",
+            by_state(|s| s.polls as f64),
+        ),
+        (
+            "junction_trigger_failing",
+            "gauge",
+            "1 while a trigger's last poll failed.",
+            by_state(|s| f64::from(u8::from(s.last_error.is_some()))),
+        ),
+        (
+            "junction_trigger_paused",
+            "gauge",
+            "1 while a trigger is paused.",
+            by_state(|s| f64::from(u8::from(s.paused))),
+        ),
+        (
+            "junction_trigger_events_total",
+            "counter",
+            "Events a trigger stored.",
+            by_stats(|s| s.events as f64),
+        ),
+        (
+            "junction_trigger_deliveries_pending",
+            "gauge",
+            "Deliveries waiting for their webhook.",
+            by_stats(|s| s.pending as f64),
+        ),
+        (
+            "junction_trigger_deliveries_delivered_total",
+            "counter",
+            "Deliveries their webhook accepted.",
+            by_stats(|s| s.delivered as f64),
+        ),
+        (
+            "junction_trigger_deliveries_dead",
+            "gauge",
+            "Deliveries in the dead-letter list.",
+            by_stats(|s| s.dead as f64),
+        ),
+        (
+            "junction_trigger_delivery_retries_total",
+            "counter",
+            "Delivery attempts beyond the first.",
+            by_stats(|s| s.retries as f64),
+        ),
+    ];
+    for (name, kind, help, samples) in &series {
+        write_labelled(out, (name, kind, help), "trigger", samples);
+    }
+    let lag: Vec<(&str, f64)> = stats
+        .iter()
+        .map(|s| {
+            let waited = s.oldest_pending.map_or(0, |at| (now - at).max(0));
+            (s.trigger.as_str(), waited as f64 / 1000.0)
+        })
+        .collect();
+    write_labelled(
+        out,
+        (
+            "junction_trigger_lag_seconds",
+            "gauge",
+            "How long the oldest event not yet delivered to every webhook has waited.",
+        ),
+        "trigger",
+        &lag,
+    );
+}
+
 async fn store_health(out: &mut String, access: &Access) {
     use junction_runtime::telemetry::write_series;
     let store = access.vault.store();
@@ -589,6 +688,7 @@ async fn metrics(State(state): State<AdminState>) -> Response {
     agent_metrics(&mut text, &table.agents().links());
     if let Some(access) = &state.access {
         store_health(&mut text, access).await;
+        trigger_metrics(&mut text, access).await;
     }
     (
         [(

@@ -169,6 +169,21 @@ pub struct DeliveryRow {
     pub updated_at: i64,
 }
 
+/// A trigger's events and deliveries in numbers, for `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TriggerStats {
+    pub trigger: String,
+    /// Events stored.
+    pub events: i64,
+    pub pending: i64,
+    pub delivered: i64,
+    pub dead: i64,
+    /// Attempts beyond the first, over every delivery.
+    pub retries: i64,
+    /// When the oldest event with a pending delivery was stored (Unix ms).
+    pub oldest_pending: Option<i64>,
+}
+
 /// Which deliveries to list, newest event first.
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryQuery {
@@ -330,6 +345,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         reason: &str,
         now: i64,
     ) -> Result<(), StoreError>;
+    /// Every trigger's events and deliveries in numbers.
+    async fn trigger_stats(&self) -> Result<Vec<TriggerStats>, StoreError>;
     /// Deliveries, by `query`.
     async fn deliveries(&self, query: &DeliveryQuery) -> Result<Vec<DeliveryRow>, StoreError>;
     /// Makes deliveries of `trigger` pending again, due now: the dead ones

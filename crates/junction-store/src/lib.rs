@@ -30,7 +30,7 @@ use serde_json::{Map, Value, json};
 
 pub use backend::{
     AgentRow, AuditEvent, AuditQuery, ClientRow, ConnectionRow, DeliveryQuery, DeliveryRow,
-    EventRow, Store, TriggerRow,
+    EventRow, Store, TriggerRow, TriggerStats,
 };
 pub use crypto::{MASTER_KEY_ENV, MasterKey};
 pub use error::StoreError;

@@ -19,7 +19,7 @@ use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
 
 use crate::backend::{
     AgentRow, AuditEvent, AuditQuery, ClientRow, ConnectionRow, DeliveryQuery, DeliveryRow,
-    EventRow, Store, TriggerRow,
+    EventRow, Store, TriggerRow, TriggerStats,
 };
 use crate::crypto::MasterKey;
 use crate::error::StoreError;
@@ -1169,6 +1169,52 @@ macro_rules! impl_store {
                 .await?;
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn trigger_stats(&self) -> Result<Vec<TriggerStats>, StoreError> {
+                let mut stats: Vec<TriggerStats> = Vec::new();
+                let events = sqlx::query(
+                    "SELECT trigger_name, COUNT(*) AS n FROM trigger_events GROUP BY trigger_name \
+                     ORDER BY trigger_name",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                for row in &events {
+                    stats.push(TriggerStats {
+                        trigger: row.try_get("trigger_name")?,
+                        events: row.try_get("n")?,
+                        ..TriggerStats::default()
+                    });
+                }
+                let deliveries = sqlx::query(
+                    "SELECT d.trigger_name, d.state, COUNT(*) AS n, \
+                     CAST(SUM(CASE WHEN d.attempts > 1 THEN d.attempts - 1 ELSE 0 END) AS BIGINT) AS retries, \
+                     MIN(e.created_at) AS oldest \
+                     FROM trigger_deliveries d JOIN trigger_events e ON e.id = d.event_id \
+                     GROUP BY d.trigger_name, d.state",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                for row in &deliveries {
+                    let trigger: String = row.try_get("trigger_name")?;
+                    let state: String = row.try_get("state")?;
+                    let n: i64 = row.try_get("n")?;
+                    let retries: Option<i64> = row.try_get("retries")?;
+                    let oldest: Option<i64> = row.try_get("oldest")?;
+                    let Some(entry) = stats.iter_mut().find(|s| s.trigger == trigger) else {
+                        continue;
+                    };
+                    entry.retries += retries.unwrap_or(0);
+                    match state.as_str() {
+                        "pending" => {
+                            entry.pending = n;
+                            entry.oldest_pending = oldest;
+                        }
+                        "delivered" => entry.delivered = n,
+                        _ => entry.dead = n,
+                    }
+                }
+                Ok(stats)
             }
 
             async fn deliveries(
