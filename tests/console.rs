@@ -129,6 +129,14 @@ fn pets(addr: SocketAddr) -> Connector {
             )),
             support::op(Post, "/pets", "CreatePet")
                 .json_body(json!({"$ref": "#/definitions/Pet"}), true),
+            {
+                // A trigger on the list's route (the console's Triggers page shows it).
+                let mut trigger = support::op(Get, "/pets", "OnNewPets");
+                trigger
+                    .extensions
+                    .insert("x-ms-trigger".into(), json!("batch"));
+                trigger
+            },
         ],
     );
     pets.definitions.insert(
@@ -242,7 +250,8 @@ async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let key_file = support::master_key_file(dir.path());
     let toml = format!(
-        "[store]\npath = \"{}\"\nkey_file = \"{}\"\n\n[admin]\ntoken = \"{ADMIN_TOKEN}\"\n",
+        "[store]\npath = \"{}\"\nkey_file = \"{}\"\n\n[admin]\ntoken = \"{ADMIN_TOKEN}\"\n\n\
+         [trigger.new-pets]\nconnector = \"pets\"\noperation = \"OnNewPets\"\n",
         dir.path().join("junction.db").display(),
         key_file.display()
     );

@@ -181,6 +181,15 @@ try {
   check((await page.locator('#diagnostics').innerText()).includes('warning'), 'no warning listed');
   await shot('diagnostics');
 
+  step('triggers: their state and latest events');
+  await nav('Triggers');
+  const trigger = page.locator('[data-trigger="new-pets"]');
+  await trigger.locator('table.events tbody tr').first().waitFor();
+  const shown = await trigger.innerText();
+  check(shown.includes('mock-pets-7731'), `the trigger's event is not shown: ${shown.slice(0, 300)}`);
+  check(shown.includes('pets · OnNewPets') && shown.includes('running'), `the trigger's state is not shown: ${shown.slice(0, 300)}`);
+  await shot('triggers');
+
   step('create a connection; its secret never shows');
   await nav('Connections');
   await page.getByRole('heading', { name: 'New connection' }).waitFor();

@@ -135,6 +135,7 @@ pub fn admin_router_with(
         .route("/api/v1/clients/{id}", get(client).delete(delete_client))
         .route("/api/v1/clients/{id}/grants", put(set_grants))
         .route("/api/v1/audit", get(audit))
+        .route("/api/v1/triggers", get(triggers))
         .route("/api/v1/agents", get(agents))
         .route("/api/v1/agents/tokens", post(create_agent_token))
         .route("/api/v1/agents/{id}", delete(revoke_agent))
@@ -1067,6 +1068,65 @@ fn grant_object(object: &Map<String, Value>) -> Result<Grant, Error> {
             "names a connector, a view or a trigger, one of them",
         )),
     }
+}
+
+/// How many of a trigger's latest events and failing deliveries `GET /api/v1/triggers`
+/// shows.
+const TRIGGER_RECENT: i64 = 10;
+
+/// `GET /api/v1/triggers`: every configured trigger with its stored state, its figures,
+/// its latest events and its failing deliveries (retried or dead).
+async fn triggers(State(state): State<AdminState>, request: Request) -> Response {
+    let access = attempt!(&request, access(&state));
+    let store = access.vault.store();
+    let stats = attempt!(&request, store.trigger_stats().await.map_err(store_error));
+    let mut list = Vec::new();
+    for (name, trigger) in state.catalog.triggers() {
+        let stored = attempt!(&request, store.trigger(name).await.map_err(store_error));
+        let figures = stats.iter().find(|s| &s.trigger == name);
+        let total = figures.map_or(0, |s| s.events);
+        let recent = attempt!(
+            &request,
+            store
+                .latest_events(name, TRIGGER_RECENT)
+                .await
+                .map_err(store_error)
+        );
+        let failing: Vec<_> = attempt!(
+            &request,
+            store
+                .deliveries(&junction_store::DeliveryQuery {
+                    trigger: Some(name.clone()),
+                    state: None,
+                    limit: Some(200),
+                })
+                .await
+                .map_err(store_error)
+        )
+        .into_iter()
+        .filter(|d| d.state == "dead" || (d.state == "pending" && d.attempts > 0))
+        .take(usize::try_from(TRIGGER_RECENT).unwrap_or(10))
+        .collect();
+        let recent: Vec<Value> = recent
+            .iter()
+            .map(|e| {
+                json!({"id": e.id, "created_at": e.created_at, "key": e.key,
+                       "payload": serde_json::from_str::<Value>(&e.payload).unwrap_or(Value::Null)})
+            })
+            .collect();
+        list.push(json!({
+            "name": name,
+            "connector": trigger.connector,
+            "operation": trigger.operation,
+            "webhooks": trigger.webhooks.keys().collect::<Vec<_>>(),
+            "state": stored,
+            "events": total,
+            "stats": figures,
+            "recent": recent,
+            "failing": failing,
+        }));
+    }
+    axum::Json(json!({"triggers": list})).into_response()
 }
 
 async fn clients(State(state): State<AdminState>, request: Request) -> Response {

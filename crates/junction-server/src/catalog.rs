@@ -24,6 +24,8 @@ pub struct Catalog {
     /// The secret values of each `[connector.NAME.connection]`, to redact from what the
     /// console shows.
     configured_secrets: HashMap<String, Vec<Secret>>,
+    /// `[trigger.NAME]` sections, in file order.
+    triggers: Vec<(String, junction_runtime::config::triggers::TriggerConfig)>,
 }
 
 impl Catalog {
@@ -55,7 +57,17 @@ impl Catalog {
                 .collect(),
             diagnostics,
             configured_secrets,
+            triggers: config
+                .triggers
+                .iter()
+                .map(|(name, trigger)| (name.clone(), trigger.clone()))
+                .collect(),
         }
+    }
+
+    /// The configured triggers, by name, in file order.
+    pub fn triggers(&self) -> &[(String, junction_runtime::config::triggers::TriggerConfig)] {
+        &self.triggers
     }
 
     /// The model of connector `name`.

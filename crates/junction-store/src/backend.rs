@@ -345,6 +345,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         reason: &str,
         now: i64,
     ) -> Result<(), StoreError>;
+    /// The last `limit` events of trigger `name`, newest first.
+    async fn latest_events(&self, name: &str, limit: i64) -> Result<Vec<EventRow>, StoreError>;
     /// Every trigger's events and deliveries in numbers.
     async fn trigger_stats(&self) -> Result<Vec<TriggerStats>, StoreError>;
     /// Deliveries, by `query`.

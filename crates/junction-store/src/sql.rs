@@ -1171,6 +1171,22 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn latest_events(
+                &self,
+                name: &str,
+                limit: i64,
+            ) -> Result<Vec<EventRow>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT id, trigger_name, dedup_key, payload, created_at FROM trigger_events \
+                     WHERE trigger_name = $1 ORDER BY id DESC LIMIT $2",
+                )
+                .bind(name)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.iter().map(event_row).collect::<Result<_, _>>()?)
+            }
+
             async fn trigger_stats(&self) -> Result<Vec<TriggerStats>, StoreError> {
                 let mut stats: Vec<TriggerStats> = Vec::new();
                 let events = sqlx::query(

@@ -1,5 +1,6 @@
 // The console's pages and navigation. Pages are addressed by the URL's hash
-// (#/connectors/NAME/OPERATION, #/views, #/connections, #/stats, #/diagnostics), so the
+// (#/connectors/NAME/OPERATION, #/views, #/connections, #/triggers, #/stats,
+// #/diagnostics), so the
 // browser's back button and links work without a server-side router.
 
 import { api, ApiError, seg, storedToken, storeToken } from './api.js';
@@ -93,7 +94,7 @@ function route() {
     if (link.dataset.section === section) link.setAttribute('aria-current', 'page');
     else link.removeAttribute('aria-current');
   }
-  const pages = { connectors, views, connections, stats, diagnostics };
+  const pages = { connectors, views, connections, triggers, stats, diagnostics };
   const show = pages[section] ?? connectors;
   show(...rest).catch((error) => {
     if (error instanceof ApiError && error.status === 401) {
@@ -376,6 +377,58 @@ async function diagnostics() {
         h('thead', {}, h('tr', {}, ['Severity', 'Code', 'Where', 'Message'].map((t) => h('th', { scope: 'col' }, t)))),
         h('tbody', {}, rows))]
       : notice('Nothing to report.', 'ok'));
+}
+
+// ------------------------------------------------------------------ triggers
+
+/** The triggers the gateway runs: state, figures, latest events, failing deliveries. */
+async function triggers() {
+  if (!gateway.store) {
+    fill(page, h('h1', {}, 'Triggers'), notice('Triggers keep their state in the store: add a [store] section.'));
+    return;
+  }
+  const data = await api('/triggers');
+  const when = (ms) => (ms ? new Date(ms).toISOString().replace('.000', '') : '—');
+  const sections = data.triggers.map((t) => {
+    const state = t.state ?? {};
+    const stats = t.stats ?? {};
+    const status = state.paused ? h('span', { class: 'badge warning' }, 'paused')
+      : state.last_error ? h('span', { class: 'badge error' }, 'failing')
+        : h('span', { class: 'badge ok' }, 'running');
+    return h('section', { class: 'panel', 'data-trigger': t.name, 'aria-labelledby': `trigger-${t.name}` },
+      h('h2', { id: `trigger-${t.name}` }, t.name, ' ', status),
+      h('p', { class: 'mono' }, `${t.connector} · ${t.operation}`),
+      h('dl', { class: 'figures' },
+        h('dt', {}, 'Polls'), h('dd', {}, String(state.polls ?? 0)),
+        h('dt', {}, 'Next'), h('dd', {}, when(state.next_poll_at)),
+        h('dt', {}, 'Events'), h('dd', {}, String(t.events)),
+        h('dt', {}, 'Pending'), h('dd', {}, String(stats.pending ?? 0)),
+        h('dt', {}, 'Dead letters'), h('dd', {}, String(stats.dead ?? 0)),
+        h('dt', {}, 'Webhooks'), h('dd', {}, t.webhooks.length ? t.webhooks.join(', ') : 'none (event stream only)')),
+      state.last_error ? notice(`Last poll failed: ${state.last_error}`, 'bad') : null,
+      h('h3', {}, 'Latest events'),
+      t.recent.length ? h('table', { class: 'events' },
+        h('thead', {}, h('tr', {}, ['#', 'Stored', 'Item'].map((c) => h('th', { scope: 'col' }, c)))),
+        h('tbody', {}, t.recent.map((e) => h('tr', {},
+          h('td', { class: 'mono' }, String(e.id)),
+          h('td', { class: 'mono' }, when(e.created_at)),
+          h('td', { class: 'mono' }, firstLine(JSON.stringify(e.payload)))))))
+        : h('p', { class: 'hint' }, 'No event yet.'),
+      h('h3', {}, 'Failing deliveries'),
+      t.failing.length ? h('table', { class: 'failing' },
+        h('thead', {}, h('tr', {}, ['Webhook', 'Event', 'State', 'Attempts', 'Last error'].map((c) => h('th', { scope: 'col' }, c)))),
+        h('tbody', {}, t.failing.map((d) => h('tr', {},
+          h('td', {}, d.subscriber),
+          h('td', { class: 'mono' }, String(d.event_id)),
+          h('td', {}, h('span', { class: `badge ${d.state === 'dead' ? 'error' : 'warning'}` }, d.state)),
+          h('td', {}, String(d.attempts)),
+          h('td', {}, d.last_error ?? '')))))
+        : h('p', { class: 'hint' }, 'None.'));
+  });
+  fill(page, h('h1', {}, 'Triggers'),
+    h('p', {}, 'Triggers the gateway polls or subscribes to (docs/triggers.md). ',
+      'Pause, resume, replay and redeliver with junction triggers and junction deliveries.'),
+    h('div', { id: 'triggers' }, sections.length ? sections : notice('No trigger is configured ([trigger.NAME] in junction.toml).')));
 }
 
 // ------------------------------------------------------------------ helpers
