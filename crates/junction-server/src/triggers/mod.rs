@@ -2,14 +2,16 @@
 //! connector's trigger operation ([`poll`]) or keeps a webhook subscription with it
 //! ([`subscribe`], notifications arriving at [`hooks`]), keeps its cursor and the events
 //! it found in the store, delivers each event to the trigger's webhooks ([`deliver`]) and
-//! serves them as an event stream ([`stream`]).
+//! serves them as an event stream ([`stream`]). Every call a trigger makes of its
+//! operation (a poll, a subscription, its check or end) is built by [`request`] and goes
+//! through the gateway like a client's call.
 //!
 //! A trigger is polled by one replica at a time: the one holding its lease in the store
 //! (`[trigger.NAME] lease`), renewed while it runs; when that replica dies another takes
-//! the trigger over once the lease has run out. A poll's new events and the trigger's next cursor are
-//! recorded in one transaction, each event once (unique per trigger by its deduplication
-//! key), so a crash between a poll and its record loses nothing and repeats nothing: the
-//! next poll asks again from the same cursor.
+//! the trigger over once the lease has run out. A poll's new events and the trigger's
+//! next cursor are recorded in one transaction, each event once (unique per trigger by
+//! its deduplication key), so a crash between a poll and its record loses nothing and
+//! repeats nothing: the next poll asks again from the same cursor.
 
 mod deliver;
 pub(crate) mod hooks;
@@ -20,12 +22,17 @@ mod subscribe;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
+use http_body_util::Full;
 use junction_model::{Connector, Operation};
 use junction_runtime::config::triggers::TriggerConfig;
-use junction_runtime::{Config, SharedGateway};
+use junction_runtime::{Config, Error, SharedGateway, TriggerPoll};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use tokio::sync::watch;
 
-use crate::access::Access;
+use crate::access::{Access, store_error};
+use crate::call::{self, Inputs, Stored};
 
 /// Whether a trigger's answer is one event (`x-ms-trigger: single`) or a list of them
 /// (`batch`).
@@ -109,7 +116,7 @@ impl Triggers {
             let fires = match operation
                 .extensions
                 .get("x-ms-trigger")
-                .and_then(serde_json::Value::as_str)
+                .and_then(Value::as_str)
             {
                 Some(kind) if kind.eq_ignore_ascii_case("single") => Fires::Single,
                 _ => Fires::Batch,
@@ -178,4 +185,50 @@ fn owner_id() -> String {
     } else {
         format!("{host}-{}-{hex}", std::process::id())
     }
+}
+
+/// What a trigger's call of its operation is made with; stored with a subscription, it
+/// is enough to end it after the trigger is gone.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TriggerCall {
+    pub connector: String,
+    pub operation: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
+    pub parameters: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+}
+
+/// The request of a trigger's own call of its operation (a poll, a subscription): with
+/// `made`'s parameters, body and connection, marked as the trigger's (`poll`: sent to a
+/// `Location` instead).
+async fn request(
+    triggers: &Triggers,
+    connector: &Connector,
+    op: &Operation,
+    made: &TriggerCall,
+    poll: Option<TriggerPoll>,
+) -> Result<http::Request<Full<Bytes>>, Error> {
+    let inputs = Inputs {
+        parameters: Some(&made.parameters),
+        body: made.body.as_ref(),
+    };
+    let mut request = call::request(connector, op, &inputs)?;
+    if let Some(connection) = &made.connection {
+        let access = &triggers.access;
+        let named = format!("{}/{connection}", connector.name);
+        let row = match access.vault.find_connection(&named).await {
+            Ok(row) => row,
+            Err(_) => access
+                .vault
+                .find_connection(connection)
+                .await
+                .map_err(store_error)?,
+        };
+        let stored = Stored::resolve(access, &triggers.gateway.load(), row).await?;
+        request.extensions_mut().insert(stored.resolved);
+    }
+    request.extensions_mut().insert(poll.unwrap_or_default());
+    Ok(request)
 }

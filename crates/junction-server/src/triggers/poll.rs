@@ -14,6 +14,9 @@
 //! query parameters its `triggerConfig` renders from the last answer. Its first poll only
 //! sets that cursor (what exists already does not fire); each later one fires the items
 //! at `triggerDataPath`, and moves the cursor when the answer names what it needs.
+//!
+//! A webhook trigger runs the same loop (lease, schedule, record), with a subscription
+//! step ([`super::subscribe::step`]) in place of the poll.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,8 +30,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use super::subscribe::Subscription;
-use super::{Fires, Trigger, Triggers};
+use super::{Fires, Trigger, TriggerCall, Triggers};
 
 /// The longest a poll may take. (A poll longer than the trigger's lease may be repeated
 /// by another replica meanwhile; only the holder's result is recorded.)
@@ -49,7 +51,7 @@ pub(super) struct Polled {
     pub location: Option<String>,
     /// The next poll's query parameters from a `pollingtrigger` template (JSON).
     pub query: Option<String>,
-    /// A webhook trigger's subscription ([`super::subscribe::Subscription`], JSON).
+    /// A webhook trigger's subscription ([`super::TriggerCall`], JSON).
     pub subscription: Option<String>,
     pub wait: Duration,
     pub error: Option<String>,
@@ -340,7 +342,7 @@ async fn request(
     {
         parameters.extend(query);
     }
-    let made = Subscription {
+    let made = TriggerCall {
         connector: trigger.connector.name.clone(),
         operation: trigger.operation.id.clone(),
         connection: trigger.config.connection.clone(),
@@ -351,7 +353,7 @@ async fn request(
         location: state.location.clone(),
         method: None,
     };
-    super::subscribe::request(
+    super::request(
         triggers,
         &trigger.connector,
         &trigger.operation,

@@ -11,36 +11,18 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::Bytes;
 use hmac::{KeyInit, Mac};
-use http_body_util::Full;
 use junction_model::{Connector, Operation};
 use junction_runtime::{Error, TriggerPoll};
 use junction_store::TriggerRow;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
 use super::poll::Polled;
-use super::{Trigger, Triggers};
-use crate::access::store_error;
-use crate::call::{self, Inputs, Stored};
+use super::{Trigger, TriggerCall, Triggers, request};
 
 /// How often a subscription without `renew` is checked again.
 const RECHECK: Duration = Duration::from_secs(3600);
-
-/// What a trigger's call of its operation is made with; stored with a subscription, it
-/// is enough to end it after the trigger is gone.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Subscription {
-    pub connector: String,
-    pub operation: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connection: Option<String>,
-    pub parameters: Map<String, Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<Value>,
-}
 
 /// Where the subscription body takes the callback URL: the property path of the field
 /// marked `x-ms-notification-url` in the operation's body schema (`$ref`s followed).
@@ -197,8 +179,8 @@ async fn subscribe(
 
 /// What the trigger subscribes with: its parameters, connection, and body with the
 /// callback URL.
-fn subscription_of(triggers: &Triggers, trigger: &Trigger) -> Subscription {
-    Subscription {
+fn subscription_of(triggers: &Triggers, trigger: &Trigger) -> TriggerCall {
+    TriggerCall {
         connector: trigger.connector.name.clone(),
         operation: trigger.operation.id.clone(),
         connection: trigger.config.connection.clone(),
@@ -272,39 +254,6 @@ async fn call_location(
     Ok(answered.status().as_u16())
 }
 
-/// The request of a trigger's own call of its operation (a poll, a subscription): with
-/// `made`'s parameters, body and connection, marked as the trigger's (`poll`: sent to a
-/// `Location` instead).
-pub(super) async fn request(
-    triggers: &Triggers,
-    connector: &Connector,
-    op: &Operation,
-    made: &Subscription,
-    poll: Option<TriggerPoll>,
-) -> Result<http::Request<Full<Bytes>>, Error> {
-    let inputs = Inputs {
-        parameters: Some(&made.parameters),
-        body: made.body.as_ref(),
-    };
-    let mut request = call::request(connector, op, &inputs)?;
-    if let Some(connection) = &made.connection {
-        let access = &triggers.access;
-        let named = format!("{}/{connection}", connector.name);
-        let row = match access.vault.find_connection(&named).await {
-            Ok(row) => row,
-            Err(_) => access
-                .vault
-                .find_connection(connection)
-                .await
-                .map_err(store_error)?,
-        };
-        let stored = Stored::resolve(access, &triggers.gateway.load(), row).await?;
-        request.extensions_mut().insert(stored.resolved);
-    }
-    request.extensions_mut().insert(poll.unwrap_or_default());
-    Ok(request)
-}
-
 /// Ends the subscriptions of webhook triggers no longer configured (their stored state
 /// says how they were made), and forgets their state.
 pub(super) async fn end_removed(triggers: Arc<Triggers>) {
@@ -323,7 +272,7 @@ pub(super) async fn end_removed(triggers: Arc<Triggers>) {
         let (Some(location), Some(made)) = (&row.location, &row.subscription) else {
             continue;
         };
-        let Ok(subscription) = serde_json::from_str::<Subscription>(made) else {
+        let Ok(subscription) = serde_json::from_str::<TriggerCall>(made) else {
             continue;
         };
         let Some(connector) = triggers.access.connector(&subscription.connector) else {
