@@ -438,14 +438,31 @@ async fn keys_are_required_checked_and_rotated(test: TestStore) {
         .unwrap_err();
     assert!(error.to_string().contains(&key.id()), "{error}");
 
+    // A webhook a client registered keeps its signing secret sealed too.
+    let webhook_key = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let registered = vault
+        .register_webhook("feed", "cli_1", "https://hooks.example.com/x", webhook_key)
+        .await
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&registered.secret).contains(webhook_key),
+        "the webhook secret is stored in the clear"
+    );
+
     // Rotation re-seals everything; then only the new key opens the store.
-    assert_eq!(vault.rotate(&other, "test").await.unwrap(), 1);
+    assert_eq!(vault.rotate(&other, "test").await.unwrap(), 2);
     assert!(Vault::new(store.clone(), Some(key.clone())).await.is_err());
     let rotated = Vault::new(store.clone(), Some(other)).await.unwrap();
     let row = rotated.find_connection(&created.id).await.unwrap();
     assert_eq!(
         rotated.values(&row).unwrap()["api_key"].expose_secret(),
         SECRET
+    );
+    let webhooks = store.webhooks("feed").await.unwrap();
+    assert_eq!(webhooks.len(), 1);
+    assert_eq!(
+        rotated.webhook_key(&webhooks[0]).unwrap().expose(),
+        webhook_key
     );
 
     // The refresh lease is held by one at a time and expires.

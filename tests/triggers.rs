@@ -409,7 +409,7 @@ async fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool
     }
 }
 
-/// Three events to three webhooks: one accepts (signatures checked with the reference
+/// Three events (a fourth item left out by the trigger's `filter`) to three webhooks: one accepts (signatures checked with the reference
 /// library), one fails each event once with `Retry-After: 1` (retried with the same id
 /// after a second), one fails until it is disabled (dead-lettered), then is redelivered
 /// with `junction deliveries redeliver` once it is up again.
@@ -421,7 +421,7 @@ async fn webhooks_are_signed_retried_and_dead_lettered() {
         }
         let (status, mut headers, body) = json_answer(
             200,
-            json!({"value": [{"id": "a"}, {"id": "b"}, {"id": "c"}]}),
+            json!({"value": [{"id": "a"}, {"id": "b"}, {"id": "test", "test": true}, {"id": "c"}]}),
         );
         headers.push((
             "location",
@@ -447,7 +447,7 @@ async fn webhooks_are_signed_retried_and_dead_lettered() {
     let dir = tempfile::tempdir().unwrap();
     let key_file = support::master_key_file(dir.path());
     let toml = format!(
-        "{}\n[trigger.feed]\nconnector = \"shop\"\noperation = \"OnFeed\"\n\
+        "{}\n[trigger.feed]\nconnector = \"shop\"\noperation = \"OnFeed\"\nfilter = \".test != true\"\n\
          [trigger.feed.webhook.good]\nurl = \"{}/hook\"\nsecret = \"{GOOD_SECRET}\"\n\
          [trigger.feed.webhook.flaky]\nurl = \"{}/hook\"\nsecret = \"{OTHER_SECRET}\"\nretry = [\"100ms\"]\n\
          [trigger.feed.webhook.down]\nurl = \"{}/hook\"\nsecret = \"{OTHER_SECRET}\"\nretry = [\"200ms\"]\ndisable_after = \"1s\"\n",
@@ -541,29 +541,31 @@ async fn webhooks_are_signed_retried_and_dead_lettered() {
     // Up again: `junction deliveries` lists and redelivers them, with their ids.
     let config_dir = tempfile::tempdir().unwrap();
     std::fs::write(config_dir.path().join("junction.toml"), &toml).unwrap();
+    // On the blocking pool: the gateway and the webhooks keep running meanwhile.
     let cli = |args: &[&str]| {
-        let output = std::process::Command::new(crate::cli::junction_binary())
-            .args(args)
-            .arg("--config")
-            .arg(config_dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
+        let mut command = std::process::Command::new(crate::cli::junction_binary());
+        command.args(args).arg("--config").arg(config_dir.path());
+        async move {
+            let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+                .await
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            String::from_utf8(output.stdout).unwrap()
+        }
     };
-    let dead_letters = || -> Value {
-        let listed = cli(&["deliveries", "list", "--trigger", "feed", "--state", "dead"]);
-        serde_json::from_str(&listed).unwrap()
+    let dead_letters = || async {
+        let listed = cli(&["deliveries", "list", "--trigger", "feed", "--state", "dead"]).await;
+        serde_json::from_str::<Value>(&listed).unwrap()
     };
-    let listed = dead_letters();
+    let listed = dead_letters().await;
     assert_eq!(listed.as_array().unwrap().len(), 3, "{listed}");
     let before = down.ids().len();
     down_is_up.store(true, std::sync::atomic::Ordering::SeqCst);
-    let said = cli(&["deliveries", "redeliver", "feed", "--webhook", "down"]);
+    let said = cli(&["deliveries", "redeliver", "feed", "--webhook", "down"]).await;
     assert!(said.starts_with("3 dead deliveries"), "{said}");
     wait_until("redelivered", Duration::from_secs(20), || {
         down.ids().len() >= before + 3
@@ -572,7 +574,7 @@ async fn webhooks_are_signed_retried_and_dead_lettered() {
     let mut again: Vec<String> = down.ids()[before..].to_vec();
     again.sort();
     assert_eq!(again, ids);
-    assert_eq!(dead_letters(), json!([]));
+    assert_eq!(dead_letters().await, json!([]));
 
     // The figures on /metrics, from the store.
     wait_until("all delivered", Duration::from_secs(20), || {
@@ -598,6 +600,264 @@ async fn webhooks_are_signed_retried_and_dead_lettered() {
         .unwrap();
     assert!(retries.parse::<f64>().unwrap() >= 3.0, "{retries}");
     server.shutdown().await;
+}
+
+/// A client granted a trigger registers its own webhook (`POST /triggers/NAME/webhooks`):
+/// it gets a secret once, the trigger's next events reach it signed with that secret
+/// (checked with the reference library), other clients neither see nor remove it, hosts
+/// outside `webhook_hosts` are refused, and once removed it gets nothing more.
+#[tokio::test]
+async fn clients_register_their_own_webhooks() {
+    let items = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let served = items.clone();
+    let trigger_backend = Backend::start(move |seen| {
+        if seen.path.ends_with("/orders") {
+            return (202, vec![("retry-after", "3600".to_owned())], String::new());
+        }
+        let items = std::mem::take(&mut *served.lock().unwrap());
+        if items.is_empty() {
+            return (202, vec![("retry-after", "1".to_owned())], String::new());
+        }
+        let (status, mut headers, body) = json_answer(200, json!({"value": items}));
+        headers.push(("retry-after", "1".to_owned()));
+        (status, headers, body)
+    })
+    .await;
+    let receiver = Receiver::start(|_| 204).await;
+    let test = TestStore::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = support::master_key_file(dir.path());
+    let toml = format!(
+        "{}
+[trigger.feed]
+connector = \"shop\"\noperation = \"OnFeed\"\ninterval = \"100ms\"\n\
+         webhook_hosts = [\"127.0.0.1:*\"]\n\
+         [trigger.closed]\nconnector = \"shop\"\noperation = \"OnNewOrder\"\n\
+         [trigger.closed.parameters]\nstatus = \"open\"\n",
+        test.toml(&key_file)
+    );
+    let server = support::gateway(vec![shop(trigger_backend.addr)], &toml).await;
+    let app = client_key(&server, "app", json!(["trigger:feed", "trigger:closed"])).await;
+    let other = client_key(&server, "other", json!(["trigger:feed"])).await;
+    let stranger = client_key(&server, "stranger", json!([])).await;
+    let call = |method: reqwest::Method, path: &str, key: &str, body: Option<Value>| {
+        let mut request = support::client()
+            .request(method, format!("{}{path}", server.data_url()))
+            .header("x-api-key", key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move { collect(request.send().await.unwrap()).await }
+    };
+    let hook = json!({"url": format!("{}/hook", receiver.backend.url())});
+
+    let refused = call(
+        reqwest::Method::POST,
+        "/triggers/feed/webhooks",
+        &stranger,
+        Some(hook.clone()),
+    )
+    .await;
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    assert!(
+        refused.text().contains("trigger:feed"),
+        "{}",
+        refused.text()
+    );
+    let closed = call(
+        reqwest::Method::POST,
+        "/triggers/closed/webhooks",
+        &app,
+        Some(hook.clone()),
+    )
+    .await;
+    assert_eq!(closed.status, 403, "{}", closed.text());
+    assert!(closed.text().contains("webhook_hosts"), "{}", closed.text());
+    let elsewhere = call(
+        reqwest::Method::POST,
+        "/triggers/feed/webhooks",
+        &app,
+        Some(json!({"url": "http://metadata.internal/latest"})),
+    )
+    .await;
+    assert_eq!(elsewhere.status, 400, "{}", elsewhere.text());
+    assert_eq!(
+        elsewhere.json()["errors"][0]["pointer"],
+        "/url",
+        "{}",
+        elsewhere.text()
+    );
+    let weak = call(
+        reqwest::Method::POST,
+        "/triggers/feed/webhooks",
+        &app,
+        Some(json!({"url": hook["url"], "secret": "whsec_c2hvcnQ="})),
+    )
+    .await;
+    assert_eq!(weak.status, 400, "{}", weak.text());
+    assert!(weak.text().contains("24 to 64"), "{}", weak.text());
+
+    let made = call(
+        reqwest::Method::POST,
+        "/triggers/feed/webhooks",
+        &app,
+        Some(hook.clone()),
+    )
+    .await;
+    assert_eq!(made.status, 201, "{}", made.text());
+    let made_json = made.json();
+    let id = made_json["id"].as_str().unwrap().to_owned();
+    let secret = made_json["secret"].as_str().unwrap().to_owned();
+    assert!(
+        id.starts_with("wh_") && secret.starts_with("whsec_"),
+        "{made_json}"
+    );
+    assert_eq!(
+        made.header("location"),
+        Some(format!("/triggers/feed/webhooks/{id}").as_str())
+    );
+    let listed = call(reqwest::Method::GET, "/triggers/feed/webhooks", &app, None).await;
+    assert_eq!(listed.json()[0]["id"], json!(id), "{}", listed.text());
+    assert!(!listed.text().contains(&secret), "{}", listed.text());
+    let theirs = call(
+        reqwest::Method::GET,
+        "/triggers/feed/webhooks",
+        &other,
+        None,
+    )
+    .await;
+    assert_eq!(theirs.json(), json!([]));
+    let path = format!("/triggers/feed/webhooks/{id}");
+    let not_theirs = call(reqwest::Method::DELETE, &path, &other, None).await;
+    assert_eq!(not_theirs.status, 404, "{}", not_theirs.text());
+
+    // The trigger's next events reach it, signed with its secret.
+    items
+        .lock()
+        .unwrap()
+        .extend([json!({"id": "a"}), json!({"id": "b"})]);
+    wait_until("two deliveries", Duration::from_secs(20), || {
+        receiver.ids().len() == 2
+    })
+    .await;
+    verify_with_standard_webhooks(&receiver, &secret);
+    let admin = support::admin(&server, reqwest::Method::GET, "/api/v1/triggers").await;
+    let feed = admin.json()["triggers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "feed")
+        .cloned()
+        .unwrap();
+    assert_eq!(feed["registered_webhooks"][0]["id"], json!(id), "{feed}");
+    assert!(
+        !admin.text().contains(&secret[6..]),
+        "the admin API shows a secret"
+    );
+
+    // Removed: later events do not go there.
+    let removed = call(reqwest::Method::DELETE, &path, &app, None).await;
+    assert_eq!(removed.status, 204, "{}", removed.text());
+    let gone = call(reqwest::Method::GET, &path, &app, None).await;
+    assert_eq!(gone.status, 404, "{}", gone.text());
+    items.lock().unwrap().push(json!({"id": "c"}));
+    let store = test.open().await;
+    let until = Instant::now() + Duration::from_secs(20);
+    while store.trigger_events("feed", 0, 10).await.unwrap().len() < 3 {
+        assert!(Instant::now() < until, "event c not stored");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.ids().len(), 2);
+    server.shutdown().await;
+}
+
+/// An attempt's outcome is recorded only over the delivery it read: not over one an
+/// operator requeued meanwhile, nor twice (the CI race where a stale `500` disabled a
+/// webhook again just after `junction deliveries redeliver`).
+async fn a_stale_attempt_changes_nothing(test: TestStore) {
+    let store = test.open().await;
+    let now = junction_store::now_ms();
+    let state = store
+        .lease_trigger("stale", "replica-a", now, now + 60_000)
+        .await
+        .unwrap()
+        .unwrap();
+    let stored = store
+        .record_poll(&state, &[("k".into(), "{}".into())], &["hook".into()], now)
+        .await
+        .unwrap();
+    assert_eq!(stored, Some(1));
+    let due = |at: i64| {
+        let store = store.clone();
+        async move { store.due_deliveries("stale", at, 10).await.unwrap() }
+    };
+    let (read, _) = due(now + 1).await.remove(0);
+    let failed = |read: &junction_store::DeliveryRow, at: i64| junction_store::DeliveryRow {
+        state: "dead".into(),
+        attempts: read.attempts + 1,
+        last_status: Some(500),
+        last_error: Some("the webhook answered 500".into()),
+        updated_at: at,
+        ..read.clone()
+    };
+
+    // Requeued (a redelivery) while the attempt was out: its failure is dropped.
+    let requeued = store
+        .requeue_deliveries("stale", None, false, 0, now + 5)
+        .await
+        .unwrap();
+    assert_eq!(requeued, 1);
+    assert!(
+        !store
+            .update_delivery(&failed(&read, now + 10), read.updated_at)
+            .await
+            .unwrap()
+    );
+    let (pending, _) = due(now + 20).await.remove(0);
+    assert_eq!(
+        (pending.state.as_str(), pending.attempts, pending.updated_at),
+        ("pending", 0, now + 5)
+    );
+
+    // The next attempt's outcome is recorded, once.
+    let delivered = junction_store::DeliveryRow {
+        state: "delivered".into(),
+        ..failed(&pending, now + 30)
+    };
+    assert!(
+        store
+            .update_delivery(&delivered, pending.updated_at)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .update_delivery(&failed(&pending, now + 40), pending.updated_at)
+            .await
+            .unwrap()
+    );
+    let rows = store
+        .deliveries(&junction_store::DeliveryQuery {
+            trigger: Some("stale".into()),
+            state: None,
+            limit: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!((rows[0].state.as_str(), rows[0].attempts), ("delivered", 1));
+    test.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_stale_attempt_changes_nothing_sqlite() {
+    a_stale_attempt_changes_nothing(TestStore::sqlite()).await;
+}
+
+#[tokio::test]
+async fn a_stale_attempt_changes_nothing_postgres() {
+    a_stale_attempt_changes_nothing(TestStore::postgres()).await;
 }
 
 /// Items the crash test's backend serves, and how many per poll.

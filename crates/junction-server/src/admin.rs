@@ -1107,6 +1107,7 @@ async fn triggers(State(state): State<AdminState>, request: Request) -> Response
         .filter(|d| d.state == "dead" || (d.state == "pending" && d.attempts > 0))
         .take(usize::try_from(TRIGGER_RECENT).unwrap_or(10))
         .collect();
+        let registered = attempt!(&request, store.webhooks(name).await.map_err(store_error));
         let recent: Vec<Value> = recent
             .iter()
             .map(|e| {
@@ -1119,6 +1120,7 @@ async fn triggers(State(state): State<AdminState>, request: Request) -> Response
             "connector": trigger.connector,
             "operation": trigger.operation,
             "webhooks": trigger.webhooks.keys().collect::<Vec<_>>(),
+            "registered_webhooks": registered,
             "state": stored,
             "events": total,
             "stats": figures,

@@ -31,7 +31,7 @@ use serde_json::json;
 
 use crate::listener::Plane;
 use crate::problem;
-use crate::triggers::{Triggers, hooks, stream};
+use crate::triggers::{self, Triggers, hooks};
 
 /// The data-plane router over `gateway`. Tests can drive it without sockets.
 pub fn data_router(gateway: SharedGateway) -> Router {
@@ -106,8 +106,8 @@ impl Plane for DataPlane {
     ) -> http::Response<DataBody> {
         if let Some(triggers) = &self.triggers {
             let path = request.uri().path();
-            if path.starts_with(stream::PREFIX) {
-                return trigger_events(triggers, request).await;
+            if path.starts_with(triggers::PREFIX) {
+                return for_triggers(triggers, request).await;
             }
             if path.starts_with(hooks::PREFIX) {
                 let (path, id) = (
@@ -132,18 +132,21 @@ impl Plane for DataPlane {
     }
 }
 
-/// `/triggers/{name}/events`: the trigger's event stream, or a problem.
-async fn trigger_events<B>(
+/// `/triggers/{name}/…`: a trigger's event stream or registered webhooks, or a problem.
+async fn for_triggers(
     triggers: &Arc<Triggers>,
-    request: http::Request<B>,
+    request: http::Request<ClientBody<Incoming>>,
 ) -> http::Response<DataBody> {
-    let (parts, _) = request.into_parts();
-    match stream::serve(triggers, &parts).await {
+    let (path, id) = (
+        request.uri().path().to_owned(),
+        request.headers().get(problem::REQUEST_ID).cloned(),
+    );
+    match triggers::serve(triggers, request).await {
         Ok(response) => local(response),
         Err(error) => local(problem::response(
             &error,
-            parts.uri.path(),
-            &problem::request_id(parts.headers.get(problem::REQUEST_ID)),
+            &path,
+            &problem::request_id(id.as_ref()),
         )),
     }
 }

@@ -169,6 +169,24 @@ pub struct DeliveryRow {
     pub updated_at: i64,
 }
 
+/// A webhook a client registered with a trigger (`POST /triggers/NAME/webhooks`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WebhookRow {
+    pub trigger: String,
+    /// `wh_…`: its subscriber name in deliveries.
+    pub id: String,
+    pub url: String,
+    /// The signing key (base64 of its bytes), sealed under the master key.
+    #[serde(skip)]
+    pub secret: Vec<u8>,
+    /// The client that registered it, and alone may see or remove it.
+    pub client_id: String,
+    pub created_at: i64,
+    /// When it was disabled for failing (`disable_after`); a redelivery enables it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled_at: Option<i64>,
+}
+
 /// A trigger's events and deliveries in numbers, for `/metrics`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct TriggerStats {
@@ -334,8 +352,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<(DeliveryRow, String)>, StoreError>;
     /// When the next pending delivery of `trigger` is due (Unix ms), if any is pending.
     async fn next_delivery_at(&self, trigger: &str) -> Result<Option<i64>, StoreError>;
-    /// Records an attempt's outcome: `row`'s state, attempts, next attempt and error.
-    async fn update_delivery(&self, row: &DeliveryRow) -> Result<(), StoreError>;
+    /// Records an attempt's outcome: `row`'s state, attempts, next attempt and error,
+    /// when the delivery is still as the attempt read it (pending, one attempt fewer,
+    /// last updated at `read_at`). `false`, recording nothing, when it changed meanwhile:
+    /// dead because its webhook was disabled, requeued by an operator, or attempted by
+    /// another replica; a stale outcome never undoes those.
+    async fn update_delivery(&self, row: &DeliveryRow, read_at: i64) -> Result<bool, StoreError>;
+    /// Stores a webhook a client registered: from now on each new event of its trigger
+    /// gets a delivery to it.
+    async fn insert_webhook(&self, row: &WebhookRow) -> Result<(), StoreError>;
+    /// The webhooks clients registered with `trigger`, oldest first.
+    async fn webhooks(&self, trigger: &str) -> Result<Vec<WebhookRow>, StoreError>;
+    /// Removes registered webhook `id` of `trigger` with its deliveries not yet made;
+    /// whether there was one.
+    async fn delete_webhook(&self, trigger: &str, id: &str) -> Result<bool, StoreError>;
     /// Disables webhook `subscriber` of `trigger`: its pending deliveries become dead
     /// with `reason`, and new events for it are dead at once.
     async fn disable_subscriber(

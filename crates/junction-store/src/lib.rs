@@ -30,7 +30,7 @@ use serde_json::{Map, Value, json};
 
 pub use backend::{
     AgentRow, AuditEvent, AuditQuery, ClientRow, ConnectionRow, DeliveryQuery, DeliveryRow,
-    EventRow, Store, TriggerRow, TriggerStats,
+    EventRow, Store, TriggerRow, TriggerStats, WebhookRow,
 };
 pub use crypto::{MASTER_KEY_ENV, MasterKey};
 pub use error::StoreError;
@@ -636,6 +636,49 @@ impl Vault {
             return Ok(Some(row));
         }
         Ok(None)
+    }
+
+    // ------------------------------------------------------------ registered webhooks
+
+    /// Registers a webhook for client `client_id` with trigger `trigger`: events go to
+    /// `url`, signed with `key` (base64 of the key's bytes), which is sealed.
+    pub async fn register_webhook(
+        &self,
+        trigger: &str,
+        client_id: &str,
+        url: &str,
+        key: &str,
+    ) -> Result<WebhookRow, StoreError> {
+        let master = self.key_for("a webhook's signing secret")?;
+        let id = format!("wh_{}", crypto::random_hex(12)?);
+        let row = WebhookRow {
+            trigger: trigger.to_owned(),
+            secret: master.seal(key.as_bytes(), &sql::webhook_aad(trigger, &id))?,
+            id,
+            url: url.to_owned(),
+            client_id: client_id.to_owned(),
+            created_at: now_ms(),
+            disabled_at: None,
+        };
+        self.store.insert_webhook(&row).await?;
+        self.audit(
+            client_id,
+            "webhook.register",
+            Some(&row.id),
+            "ok",
+            json!({"trigger": trigger, "url": url}),
+        )
+        .await;
+        Ok(row)
+    }
+
+    /// The signing key (base64 of its bytes) of registered webhook `row`.
+    pub fn webhook_key(&self, row: &WebhookRow) -> Result<junction_model::Secret, StoreError> {
+        let master = self.key_for("a webhook's signing secret")?;
+        let plain = master.open(&row.secret, &sql::webhook_aad(&row.trigger, &row.id))?;
+        let text = String::from_utf8(plain.to_vec())
+            .map_err(|_| StoreError::Crypto("a sealed webhook secret is not text".into()))?;
+        Ok(junction_model::Secret::new(text))
     }
 
     /// Starts an OAuth login for connection `id`: a single-use state and the PKCE

@@ -19,7 +19,7 @@ use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
 
 use crate::backend::{
     AgentRow, AuditEvent, AuditQuery, ClientRow, ConnectionRow, DeliveryQuery, DeliveryRow,
-    EventRow, Store, TriggerRow, TriggerStats,
+    EventRow, Store, TriggerRow, TriggerStats, WebhookRow,
 };
 use crate::crypto::MasterKey;
 use crate::error::StoreError;
@@ -62,6 +62,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "triggers",
         include_str!("../migrations/sqlite/0004_triggers.sql"),
     ),
+    (
+        5,
+        "registered webhooks",
+        include_str!("../migrations/sqlite/0005_registered_webhooks.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -83,6 +88,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "triggers",
         include_str!("../migrations/postgres/0004_triggers.sql"),
+    ),
+    (
+        5,
+        "registered webhooks",
+        include_str!("../migrations/postgres/0005_registered_webhooks.sql"),
     ),
 ];
 
@@ -344,6 +354,11 @@ pub(crate) fn connection_aad(id: &str, column: &str) -> String {
     format!("connection:{id}:{column}")
 }
 
+/// `AAD` of a registered webhook's sealed secret.
+pub(crate) fn webhook_aad(trigger: &str, id: &str) -> String {
+    format!("webhook:{trigger}:{id}")
+}
+
 fn reseal(
     old: &MasterKey,
     new: &MasterKey,
@@ -400,6 +415,19 @@ macro_rules! insert_events {
                 .execute(&mut *$tx)
                 .await?;
             }
+            // And to each webhook a client registered.
+            sqlx::query(
+                "INSERT INTO trigger_deliveries (trigger_name, subscriber, event_id, state, \
+                 next_attempt_at, last_error, updated_at) \
+                 SELECT $1, s.name, $2, CASE WHEN s.disabled_at IS NULL THEN 'pending' ELSE 'dead' END, \
+                 $3, CASE WHEN s.disabled_at IS NULL THEN NULL ELSE 'the webhook is disabled' END, $3 \
+                 FROM trigger_subscribers s WHERE s.trigger_name = $1 AND s.url IS NOT NULL",
+            )
+            .bind(name)
+            .bind(id)
+            .bind(now)
+            .execute(&mut *$tx)
+            .await?;
         }
         stored
     }};
@@ -1119,11 +1147,16 @@ macro_rules! impl_store {
                 Ok(row.try_get("due")?)
             }
 
-            async fn update_delivery(&self, row: &DeliveryRow) -> Result<(), StoreError> {
-                sqlx::query(
+            async fn update_delivery(
+                &self,
+                row: &DeliveryRow,
+                read_at: i64,
+            ) -> Result<bool, StoreError> {
+                let done = sqlx::query(
                     "UPDATE trigger_deliveries SET state = $4, attempts = $5, next_attempt_at = $6, \
                      first_failed_at = $7, last_status = $8, last_error = $9, updated_at = $10 \
-                     WHERE trigger_name = $1 AND subscriber = $2 AND event_id = $3",
+                     WHERE trigger_name = $1 AND subscriber = $2 AND event_id = $3 \
+                     AND state = 'pending' AND attempts = $5 - 1 AND updated_at = $11",
                 )
                 .bind(&row.trigger)
                 .bind(&row.subscriber)
@@ -1135,9 +1168,73 @@ macro_rules! impl_store {
                 .bind(row.last_status)
                 .bind(&row.last_error)
                 .bind(row.updated_at)
+                .bind(read_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn insert_webhook(&self, row: &WebhookRow) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO trigger_subscribers \
+                     (trigger_name, name, url, secret, client_id, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&row.trigger)
+                .bind(&row.id)
+                .bind(&row.url)
+                .bind(&row.secret)
+                .bind(&row.client_id)
+                .bind(row.created_at)
                 .execute(&self.pool)
                 .await?;
                 Ok(())
+            }
+
+            async fn webhooks(&self, trigger: &str) -> Result<Vec<WebhookRow>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT trigger_name, name, url, secret, client_id, created_at, disabled_at \
+                     FROM trigger_subscribers WHERE trigger_name = $1 AND url IS NOT NULL \
+                     ORDER BY created_at, name",
+                )
+                .bind(trigger)
+                .fetch_all(&self.pool)
+                .await?;
+                let mut webhooks = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    webhooks.push(WebhookRow {
+                        trigger: row.try_get("trigger_name")?,
+                        id: row.try_get("name")?,
+                        url: row.try_get("url")?,
+                        secret: row.try_get("secret")?,
+                        client_id: row.try_get("client_id")?,
+                        created_at: row.try_get("created_at")?,
+                        disabled_at: row.try_get("disabled_at")?,
+                    });
+                }
+                Ok(webhooks)
+            }
+
+            async fn delete_webhook(&self, trigger: &str, id: &str) -> Result<bool, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let done = sqlx::query(
+                    "DELETE FROM trigger_subscribers \
+                     WHERE trigger_name = $1 AND name = $2 AND url IS NOT NULL",
+                )
+                .bind(trigger)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "DELETE FROM trigger_deliveries \
+                     WHERE trigger_name = $1 AND subscriber = $2 AND state <> 'delivered'",
+                )
+                .bind(trigger)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(done.rows_affected() == 1)
             }
 
             async fn disable_subscriber(
@@ -1289,7 +1386,8 @@ macro_rules! impl_store {
                 let row = sqlx::query(
                     "SELECT (SELECT COUNT(*) FROM connections \
                      WHERE secrets IS NOT NULL OR tokens IS NOT NULL) \
-                     + (SELECT COUNT(*) FROM agent_ca) AS n",
+                     + (SELECT COUNT(*) FROM agent_ca) \
+                     + (SELECT COUNT(*) FROM trigger_subscribers WHERE secret IS NOT NULL) AS n",
                 )
                 .fetch_one(&self.pool)
                 .await?;
@@ -1335,6 +1433,28 @@ macro_rules! impl_store {
                         .bind(key)
                         .execute(&mut *tx)
                         .await?;
+                    count += 1;
+                }
+                let webhooks = sqlx::query(
+                    "SELECT trigger_name, name, secret FROM trigger_subscribers \
+                     WHERE secret IS NOT NULL",
+                )
+                .fetch_all(&mut *tx)
+                .await?;
+                for row in webhooks {
+                    let trigger: String = row.try_get("trigger_name")?;
+                    let id: String = row.try_get("name")?;
+                    let secret: Vec<u8> = row.try_get("secret")?;
+                    let secret = reseal(old, new, Some(secret), &webhook_aad(&trigger, &id))?;
+                    sqlx::query(
+                        "UPDATE trigger_subscribers SET secret = $3 \
+                         WHERE trigger_name = $1 AND name = $2",
+                    )
+                    .bind(&trigger)
+                    .bind(&id)
+                    .bind(secret)
+                    .execute(&mut *tx)
+                    .await?;
                     count += 1;
                 }
                 // Pending logins are short-lived: they start again under the new key.

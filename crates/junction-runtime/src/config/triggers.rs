@@ -43,11 +43,19 @@ pub struct TriggerConfig {
     /// `dedup_key`: the field of an item that identifies it (`id`, `data.id`); by default
     /// the item's `id` when it has one, else a hash of the whole item.
     pub dedup_key: Option<String>,
+    /// `filter`: a jq program run on each item a poll or notification brings; the item
+    /// becomes an event only when its first output is neither `false` nor `null`. It sees
+    /// the trigger's parameters as `$params`.
+    pub filter: Option<super::NamedTransform>,
     /// `lease`: how long a replica holds the trigger without renewing it; when the one
     /// polling it dies, another takes over within this long (default 15 s).
     pub lease: Duration,
     /// `[trigger.NAME.webhook.SUBSCRIBER]`: where each event is delivered, by name.
     pub webhooks: IndexMap<String, WebhookConfig>,
+    /// `webhook_hosts`: the hosts that webhooks clients register
+    /// (`POST /triggers/NAME/webhooks`) may point at, written as `allowed_hosts` is;
+    /// empty: clients cannot register webhooks.
+    pub webhook_hosts: Vec<String>,
     /// The section's line, for messages.
     pub line: Option<u32>,
 }
@@ -103,9 +111,11 @@ pub(super) struct RawTrigger {
     renew: Option<Spanned<String>>,
     interval: Option<Spanned<String>>,
     dedup_key: Option<Spanned<String>>,
+    filter: Option<Spanned<String>>,
     lease: Option<Spanned<String>>,
     #[serde(default)]
     webhook: IndexMap<String, Spanned<RawWebhook>>,
+    webhook_hosts: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -178,14 +188,32 @@ impl Builder<'_> {
             let dedup_key = raw
                 .dedup_key
                 .and_then(|value| self.string(&value, &format!("{key}.dedup_key")));
+            let filter = raw
+                .filter
+                .and_then(|code| self.transform(&code, &format!("{key}.filter")));
             let lease = self
                 .duration(raw.lease, &format!("{key}.lease"))
                 .unwrap_or(DEFAULT_LEASE);
             let mut webhooks = IndexMap::new();
             for (subscriber, raw) in raw.webhook {
                 let key = format!("{key}.webhook.{subscriber}");
+                if !valid_name(&subscriber) || subscriber.starts_with(REGISTERED_PREFIX) {
+                    self.problem_at(
+                        raw.span().start,
+                        &key,
+                        format!("a webhook's name is letters, digits, `-` and `_`, and does not start with `{REGISTERED_PREFIX}` (the webhooks clients register are named so)"),
+                    );
+                }
                 if let Some(webhook) = self.webhook(raw, &key) {
                     webhooks.insert(subscriber, webhook);
+                }
+            }
+            let mut webhook_hosts = Vec::new();
+            for value in raw.webhook_hosts.unwrap_or_default() {
+                let k = format!("{key}.webhook_hosts");
+                if let Some(host) = self.string(&value, &k) {
+                    let checked = super::check_host_pattern(&host);
+                    webhook_hosts.extend(self.check(&value, &k, checked));
                 }
             }
             let (Some(connector), Some(operation)) = (connector, operation) else {
@@ -202,8 +230,10 @@ impl Builder<'_> {
                     renew,
                     interval,
                     dedup_key,
+                    filter,
                     lease,
                     webhooks,
+                    webhook_hosts,
                     line,
                 },
             );
@@ -219,12 +249,7 @@ impl Builder<'_> {
         let raw = raw.into_inner();
         let url = match raw.url {
             Some(value) => self.string(&value, &format!("{key}.url")).and_then(|text| {
-                let parsed = url::Url::parse(&text)
-                    .map_err(|e| format!("`{text}` is not a URL: {e}"))
-                    .and_then(|url| match url.scheme() {
-                        "http" | "https" if url.has_host() => Ok(text.clone()),
-                        _ => Err(format!("`{text}` must be an http:// or https:// URL")),
-                    });
+                let parsed = webhook_url(&text).map(|_| text);
                 self.check(&value, &format!("{key}.url"), parsed)
             }),
             None => {
@@ -273,9 +298,35 @@ impl Builder<'_> {
     }
 }
 
+/// The start of the names of the webhooks clients register (`wh_…`).
+pub const REGISTERED_PREFIX: &str = "wh_";
+
+impl TriggerConfig {
+    /// Whether a webhook a client registers may point at `url` (`webhook_hosts`).
+    pub fn webhook_host_allowed(&self, url: &url::Url) -> bool {
+        let default = url.port_or_known_default().unwrap_or(443);
+        let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        junction_policy::host::host_allowed(
+            (host, url.port().unwrap_or(default)),
+            default,
+            &self.webhook_hosts,
+        )
+    }
+}
+
+/// A webhook's URL: `http://` or `https://` with a host.
+pub fn webhook_url(text: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(text).map_err(|e| format!("`{text}` is not a URL: {e}"))?;
+    match url.scheme() {
+        "http" | "https" if url.has_host() => Ok(url),
+        _ => Err(format!("`{text}` must be an http:// or https:// URL")),
+    }
+}
+
 /// The key bytes of a Standard Webhooks secret (`whsec_` and base64 of 24 to 64 bytes),
 /// kept as text (base64) in a [`Secret`].
-fn webhook_key(text: &str) -> Result<Secret, String> {
+pub fn webhook_key(text: &str) -> Result<Secret, String> {
     let encoded = text.strip_prefix("whsec_").ok_or_else(|| {
         "a webhook secret starts with `whsec_` (then base64 of 24 to 64 random bytes)".to_owned()
     })?;
@@ -353,6 +404,12 @@ mod tests {
             found[1].starts_with("6: `trigger.a b.interval`"),
             "{found:?}"
         );
+        let base = "[store]\npath = \"s.db\"\n[trigger.t]\nconnector = \"c\"\noperation = \"o\"\n";
+        let config = parse(&format!("{base}filter = '.total > 10'\n")).unwrap();
+        let filter = config.triggers["t"].filter.as_ref().unwrap();
+        assert_eq!(filter.key, "trigger.t.filter");
+        let found = parse(&format!("{base}filter = '.total >'\n")).unwrap_err();
+        assert!(found[0].starts_with("6: `trigger.t.filter`"), "{found:?}");
     }
 
     #[test]

@@ -404,7 +404,10 @@ async function triggers() {
         h('dt', {}, 'Events'), h('dd', {}, String(t.events)),
         h('dt', {}, 'Pending'), h('dd', {}, String(stats.pending ?? 0)),
         h('dt', {}, 'Dead letters'), h('dd', {}, String(stats.dead ?? 0)),
-        h('dt', {}, 'Webhooks'), h('dd', {}, t.webhooks.length ? t.webhooks.join(', ') : 'none (event stream only)')),
+        h('dt', {}, 'Webhooks'), h('dd', {}, t.webhooks.length ? t.webhooks.join(', ') : 'none configured'),
+        h('dt', {}, 'Registered by clients'), h('dd', {}, t.registered_webhooks.length
+          ? t.registered_webhooks.map((w) => `${w.url} (${w.client_id}${w.disabled_at ? ', disabled' : ''})`).join(', ')
+          : 'none')),
       state.last_error ? notice(`Last poll failed: ${state.last_error}`, 'bad') : null,
       h('h3', {}, 'Latest events'),
       t.recent.length ? h('table', { class: 'events' },

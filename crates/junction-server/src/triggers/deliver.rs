@@ -12,8 +12,12 @@
 //! pending deliveries go to the dead-letter list, as do new events for it, until
 //! `junction deliveries redeliver` enables it again. Like polls, deliveries are made by
 //! the replica holding the trigger's lease; one cut off by a crash is made again
-//! (at least once).
+//! (at least once). The webhooks clients registered ([`super::webhooks`]) are read from
+//! the store with each batch and delivered to the same way, on the default schedule.
+//! An attempt's outcome is recorded only over the delivery it read: one disabled,
+//! redelivered or removed meanwhile stays as it is.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -21,7 +25,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use futures_util::StreamExt;
 use hmac::{KeyInit, Mac};
-use junction_runtime::config::triggers::WebhookConfig;
+use junction_runtime::config::triggers::{
+    DEFAULT_DISABLE_AFTER, DEFAULT_RETRY, DEFAULT_WEBHOOK_TIMEOUT, REGISTERED_PREFIX, WebhookConfig,
+};
 use junction_runtime::resilience::retry::retry_after;
 use junction_store::{DeliveryRow, Store};
 use sha2::Sha256;
@@ -47,7 +53,7 @@ pub(super) async fn run(
     trigger: Arc<Trigger>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    if trigger.config.webhooks.is_empty() {
+    if trigger.config.webhooks.is_empty() && trigger.config.webhook_hosts.is_empty() {
         return;
     }
     let store = triggers.access.vault.store().clone();
@@ -99,10 +105,23 @@ pub(super) async fn run(
             }
             continue;
         }
+        let registered = if due
+            .iter()
+            .any(|(row, _)| row.subscriber.starts_with(REGISTERED_PREFIX))
+        {
+            registered(&triggers, &trigger).await
+        } else {
+            HashMap::new()
+        };
         let attempts = due.into_iter().map(|(row, payload)| {
-            let (http, store, trigger) = (&http, &store, &trigger);
+            let (http, store, trigger, registered) = (&http, &store, &trigger, &registered);
             async move {
-                let Some(webhook) = trigger.config.webhooks.get(&row.subscriber) else {
+                let webhook = trigger
+                    .config
+                    .webhooks
+                    .get(&row.subscriber)
+                    .or_else(|| registered.get(&row.subscriber));
+                let Some(webhook) = webhook else {
                     // A webhook taken out of the configuration: its deliveries wait for it.
                     return;
                 };
@@ -118,6 +137,38 @@ pub(super) async fn run(
             _ = stopped.wait_for(|stop| *stop) => break,
         }
     }
+}
+
+/// The webhooks clients registered with `trigger`, by id, with their keys opened; the
+/// default schedule applies to them.
+async fn registered(triggers: &Triggers, trigger: &Trigger) -> HashMap<String, WebhookConfig> {
+    let vault = &triggers.access.vault;
+    let rows = match vault.store().webhooks(&trigger.name).await {
+        Ok(rows) => rows,
+        Err(error) => {
+            tracing::warn!(trigger = %trigger.name, %error, "cannot read the registered webhooks");
+            return HashMap::new();
+        }
+    };
+    let mut webhooks = HashMap::new();
+    for row in rows {
+        match vault.webhook_key(&row) {
+            Ok(key) => {
+                let webhook = WebhookConfig {
+                    url: row.url,
+                    key,
+                    retry: DEFAULT_RETRY.to_vec(),
+                    disable_after: DEFAULT_DISABLE_AFTER,
+                    timeout: DEFAULT_WEBHOOK_TIMEOUT,
+                };
+                webhooks.insert(row.id, webhook);
+            }
+            Err(error) => {
+                tracing::warn!(trigger = %trigger.name, webhook = %row.id, %error, "cannot open a registered webhook's secret");
+            }
+        }
+    }
+    webhooks
 }
 
 /// How one attempt went.
@@ -199,6 +250,7 @@ async fn record(
     outcome: Outcome,
 ) {
     let now = junction_store::now_ms();
+    let read_at = row.updated_at;
     row.attempts += 1;
     row.updated_at = now;
     let mut disable = None;
@@ -239,8 +291,17 @@ async fn record(
             }
         }
     }
-    if let Err(error) = store.update_delivery(&row).await {
-        tracing::warn!(trigger = %trigger.name, %error, "cannot record a delivery");
+    match store.update_delivery(&row, read_at).await {
+        Ok(true) => {}
+        Ok(false) => {
+            // Disabled, redelivered or attempted elsewhere meanwhile: that stands.
+            tracing::debug!(trigger = %trigger.name, subscriber = %row.subscriber, event = row.event_id, "a delivery changed during its attempt; the attempt's outcome is dropped");
+            return;
+        }
+        Err(error) => {
+            tracing::warn!(trigger = %trigger.name, %error, "cannot record a delivery");
+            return;
+        }
     }
     if let Some(reason) = disable {
         tracing::warn!(trigger = %trigger.name, subscriber = %row.subscriber, %reason, "a webhook is disabled");

@@ -2,7 +2,8 @@
 //! connector's trigger operation ([`poll`]) or keeps a webhook subscription with it
 //! ([`subscribe`], notifications arriving at [`hooks`]), keeps its cursor and the events
 //! it found in the store, delivers each event to the trigger's webhooks ([`deliver`]) and
-//! serves them as an event stream ([`stream`]). Every call a trigger makes of its
+//! serves them as an event stream ([`stream`]); clients granted a trigger may register
+//! webhooks of their own with it ([`webhooks`]). Every call a trigger makes of its
 //! operation (a poll, a subscription, its check or end) is built by [`request`] and goes
 //! through the gateway like a client's call.
 //!
@@ -16,8 +17,9 @@
 mod deliver;
 pub(crate) mod hooks;
 mod poll;
-pub(crate) mod stream;
+mod stream;
 mod subscribe;
+mod webhooks;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,7 +28,8 @@ use bytes::Bytes;
 use http_body_util::Full;
 use junction_model::{Connector, Operation};
 use junction_runtime::config::triggers::TriggerConfig;
-use junction_runtime::{Config, Error, SharedGateway, TriggerPoll};
+use junction_runtime::{Config, Error, ErrorKind, SharedGateway, TriggerPoll};
+use junction_store::grants;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::watch;
@@ -171,6 +174,60 @@ impl Triggers {
     /// The trigger named `name`.
     pub(crate) fn get(&self, name: &str) -> Option<&Arc<Trigger>> {
         self.triggers.get(name)
+    }
+}
+
+/// The path prefix of what clients reach of triggers: `/triggers/{name}/events`
+/// ([`stream`]) and `/triggers/{name}/webhooks` ([`webhooks`]).
+pub(crate) const PREFIX: &str = "/triggers/";
+
+/// Answers a client's request under [`PREFIX`]; the client needs the grant `trigger:NAME`.
+pub(crate) async fn serve<B>(
+    triggers: &Arc<Triggers>,
+    request: http::Request<B>,
+) -> Result<http::Response<axum::body::Body>, Error>
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<junction_runtime::BoxError>,
+{
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path();
+    let not_found = || Error::new(ErrorKind::NotFound, format!("nothing is served at {path}"));
+    let (name, rest) = path
+        .strip_prefix(PREFIX)
+        .and_then(|rest| rest.split_once('/'))
+        .ok_or_else(not_found)?;
+    let webhook = match rest {
+        "events" | "webhooks" => None,
+        _ => Some(
+            rest.strip_prefix("webhooks/")
+                .filter(|id| !id.is_empty() && !id.contains('/'))
+                .ok_or_else(not_found)?,
+        ),
+    };
+    let trigger = triggers
+        .get(name)
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!("there is no trigger named '{name}'"),
+            )
+        })?
+        .clone();
+    let client = triggers.access.authenticate(&parts).await?;
+    if !grants::allows_trigger(&client.grants, name) {
+        return Err(Error::new(
+            ErrorKind::Forbidden,
+            format!(
+                "client '{}' is not granted trigger '{name}' (grant `trigger:{name}`)",
+                client.name
+            ),
+        ));
+    }
+    match (rest, webhook) {
+        ("events", _) => stream::serve(triggers, trigger, &parts),
+        (_, None) => webhooks::collection(triggers, &trigger, &client, &parts, body).await,
+        (_, Some(id)) => webhooks::one(triggers, &trigger, &client, &parts, id).await,
     }
 }
 

@@ -23,6 +23,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
+use indexmap::IndexMap;
+use junction_runtime::config::NamedTransform;
 use junction_runtime::resilience::retry::retry_after;
 use junction_runtime::{Error, ErrorKind, Gateway, TriggerPoll};
 use junction_store::TriggerRow;
@@ -369,13 +371,38 @@ pub(super) fn events(trigger: &Trigger, body: Value) -> Vec<(String, String)> {
     keyed(trigger, items(trigger.fires, body))
 }
 
-/// Each item with its deduplication key.
+/// Each item the trigger's `filter` keeps, with its deduplication key.
 fn keyed(trigger: &Trigger, items: Vec<Value>) -> Vec<(String, String)> {
     let dedup = trigger.config.dedup_key.as_deref();
     items
         .into_iter()
+        .filter(|item| {
+            let filter = trigger.config.filter.as_ref();
+            filter
+                .is_none_or(|filter| kept(&trigger.name, filter, &trigger.config.parameters, item))
+        })
         .map(|item| (key(dedup, &item), item.to_string()))
         .collect()
+}
+
+/// Whether `filter` (of trigger `trigger`) keeps `item`: its first output is neither `false` nor `null`. An
+/// item the program fails on is kept (and the failure logged): a filter's mistake must
+/// not lose events.
+fn kept(
+    trigger: &str,
+    filter: &NamedTransform,
+    parameters: &IndexMap<String, Value>,
+    item: &Value,
+) -> bool {
+    let params = Value::Object(parameters.clone().into_iter().collect());
+    match filter.transform.run(item, &params, &Value::Null) {
+        Ok(Value::Null | Value::Bool(false)) => false,
+        Ok(_) => true,
+        Err(error) => {
+            tracing::warn!(trigger, key = %filter.key, %error, "the trigger's filter failed on an item; the item is kept");
+            true
+        }
+    }
 }
 
 /// The events of one answer: the body itself (`single`), or each element of its list
@@ -433,6 +460,32 @@ mod tests {
             vec![json!({"id": 9})]
         );
         assert!(items(Fires::Batch, Value::Null).is_empty());
+    }
+
+    #[test]
+    fn the_filter_keeps_what_it_says_and_what_it_fails_on() {
+        let filter = NamedTransform {
+            transform: junction_policy::jq::Transform::compile(
+                ".status == $params.status and (.total | . > 10)",
+            )
+            .unwrap(),
+            key: "trigger.t.filter".into(),
+        };
+        let params: IndexMap<String, Value> = [("status".to_owned(), json!("open"))].into();
+        let keeps = |item: Value| kept("t", &filter, &params, &item);
+        assert!(keeps(json!({"status": "open", "total": 12})));
+        assert!(!keeps(json!({"status": "open", "total": 3})));
+        assert!(!keeps(json!({"status": "closed", "total": 12})));
+        let null = NamedTransform {
+            transform: junction_policy::jq::Transform::compile(".missing").unwrap(),
+            key: "trigger.t.filter".into(),
+        };
+        assert!(!kept("t", &null, &params, &json!({"id": 1})));
+        let failing = NamedTransform {
+            transform: junction_policy::jq::Transform::compile(".a.b").unwrap(),
+            key: "trigger.t.filter".into(),
+        };
+        assert!(kept("t", &failing, &params, &json!({"a": "text"})));
     }
 
     #[test]

@@ -12,15 +12,11 @@ use axum::body::Body;
 use bytes::Bytes;
 use http::{HeaderValue, header};
 use junction_model::Method;
-use junction_runtime::{Error, ErrorKind, InputLocation, Violation};
-use junction_store::grants;
+use junction_runtime::{Error, InputLocation, Violation};
 use tokio::sync::watch;
 
 use super::{Trigger, Triggers};
 use crate::access::store_error;
-
-/// The path prefix of trigger event streams.
-pub(crate) const PREFIX: &str = "/triggers/";
 
 /// Events read from the store at once.
 const BATCH: i64 = 200;
@@ -31,41 +27,17 @@ const STORE_CHECK: Duration = Duration::from_secs(1);
 /// A comment line after this much silence keeps proxies from closing the stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-/// The answer to a request under [`PREFIX`]: the event stream, or a problem.
-pub(crate) async fn serve(
+/// `GET /triggers/{name}/events` of `trigger`, for a client granted it: the event stream.
+pub(super) fn serve(
     triggers: &Arc<Triggers>,
+    trigger: Arc<Trigger>,
     parts: &http::request::Parts,
 ) -> Result<http::Response<Body>, Error> {
-    let path = parts.uri.path();
-    let name = path
-        .strip_prefix(PREFIX)
-        .and_then(|rest| rest.strip_suffix("/events"))
-        .filter(|name| !name.contains('/'))
-        .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("nothing is served at {path}")))?;
     if parts.method != http::Method::GET {
         return Err(Error::method_not_allowed(
             &parts.method,
-            &format!("the events of trigger '{name}'"),
+            &format!("the events of trigger '{}'", trigger.name),
             vec![Method::Get],
-        ));
-    }
-    let trigger = triggers
-        .get(name)
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::NotFound,
-                format!("there is no trigger named '{name}'"),
-            )
-        })?
-        .clone();
-    let client = triggers.access.authenticate(parts).await?;
-    if !grants::allows_trigger(&client.grants, name) {
-        return Err(Error::new(
-            ErrorKind::Forbidden,
-            format!(
-                "client '{}' is not granted trigger '{name}' (grant `trigger:{name}`)",
-                client.name
-            ),
         ));
     }
     let after = resume_point(parts)?;
