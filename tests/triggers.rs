@@ -628,9 +628,7 @@ async fn clients_register_their_own_webhooks() {
     let dir = tempfile::tempdir().unwrap();
     let key_file = support::master_key_file(dir.path());
     let toml = format!(
-        "{}
-[trigger.feed]
-connector = \"shop\"\noperation = \"OnFeed\"\ninterval = \"100ms\"\n\
+        "{}\n[trigger.feed]\nconnector = \"shop\"\noperation = \"OnFeed\"\ninterval = \"100ms\"\n\
          webhook_hosts = [\"127.0.0.1:*\"]\n\
          [trigger.closed]\nconnector = \"shop\"\noperation = \"OnNewOrder\"\n\
          [trigger.closed.parameters]\nstatus = \"open\"\n",
@@ -769,6 +767,259 @@ connector = \"shop\"\noperation = \"OnFeed\"\ninterval = \"100ms\"\n\
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(receiver.ids().len(), 2);
+    server.shutdown().await;
+}
+
+/// A trigger declared through the admin API (`PUT /api/v1/triggers/NAME`) runs like a
+/// configured one (polls, signed deliveries with its sealed secret), is restarted when
+/// replaced, paused, resumed and replayed through the API, survives a restart of the
+/// gateway, and stops when removed; definitions are checked as the TOML section is.
+#[tokio::test]
+async fn triggers_are_declared_through_the_admin_api() {
+    let arrivals: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = arrivals.clone();
+    let backend = Backend::start(move |seen| {
+        if seen.path.ends_with("/feed") {
+            return (202, vec![("retry-after", "3600".to_owned())], String::new());
+        }
+        let status = seen
+            .query
+            .as_deref()
+            .and_then(|q| q.strip_prefix("status="))
+            .unwrap_or_default()
+            .to_owned();
+        log.lock().unwrap().push(status.clone());
+        let (code, mut headers, body) =
+            json_answer(200, json!({"value": [{"id": format!("{status}-1")}]}));
+        headers.push(("retry-after", "1".to_owned()));
+        (code, headers, body)
+    })
+    .await;
+    let receiver = Receiver::start(|_| 204).await;
+    let test = TestStore::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = support::master_key_file(dir.path());
+    let toml = format!(
+        "{}\n[trigger.fixed]\nconnector = \"shop\"\noperation = \"OnFeed\"\n",
+        test.toml(&key_file)
+    );
+    let server = support::gateway(vec![shop(backend.addr)], &toml).await;
+    let admin = |server: &junction_server::RunningServer,
+                 method: reqwest::Method,
+                 path: &str,
+                 body: Option<Value>| {
+        let mut request =
+            support::client().request(method, format!("{}{path}", server.admin_url()));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move { collect(request.send().await.unwrap()).await }
+    };
+    let count = |status: &str| {
+        arrivals
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| *s == status)
+            .count()
+    };
+
+    // Checked as the section is, and against the connectors.
+    let clash = admin(
+        &server,
+        reqwest::Method::PUT,
+        "/api/v1/triggers/fixed",
+        Some(json!({"connector": "shop", "operation": "OnFeed"})),
+    )
+    .await;
+    assert_eq!(clash.status, 409, "{}", clash.text());
+    let bad = admin(
+        &server,
+        reqwest::Method::PUT,
+        "/api/v1/triggers/orders",
+        Some(json!({"connector": "shop", "operation": "OnNewOrder", "interval": "soon"})),
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    assert!(
+        bad.text().contains("`trigger.orders.interval`"),
+        "{}",
+        bad.text()
+    );
+    let action = admin(
+        &server,
+        reqwest::Method::PUT,
+        "/api/v1/triggers/orders",
+        Some(json!({"connector": "shop", "operation": "ListOrders"})),
+    )
+    .await;
+    assert_eq!(action.status, 404, "{}", action.text());
+    assert!(
+        action.text().contains(
+            "'ListOrders' is not a trigger of connector 'shop' (its triggers: OnNewOrder, OnFeed)"
+        ),
+        "{}",
+        action.text()
+    );
+
+    // Declared: it polls, and its webhook gets the event signed with the secret given.
+    let definition = |status: &str| {
+        json!({"connector": "shop", "operation": "OnNewOrder", "interval": "1s",
+               "parameters": {"status": status},
+               "webhook": {"app": {"url": format!("{}/hook", receiver.backend.url()),
+                                   "secret": GOOD_SECRET}}})
+    };
+    let made = admin(
+        &server,
+        reqwest::Method::PUT,
+        "/api/v1/triggers/orders",
+        Some(definition("open")),
+    )
+    .await;
+    assert_eq!(made.status, 201, "{}", made.text());
+    assert!(!made.text().contains(&GOOD_SECRET[6..]), "{}", made.text());
+    assert_eq!(
+        made.json()["definition"]["webhook"]["app"]["url"],
+        definition("open")["webhook"]["app"]["url"]
+    );
+    wait_until(
+        "the declared trigger delivered",
+        Duration::from_secs(20),
+        || receiver.ids().len() == 1,
+    )
+    .await;
+    verify_with_standard_webhooks(&receiver, GOOD_SECRET);
+    let listed = admin(&server, reqwest::Method::GET, "/api/v1/triggers", None).await;
+    let orders = listed.json()["triggers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "orders")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (orders["declared"].as_str(), orders["events"].as_i64()),
+        (Some("api"), Some(1)),
+        "{orders}"
+    );
+    assert!(
+        !listed.text().contains(&GOOD_SECRET[6..]),
+        "the listing shows a secret"
+    );
+
+    // Replaced: the new parameters are polled, the old ones no more.
+    let replaced = admin(
+        &server,
+        reqwest::Method::PUT,
+        "/api/v1/triggers/orders",
+        Some(definition("closed")),
+    )
+    .await;
+    assert_eq!(replaced.status, 200, "{}", replaced.text());
+    wait_until(
+        "the replaced trigger polled",
+        Duration::from_secs(20),
+        || count("closed") >= 1,
+    )
+    .await;
+    let open = count("open");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(count("open"), open, "{:?}", arrivals.lock().unwrap());
+    assert!(count("closed") >= 2, "{:?}", arrivals.lock().unwrap());
+
+    // Paused and resumed, replayed.
+    let paused = admin(
+        &server,
+        reqwest::Method::POST,
+        "/api/v1/triggers/orders/pause",
+        None,
+    )
+    .await;
+    assert_eq!(paused.json()["paused"], true, "{}", paused.text());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let closed = count("closed");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(count("closed"), closed, "polled while paused");
+    let resumed = admin(
+        &server,
+        reqwest::Method::POST,
+        "/api/v1/triggers/orders/resume",
+        None,
+    )
+    .await;
+    assert_eq!(resumed.json()["changed"], true, "{}", resumed.text());
+    wait_until("polled again", Duration::from_secs(20), || {
+        count("closed") > closed
+    })
+    .await;
+    wait_until("both events delivered", Duration::from_secs(20), || {
+        receiver.ids().len() == 2
+    })
+    .await;
+    let replay = admin(
+        &server,
+        reqwest::Method::POST,
+        "/api/v1/triggers/orders/replay",
+        Some(json!({"since": "all"})),
+    )
+    .await;
+    assert_eq!(replay.json()["deliveries"], 2, "{}", replay.text());
+    wait_until("replayed", Duration::from_secs(20), || {
+        receiver.ids().len() == 4
+    })
+    .await;
+    let ids = receiver.ids();
+    assert_eq!(
+        ids[2..].iter().collect::<std::collections::BTreeSet<_>>(),
+        ids[..2].iter().collect()
+    );
+    let no_since = admin(
+        &server,
+        reqwest::Method::POST,
+        "/api/v1/triggers/orders/replay",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(no_since.status, 400, "{}", no_since.text());
+
+    // A restarted gateway runs it from the store.
+    server.shutdown().await;
+    let before = count("closed");
+    let server = support::gateway(vec![shop(backend.addr)], &toml).await;
+    wait_until("polled after the restart", Duration::from_secs(20), || {
+        count("closed") > before
+    })
+    .await;
+
+    // Removed: it stops.
+    let removed = admin(
+        &server,
+        reqwest::Method::DELETE,
+        "/api/v1/triggers/orders",
+        None,
+    )
+    .await;
+    assert_eq!(removed.status, 204, "{}", removed.text());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let last = count("closed");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(count("closed"), last, "polled after its removal");
+    let again = admin(
+        &server,
+        reqwest::Method::DELETE,
+        "/api/v1/triggers/orders",
+        None,
+    )
+    .await;
+    assert_eq!(again.status, 404, "{}", again.text());
+    let fixed = admin(
+        &server,
+        reqwest::Method::DELETE,
+        "/api/v1/triggers/fixed",
+        None,
+    )
+    .await;
+    assert_eq!(fixed.status, 409, "{}", fixed.text());
     server.shutdown().await;
 }
 

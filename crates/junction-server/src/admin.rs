@@ -57,7 +57,7 @@ use crate::access::{Access, store_error};
 use crate::catalog::{self, Catalog};
 use crate::listener::Plane;
 use crate::try_call::{self, TryInput};
-use crate::{console, problem};
+use crate::{console, problem, triggers};
 
 /// The value of a `Result`, or an early problem response for `$request`.
 macro_rules! attempt {
@@ -136,6 +136,11 @@ pub fn admin_router_with(
         .route("/api/v1/clients/{id}/grants", put(set_grants))
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/triggers", get(triggers))
+        .route(
+            "/api/v1/triggers/{name}",
+            put(declare_trigger).delete(remove_trigger),
+        )
+        .route("/api/v1/triggers/{name}/{action}", post(trigger_action))
         .route("/api/v1/agents", get(agents))
         .route("/api/v1/agents/tokens", post(create_agent_token))
         .route("/api/v1/agents/{id}", delete(revoke_agent))
@@ -1074,14 +1079,48 @@ fn grant_object(object: &Map<String, Value>) -> Result<Grant, Error> {
 /// shows.
 const TRIGGER_RECENT: i64 = 10;
 
-/// `GET /api/v1/triggers`: every configured trigger with its stored state, its figures,
-/// its latest events and its failing deliveries (retried or dead).
+/// `GET /api/v1/triggers`: every trigger, configured or declared through the admin API,
+/// with its stored state, its figures, its latest events, its failing deliveries (retried
+/// or dead) and the webhooks clients registered.
 async fn triggers(State(state): State<AdminState>, request: Request) -> Response {
     let access = attempt!(&request, access(&state));
     let store = access.vault.store();
     let stats = attempt!(&request, store.trigger_stats().await.map_err(store_error));
-    let mut list = Vec::new();
+    let declared = attempt!(
+        &request,
+        access.vault.declared_triggers().await.map_err(store_error)
+    );
+    // (name, declared where, connector, operation, webhooks)
+    let mut all: Vec<(String, &str, Value, Value, Vec<String>)> = Vec::new();
     for (name, trigger) in state.catalog.triggers() {
+        let webhooks = trigger.webhooks.keys().cloned().collect();
+        all.push((
+            name.clone(),
+            "config",
+            json!(trigger.connector),
+            json!(trigger.operation),
+            webhooks,
+        ));
+    }
+    for trigger in &declared {
+        let field = |key: &str| trigger.table.get(key).cloned().unwrap_or_default();
+        let webhooks = trigger
+            .table
+            .get("webhook")
+            .and_then(Value::as_object)
+            .map(|w| w.keys().cloned().collect())
+            .unwrap_or_default();
+        all.push((
+            trigger.name.clone(),
+            "api",
+            field("connector"),
+            field("operation"),
+            webhooks,
+        ));
+    }
+    let mut list = Vec::new();
+    for (name, declared, connector, operation, webhooks) in all {
+        let name = &name;
         let stored = attempt!(&request, store.trigger(name).await.map_err(store_error));
         let figures = stats.iter().find(|s| &s.trigger == name);
         let total = figures.map_or(0, |s| s.events);
@@ -1117,9 +1156,10 @@ async fn triggers(State(state): State<AdminState>, request: Request) -> Response
             .collect();
         list.push(json!({
             "name": name,
-            "connector": trigger.connector,
-            "operation": trigger.operation,
-            "webhooks": trigger.webhooks.keys().collect::<Vec<_>>(),
+            "declared": declared,
+            "connector": connector,
+            "operation": operation,
+            "webhooks": webhooks,
             "registered_webhooks": registered,
             "state": stored,
             "events": total,
@@ -1129,6 +1169,228 @@ async fn triggers(State(state): State<AdminState>, request: Request) -> Response
         }));
     }
     axum::Json(json!({"triggers": list})).into_response()
+}
+
+/// Whether `junction.toml` declares trigger `name`: the admin API does not change it.
+fn configured_trigger(state: &AdminState, name: &str) -> Result<(), Error> {
+    if state.catalog.triggers().iter().any(|(n, _)| n == name) {
+        return Err(Error::new(
+            ErrorKind::Conflict,
+            format!("trigger '{name}' is declared in junction.toml: change it there"),
+        ));
+    }
+    Ok(())
+}
+
+/// `PUT /api/v1/triggers/{name}`: declares (or replaces) trigger `name`, its
+/// `[trigger.NAME]` section as a JSON object, checked as the section is and against the
+/// loaded connectors. Every replica runs it within a second; `201` when new, else `200`.
+async fn declare_trigger(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    request: Request,
+) -> Response {
+    let access = attempt!(&request, access(&state)).clone();
+    let who = actor(&request);
+    let (head, input) = split::<Map<String, Value>>(request).await;
+    let table = attempt!(&head, input);
+    attempt!(&head, configured_trigger(&state, &name));
+    // What the definition names must exist: 404 otherwise.
+    if let (Some(Value::String(connector)), Some(Value::String(operation))) =
+        (table.get("connector"), table.get("operation"))
+    {
+        attempt!(
+            &head,
+            triggers::trigger_operation(&access, connector, operation)
+                .map(drop)
+                .map_err(|why| Error::new(ErrorKind::NotFound, why))
+        );
+    }
+    let invalid = |problems| store_error(junction_store::StoreError::Invalid(problems));
+    let config = attempt!(
+        &head,
+        junction_runtime::config::triggers::declared(&name, &table).map_err(invalid)
+    );
+    if !config.webhooks.is_empty() && access.vault.key().is_none() {
+        return fail(
+            &head,
+            Error::new(
+                ErrorKind::Conflict,
+                "a trigger's webhook secrets are kept sealed under the store's master key, and none is configured (`[store] key_file`)",
+            ),
+        );
+    }
+    attempt!(
+        &head,
+        triggers::resolve(&access, &name, config)
+            .map(drop)
+            .map_err(|why| invalid(vec![why]))
+    );
+    let shown = without_secrets(&table);
+    let created = attempt!(
+        &head,
+        access
+            .vault
+            .declare_trigger(&name, table, &who)
+            .await
+            .map_err(store_error)
+    );
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    (
+        status,
+        axum::Json(json!({"name": name, "declared": "api", "definition": shown})),
+    )
+        .into_response()
+}
+
+/// A declared trigger's section without its webhooks' secrets.
+fn without_secrets(table: &Map<String, Value>) -> Value {
+    let mut shown = table.clone();
+    if let Some(Value::Object(webhooks)) = shown.get_mut("webhook") {
+        for section in webhooks.values_mut() {
+            if let Some(section) = section.as_object_mut() {
+                section.remove("secret");
+            }
+        }
+    }
+    Value::Object(shown)
+}
+
+/// `DELETE /api/v1/triggers/{name}`: removes a trigger declared through the admin API.
+/// Every replica stops it within a second; a webhook trigger's subscription is ended.
+async fn remove_trigger(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    request: Request,
+) -> Response {
+    let access = attempt!(&request, access(&state));
+    attempt!(&request, configured_trigger(&state, &name));
+    let removed = attempt!(
+        &request,
+        access
+            .vault
+            .forget_trigger(&name, &actor(&request))
+            .await
+            .map_err(store_error)
+    );
+    if removed {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        fail(
+            &request,
+            Error::new(
+                ErrorKind::NotFound,
+                format!("no trigger '{name}' is declared through the admin API"),
+            ),
+        )
+    }
+}
+
+/// The body of `POST /api/v1/triggers/{name}/replay` and `…/redeliver`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Redelivery {
+    /// A replay's start: `all`, or a duration ago (`2h`).
+    since: Option<String>,
+    /// Only this webhook's deliveries.
+    webhook: Option<String>,
+}
+
+/// `POST /api/v1/triggers/{name}/pause`, `…/resume`, `…/replay` (`{"since": "2h",
+/// "webhook"?: W}`) and `…/redeliver` (`{"webhook"?: W}`): what `junction triggers` and
+/// `junction deliveries` do, for a configured or a declared trigger.
+async fn trigger_action(
+    State(state): State<AdminState>,
+    Path((name, action)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    let access = attempt!(&request, access(&state)).clone();
+    let who = actor(&request);
+    let declared = attempt!(
+        &request,
+        access.vault.declared_triggers().await.map_err(store_error)
+    );
+    let known = state.catalog.triggers().iter().any(|(n, _)| *n == name)
+        || declared.iter().any(|d| d.name == name);
+    if !known {
+        return fail(
+            &request,
+            Error::new(ErrorKind::NotFound, format!("there is no trigger '{name}'")),
+        );
+    }
+    let vault = &access.vault;
+    match action.as_str() {
+        "pause" | "resume" => {
+            let paused = action == "pause";
+            let changed = attempt!(
+                &request,
+                vault
+                    .pause_trigger(&name, paused, &who)
+                    .await
+                    .map_err(store_error)
+            );
+            axum::Json(json!({"name": name, "paused": paused, "changed": changed})).into_response()
+        }
+        "replay" | "redeliver" => {
+            let empty = request
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .is_some_and(|l| l == "0");
+            let (head, input) = if empty {
+                (request, Ok(Redelivery::default()))
+            } else {
+                split::<Redelivery>(request).await
+            };
+            let input = attempt!(&head, input);
+            let since = match (action.as_str(), &input.since) {
+                ("replay", Some(text)) => Some(attempt!(
+                    &head,
+                    junction_store::since(text).map_err(|why| {
+                        store_error(junction_store::StoreError::Invalid(vec![format!(
+                            "`since`: `{text}`: {why}"
+                        )]))
+                    })
+                )),
+                ("replay", None) => {
+                    return fail(
+                        &head,
+                        store_error(junction_store::StoreError::Invalid(vec![
+                            "`since` is required: `all`, or a duration ago such as `2h`".into(),
+                        ])),
+                    );
+                }
+                (_, Some(_)) => {
+                    return fail(
+                        &head,
+                        store_error(junction_store::StoreError::Invalid(vec![
+                            "`since` belongs to a replay; a redelivery takes the dead deliveries"
+                                .into(),
+                        ])),
+                    );
+                }
+                (_, None) => None,
+            };
+            let count = attempt!(
+                &head,
+                vault
+                    .redeliver(&name, input.webhook.as_deref(), since, &who)
+                    .await
+                    .map_err(store_error)
+            );
+            axum::Json(json!({"name": name, "deliveries": count})).into_response()
+        }
+        _ => fail(
+            &request,
+            Error::new(
+                ErrorKind::NotFound,
+                format!("a trigger takes pause, resume, replay and redeliver, not `{action}`"),
+            ),
+        ),
+    }
 }
 
 async fn clients(State(state): State<AdminState>, request: Request) -> Response {

@@ -169,6 +169,20 @@ pub struct DeliveryRow {
     pub updated_at: i64,
 }
 
+/// A trigger declared through the admin API (`PUT /api/v1/triggers/NAME`), as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefinitionRow {
+    pub name: String,
+    /// Its `[trigger.NAME]` section as a JSON object, without its webhooks' secrets.
+    pub definition: String,
+    /// Those secrets (a JSON object: webhook name to secret), sealed; `None` without
+    /// webhooks.
+    pub secrets: Option<Vec<u8>>,
+    pub created_by: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
 /// A webhook a client registered with a trigger (`POST /triggers/NAME/webhooks`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WebhookRow {
@@ -358,6 +372,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// dead because its webhook was disabled, requeued by an operator, or attempted by
     /// another replica; a stale outcome never undoes those.
     async fn update_delivery(&self, row: &DeliveryRow, read_at: i64) -> Result<bool, StoreError>;
+    /// Stores (or replaces) a trigger declared through the admin API; whether it is new.
+    async fn put_trigger_definition(&self, row: &DefinitionRow) -> Result<bool, StoreError>;
+    /// The triggers declared through the admin API, by name.
+    async fn trigger_definitions(&self) -> Result<Vec<DefinitionRow>, StoreError>;
+    /// Removes the declared trigger `name` (not its state or events); whether there was one.
+    async fn delete_trigger_definition(&self, name: &str) -> Result<bool, StoreError>;
     /// Stores a webhook a client registered: from now on each new event of its trigger
     /// gets a delivery to it.
     async fn insert_webhook(&self, row: &WebhookRow) -> Result<(), StoreError>;

@@ -29,8 +29,8 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 pub use backend::{
-    AgentRow, AuditEvent, AuditQuery, ClientRow, ConnectionRow, DeliveryQuery, DeliveryRow,
-    EventRow, Store, TriggerRow, TriggerStats, WebhookRow,
+    AgentRow, AuditEvent, AuditQuery, ClientRow, ConnectionRow, DefinitionRow, DeliveryQuery,
+    DeliveryRow, EventRow, Store, TriggerRow, TriggerStats, WebhookRow,
 };
 pub use crypto::{MASTER_KEY_ENV, MasterKey};
 pub use error::StoreError;
@@ -123,6 +123,27 @@ pub struct ClientInfo {
     pub grants: Vec<Grant>,
     pub created_by: String,
     pub created_at: i64,
+}
+
+/// The start of a replay: `all` (every event: 0), or a duration ago (`2h`, `30m`), Unix ms.
+pub fn since(text: &str) -> Result<i64, String> {
+    if text == "all" {
+        return Ok(0);
+    }
+    let ago = junction_model::units::parse_duration(text)
+        .map_err(|e| format!("{e} (a duration such as 2h, or `all`)"))?;
+    Ok(now_ms() - i64::try_from(ago.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A trigger declared through the admin API: its `[trigger.NAME]` section as JSON, with
+/// its webhooks' secrets.
+#[derive(Debug, Clone)]
+pub struct DeclaredTrigger {
+    pub name: String,
+    pub table: Map<String, Value>,
+    pub created_by: String,
+    pub created_at: i64,
+    pub updated_at: i64,
 }
 
 /// What creating a client takes: an API key is made unless `subject` (a JWT `sub`) is given.
@@ -636,6 +657,148 @@ impl Vault {
             return Ok(Some(row));
         }
         Ok(None)
+    }
+
+    // ------------------------------------------------------------ triggers
+
+    /// Stores trigger `name` declared through the admin API: `table` is its
+    /// `[trigger.NAME]` section as JSON (checked by the caller); its webhooks' secrets are
+    /// sealed apart. Whether it is new (else it replaced one).
+    pub async fn declare_trigger(
+        &self,
+        name: &str,
+        mut table: Map<String, Value>,
+        actor: &str,
+    ) -> Result<bool, StoreError> {
+        let mut secrets = Map::new();
+        if let Some(Value::Object(webhooks)) = table.get_mut("webhook") {
+            for (webhook, section) in webhooks.iter_mut() {
+                if let Some(secret) = section.as_object_mut().and_then(|s| s.remove("secret")) {
+                    secrets.insert(webhook.clone(), secret);
+                }
+            }
+        }
+        let sealed = if secrets.is_empty() {
+            None
+        } else {
+            let key = self.key_for("a trigger with webhooks")?;
+            let plain = zeroize::Zeroizing::new(
+                serde_json::to_vec(&secrets).map_err(|e| StoreError::Crypto(e.to_string()))?,
+            );
+            Some(key.seal(&plain, &sql::definition_aad(name))?)
+        };
+        let now = now_ms();
+        let row = DefinitionRow {
+            name: name.to_owned(),
+            definition: Value::Object(table).to_string(),
+            secrets: sealed,
+            created_by: actor.to_owned(),
+            created_at: now,
+            updated_at: now,
+        };
+        let created = self.store.put_trigger_definition(&row).await?;
+        self.audit(
+            actor,
+            "trigger.declare",
+            Some(name),
+            "ok",
+            json!({"created": created}),
+        )
+        .await;
+        Ok(created)
+    }
+
+    /// The triggers declared through the admin API, with their webhooks' secrets in place.
+    pub async fn declared_triggers(&self) -> Result<Vec<DeclaredTrigger>, StoreError> {
+        let mut declared = Vec::new();
+        for row in self.store.trigger_definitions().await? {
+            let mut table: Map<String, Value> = serde_json::from_str(&row.definition)
+                .map_err(|e| StoreError::Database(format!("trigger '{}': {e}", row.name)))?;
+            if let Some(sealed) = &row.secrets {
+                let key = self.key_for("a trigger with webhooks")?;
+                let plain = key.open(sealed, &sql::definition_aad(&row.name))?;
+                let secrets: Map<String, Value> = serde_json::from_slice(&plain)
+                    .map_err(|e| StoreError::Crypto(e.to_string()))?;
+                if let Some(Value::Object(webhooks)) = table.get_mut("webhook") {
+                    for (webhook, secret) in secrets {
+                        if let Some(section) =
+                            webhooks.get_mut(&webhook).and_then(Value::as_object_mut)
+                        {
+                            section.insert("secret".into(), secret);
+                        }
+                    }
+                }
+            }
+            declared.push(DeclaredTrigger {
+                name: row.name,
+                table,
+                created_by: row.created_by,
+                created_at: row.created_at,
+                updated_at: row.updated_at,
+            });
+        }
+        Ok(declared)
+    }
+
+    /// Removes trigger `name` declared through the admin API; whether there was one. Its
+    /// state and events stay (a trigger declared again under the name goes on from them).
+    pub async fn forget_trigger(&self, name: &str, actor: &str) -> Result<bool, StoreError> {
+        let removed = self.store.delete_trigger_definition(name).await?;
+        if removed {
+            self.audit(actor, "trigger.remove", Some(name), "ok", json!({}))
+                .await;
+        }
+        Ok(removed)
+    }
+
+    /// Pauses (or resumes) the polls of trigger `name`; whether that changed anything.
+    pub async fn pause_trigger(
+        &self,
+        name: &str,
+        paused: bool,
+        actor: &str,
+    ) -> Result<bool, StoreError> {
+        let changed = self
+            .store
+            .set_trigger_paused(name, paused, now_ms())
+            .await?;
+        let action = if paused {
+            "trigger.pause"
+        } else {
+            "trigger.resume"
+        };
+        self.audit(actor, action, Some(name), "ok", json!({"changed": changed}))
+            .await;
+        Ok(changed)
+    }
+
+    /// Makes the deliveries of trigger `name` pending again (only `webhook`'s, when
+    /// given): the dead ones (`since`: `None`, a redelivery), or every one whose event was
+    /// stored at or after `since` (Unix ms, a replay). How many.
+    pub async fn redeliver(
+        &self,
+        name: &str,
+        webhook: Option<&str>,
+        since: Option<i64>,
+        actor: &str,
+    ) -> Result<u64, StoreError> {
+        let now = now_ms();
+        let count = self
+            .store
+            .requeue_deliveries(name, webhook, since.is_none(), since.unwrap_or(0), now)
+            .await?;
+        let (action, detail) = match since {
+            None => (
+                "delivery.redeliver",
+                json!({"webhook": webhook, "deliveries": count}),
+            ),
+            Some(since) => (
+                "trigger.replay",
+                json!({"since": since, "webhook": webhook, "deliveries": count}),
+            ),
+        };
+        self.audit(actor, action, Some(name), "ok", detail).await;
+        Ok(count)
     }
 
     // ------------------------------------------------------------ registered webhooks

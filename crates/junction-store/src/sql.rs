@@ -18,8 +18,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
 
 use crate::backend::{
-    AgentRow, AuditEvent, AuditQuery, ClientRow, ConnectionRow, DeliveryQuery, DeliveryRow,
-    EventRow, Store, TriggerRow, TriggerStats, WebhookRow,
+    AgentRow, AuditEvent, AuditQuery, ClientRow, ConnectionRow, DefinitionRow, DeliveryQuery,
+    DeliveryRow, EventRow, Store, TriggerRow, TriggerStats, WebhookRow,
 };
 use crate::crypto::MasterKey;
 use crate::error::StoreError;
@@ -67,6 +67,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "registered webhooks",
         include_str!("../migrations/sqlite/0005_registered_webhooks.sql"),
     ),
+    (
+        6,
+        "trigger definitions",
+        include_str!("../migrations/sqlite/0006_trigger_definitions.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -93,6 +98,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "registered webhooks",
         include_str!("../migrations/postgres/0005_registered_webhooks.sql"),
+    ),
+    (
+        6,
+        "trigger definitions",
+        include_str!("../migrations/postgres/0006_trigger_definitions.sql"),
     ),
 ];
 
@@ -352,6 +362,11 @@ where
 /// `AAD` of a connection's sealed column.
 pub(crate) fn connection_aad(id: &str, column: &str) -> String {
     format!("connection:{id}:{column}")
+}
+
+/// `AAD` of the sealed webhook secrets of a trigger declared through the admin API.
+pub(crate) fn definition_aad(name: &str) -> String {
+    format!("trigger:{name}:secrets")
 }
 
 /// `AAD` of a registered webhook's sealed secret.
@@ -1174,6 +1189,62 @@ macro_rules! impl_store {
                 Ok(done.rows_affected() == 1)
             }
 
+            async fn put_trigger_definition(
+                &self,
+                row: &DefinitionRow,
+            ) -> Result<bool, StoreError> {
+                let existed = sqlx::query("SELECT 1 AS one FROM trigger_definitions WHERE name = $1")
+                    .bind(&row.name)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .is_some();
+                sqlx::query(
+                    "INSERT INTO trigger_definitions \
+                     (name, definition, secrets, created_by, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (name) DO UPDATE SET definition = excluded.definition, \
+                     secrets = excluded.secrets, updated_at = excluded.updated_at",
+                )
+                .bind(&row.name)
+                .bind(&row.definition)
+                .bind(&row.secrets)
+                .bind(&row.created_by)
+                .bind(row.created_at)
+                .bind(row.updated_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(!existed)
+            }
+
+            async fn trigger_definitions(&self) -> Result<Vec<DefinitionRow>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT name, definition, secrets, created_by, created_at, updated_at \
+                     FROM trigger_definitions ORDER BY name",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                let mut definitions = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    definitions.push(DefinitionRow {
+                        name: row.try_get("name")?,
+                        definition: row.try_get("definition")?,
+                        secrets: row.try_get("secrets")?,
+                        created_by: row.try_get("created_by")?,
+                        created_at: row.try_get("created_at")?,
+                        updated_at: row.try_get("updated_at")?,
+                    });
+                }
+                Ok(definitions)
+            }
+
+            async fn delete_trigger_definition(&self, name: &str) -> Result<bool, StoreError> {
+                let done = sqlx::query("DELETE FROM trigger_definitions WHERE name = $1")
+                    .bind(name)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
             async fn insert_webhook(&self, row: &WebhookRow) -> Result<(), StoreError> {
                 sqlx::query(
                     "INSERT INTO trigger_subscribers \
@@ -1387,7 +1458,8 @@ macro_rules! impl_store {
                     "SELECT (SELECT COUNT(*) FROM connections \
                      WHERE secrets IS NOT NULL OR tokens IS NOT NULL) \
                      + (SELECT COUNT(*) FROM agent_ca) \
-                     + (SELECT COUNT(*) FROM trigger_subscribers WHERE secret IS NOT NULL) AS n",
+                     + (SELECT COUNT(*) FROM trigger_subscribers WHERE secret IS NOT NULL) \
+                     + (SELECT COUNT(*) FROM trigger_definitions WHERE secrets IS NOT NULL) AS n",
                 )
                 .fetch_one(&self.pool)
                 .await?;
@@ -1455,6 +1527,22 @@ macro_rules! impl_store {
                     .bind(secret)
                     .execute(&mut *tx)
                     .await?;
+                    count += 1;
+                }
+                let definitions = sqlx::query(
+                    "SELECT name, secrets FROM trigger_definitions WHERE secrets IS NOT NULL",
+                )
+                .fetch_all(&mut *tx)
+                .await?;
+                for row in definitions {
+                    let name: String = row.try_get("name")?;
+                    let secrets: Vec<u8> = row.try_get("secrets")?;
+                    let secrets = reseal(old, new, Some(secrets), &definition_aad(&name))?;
+                    sqlx::query("UPDATE trigger_definitions SET secrets = $2 WHERE name = $1")
+                        .bind(&name)
+                        .bind(secrets)
+                        .execute(&mut *tx)
+                        .await?;
                     count += 1;
                 }
                 // Pending logins are short-lived: they start again under the new key.

@@ -4,10 +4,12 @@
 //! running gateway sees a change within a second. Every change is audited as `cli:$USER`.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::bail;
 use junction_runtime::Config;
-use junction_store::{DeliveryQuery, now_ms};
+use junction_server::Access;
+use junction_store::{DeclaredTrigger, DeliveryQuery};
 use serde_json::json;
 
 use crate::manage::{Target, actor, open, print, runtime};
@@ -68,14 +70,20 @@ pub enum Deliveries {
     },
 }
 
-/// The trigger `name` of `config`, or an error that lists them.
-fn configured(config: &Config, name: &str) -> anyhow::Result<()> {
-    if config.triggers.contains_key(name) {
+/// Checks that `name` is a trigger of `config` or one declared through the admin API
+/// (`declared`), or fails listing them.
+fn known(config: &Config, declared: &[DeclaredTrigger], name: &str) -> anyhow::Result<()> {
+    if config.triggers.contains_key(name) || declared.iter().any(|d| d.name == name) {
         return Ok(());
     }
-    let known: Vec<&str> = config.triggers.keys().map(String::as_str).collect();
+    let known: Vec<&str> = config
+        .triggers
+        .keys()
+        .map(String::as_str)
+        .chain(declared.iter().map(|d| d.name.as_str()))
+        .collect();
     bail!(
-        "{} declares no trigger '{name}' (its triggers: {})",
+        "{} declares no trigger '{name}', nor does the admin API (the triggers: {})",
         config.file.display(),
         if known.is_empty() {
             "none".to_owned()
@@ -85,30 +93,18 @@ fn configured(config: &Config, name: &str) -> anyhow::Result<()> {
     )
 }
 
+/// The store of `target`'s configuration, after checking that `name` is one of its
+/// triggers.
+async fn trigger_store(target: &Target, name: &str) -> anyhow::Result<Arc<Access>> {
+    let (config, _, access) = open(&target.config).await?;
+    known(&config, &access.vault.declared_triggers().await?, name)?;
+    Ok(access)
+}
+
 /// Pauses (or resumes) trigger `name`.
 async fn pause(name: &str, target: &Target, paused: bool) -> anyhow::Result<()> {
-    let (config, _, access) = open(&target.config).await?;
-    configured(&config, name)?;
-    let changed = access
-        .vault
-        .store()
-        .set_trigger_paused(name, paused, now_ms())
-        .await?;
-    let action = if paused {
-        "trigger.pause"
-    } else {
-        "trigger.resume"
-    };
-    access
-        .vault
-        .audit(
-            &actor(),
-            action,
-            Some(name),
-            "ok",
-            json!({"changed": changed}),
-        )
-        .await;
+    let access = trigger_store(target, name).await?;
+    let changed = access.vault.pause_trigger(name, paused, &actor()).await?;
     let word = if paused { "paused" } else { "polling" };
     if changed {
         println!("trigger '{name}' is {word}");
@@ -129,9 +125,28 @@ pub fn triggers(command: Triggers) -> anyhow::Result<ExitCode> {
                     let state = store.trigger(name).await?;
                     list.push(json!({
                         "name": name,
+                        "declared": "config",
                         "connector": trigger.connector,
                         "operation": trigger.operation,
                         "webhooks": trigger.webhooks.keys().collect::<Vec<_>>(),
+                        "state": state,
+                    }));
+                }
+                for declared in access.vault.declared_triggers().await? {
+                    let state = store.trigger(&declared.name).await?;
+                    let field = |key: &str| declared.table.get(key).cloned().unwrap_or_default();
+                    let webhooks: Vec<&String> = declared
+                        .table
+                        .get("webhook")
+                        .and_then(|w| w.as_object())
+                        .map(|w| w.keys().collect())
+                        .unwrap_or_default();
+                    list.push(json!({
+                        "name": declared.name,
+                        "declared": "api",
+                        "connector": field("connector"),
+                        "operation": field("operation"),
+                        "webhooks": webhooks,
                         "state": state,
                     }));
                 }
@@ -145,31 +160,13 @@ pub fn triggers(command: Triggers) -> anyhow::Result<ExitCode> {
                 webhook,
                 target,
             } => {
-                let (config, _, access) = open(&target.config).await?;
-                configured(&config, &name)?;
-                let from = if since == "all" {
-                    0
-                } else {
-                    let ago = junction_model::units::parse_duration(&since).map_err(|e| {
-                        anyhow::anyhow!("--since `{since}`: {e} (a duration such as 2h, or `all`)")
-                    })?;
-                    now_ms() - i64::try_from(ago.as_millis()).unwrap_or(i64::MAX)
-                };
+                let access = trigger_store(&target, &name).await?;
+                let from = junction_store::since(&since)
+                    .map_err(|e| anyhow::anyhow!("--since `{since}`: {e}"))?;
                 let count = access
                     .vault
-                    .store()
-                    .requeue_deliveries(&name, webhook.as_deref(), false, from, now_ms())
+                    .redeliver(&name, webhook.as_deref(), Some(from), &actor())
                     .await?;
-                access
-                    .vault
-                    .audit(
-                        &actor(),
-                        "trigger.replay",
-                        Some(&name),
-                        "ok",
-                        json!({"since": since, "webhook": webhook, "deliveries": count}),
-                    )
-                    .await;
                 println!("{count} deliveries of trigger '{name}' are pending again");
             }
         }
@@ -208,23 +205,11 @@ pub fn deliveries(command: Deliveries) -> anyhow::Result<ExitCode> {
                 webhook,
                 target,
             } => {
-                let (config, _, access) = open(&target.config).await?;
-                configured(&config, &trigger)?;
+                let access = trigger_store(&target, &trigger).await?;
                 let count = access
                     .vault
-                    .store()
-                    .requeue_deliveries(&trigger, webhook.as_deref(), true, 0, now_ms())
+                    .redeliver(&trigger, webhook.as_deref(), None, &actor())
                     .await?;
-                access
-                    .vault
-                    .audit(
-                        &actor(),
-                        "delivery.redeliver",
-                        Some(&trigger),
-                        "ok",
-                        json!({"webhook": webhook, "deliveries": count}),
-                    )
-                    .await;
                 println!("{count} dead deliveries of trigger '{trigger}' are pending again");
             }
         }

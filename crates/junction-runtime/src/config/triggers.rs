@@ -298,6 +298,46 @@ impl Builder<'_> {
     }
 }
 
+/// Reads a trigger declared through the admin API: `table` holds what its
+/// `[trigger.NAME]` section would, as JSON, and is read with the same checks. No `${VAR}`
+/// is expanded (the gateway's environment is not the API's to read). The problems found,
+/// each naming its key.
+pub fn declared(
+    name: &str,
+    table: &serde_json::Map<String, Value>,
+) -> Result<TriggerConfig, Vec<String>> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Document {
+        trigger: IndexMap<String, Spanned<RawTrigger>>,
+    }
+    let key = format!("trigger.{name}");
+    let document = serde_json::json!({"trigger": {name: table}});
+    // Through TOML text, so that the section's own reader (and its messages) apply.
+    let text = toml::to_string(&document).map_err(|error| {
+        vec![format!(
+            "`{key}`: {error} (a null stands for nothing in a trigger: leave the key out)"
+        )]
+    })?;
+    let raw: Document = toml::from_str(&text)
+        .map_err(|error| vec![format!("`{key}`: {}", error.message().trim())])?;
+    let lookup = |_: &str| None;
+    let mut build = Builder {
+        text: &text,
+        lookup: &lookup,
+        problems: Vec::new(),
+    };
+    let mut triggers = build.triggers(raw.trigger, true);
+    if !build.problems.is_empty() {
+        return Err(build.problems.into_iter().map(|p| p.message).collect());
+    }
+    let mut trigger = triggers
+        .shift_remove(name)
+        .ok_or_else(|| vec![format!("`{key}`: is not a trigger")])?;
+    trigger.line = None;
+    Ok(trigger)
+}
+
 /// The start of the names of the webhooks clients register (`wh_…`).
 pub const REGISTERED_PREFIX: &str = "wh_";
 
@@ -410,6 +450,70 @@ mod tests {
         assert_eq!(filter.key, "trigger.t.filter");
         let found = parse(&format!("{base}filter = '.total >'\n")).unwrap_err();
         assert!(found[0].starts_with("6: `trigger.t.filter`"), "{found:?}");
+    }
+
+    #[test]
+    fn a_declared_trigger_is_read_like_its_section() {
+        let table = |value: Value| value.as_object().unwrap().clone();
+        let trigger = declared(
+            "orders",
+            &table(serde_json::json!({
+                "connector": "shop", "operation": "OnNewOrder", "interval": "30s",
+                "parameters": {"status": "open", "limit": 20},
+                "filter": ".total > 10",
+                "webhook": {"app": {"url": "https://app.example.com/h",
+                                    "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}},
+                "body": {"notificationUrl": "", "events": ["created"]}
+            })),
+        )
+        .unwrap();
+        assert_eq!(trigger.interval, Duration::from_secs(30));
+        assert_eq!(trigger.parameters["limit"], 20);
+        assert_eq!(trigger.webhooks["app"].url, "https://app.example.com/h");
+        assert_eq!(trigger.body.as_ref().unwrap()["events"][0], "created");
+        assert_eq!(trigger.line, None);
+
+        let found = declared(
+            "orders",
+            &table(
+                serde_json::json!({"connector": "shop", "interval": "soon", "token": "${SECRET}"}),
+            ),
+        )
+        .unwrap_err();
+        assert!(found[0].contains("unknown field `token`"), "{found:?}");
+        let found = declared(
+            "orders",
+            &table(serde_json::json!({"connector": "shop", "interval": "soon",
+                                      "parameters": {"key": "${HOME}"}})),
+        )
+        .unwrap_err();
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(
+            found
+                .iter()
+                .any(|p| p.starts_with("`trigger.orders.operation`: is required")),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|p| p.starts_with("`trigger.orders.interval`")),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|p| p.starts_with("`trigger.orders.parameters.key`") && p.contains("HOME")),
+            "{found:?}"
+        );
+        let found = declared(
+            "a b",
+            &table(serde_json::json!({"connector": "c", "operation": "o"})),
+        )
+        .unwrap_err();
+        assert!(found[0].contains("letters, digits"), "{found:?}");
+        let found = declared("t", &table(serde_json::json!({"connector": null}))).unwrap_err();
+        assert!(found[0].contains("leave the key out"), "{found:?}");
     }
 
     #[test]

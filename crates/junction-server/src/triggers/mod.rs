@@ -65,10 +65,18 @@ pub(crate) struct Trigger {
     pub stored: watch::Sender<u64>,
 }
 
-/// The triggers of a running gateway.
+/// The triggers of a running gateway: those of `junction.toml`, and those declared
+/// through the admin API (read from the store every [`DECLARED_CHECK`]: started when
+/// declared, restarted when changed, stopped when removed, on every replica).
 #[derive(Debug)]
 pub struct Triggers {
-    pub(crate) triggers: HashMap<String, Arc<Trigger>>,
+    /// The triggers `[trigger.NAME]` declares, resolved at start.
+    configured: HashMap<String, Arc<Trigger>>,
+    /// The triggers running in this process, by name.
+    running: std::sync::RwLock<HashMap<String, Running>>,
+    /// The version (`updated_at`) of each declared trigger that could not be run, so that
+    /// the reason is logged once.
+    refused: std::sync::Mutex<HashMap<String, i64>>,
     pub(crate) access: Arc<Access>,
     pub(crate) gateway: SharedGateway,
     /// Who holds leases: this process, for its life.
@@ -77,76 +85,53 @@ pub struct Triggers {
     pub(crate) stopped: watch::Receiver<bool>,
 }
 
+/// One trigger running in this process: its poll and delivery loops.
+#[derive(Debug)]
+struct Running {
+    trigger: Arc<Trigger>,
+    /// For a trigger declared through the admin API, the version running.
+    declared: Option<i64>,
+    /// Stops its loops.
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// How often the triggers declared through the admin API are read from the store.
+const DECLARED_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Every how many checks the subscriptions of removed webhook triggers are looked for
+/// again (they are at start and after a removal).
+const END_REMOVED_EVERY: u32 = 60;
+
 impl Triggers {
     /// The triggers of `config`, resolved against the connectors `access` loaded; `None`
-    /// without a store. A trigger whose connector or operation is missing was refused when the
-    /// gateway was compiled (`unknown-trigger`); here it is an error too.
+    /// without a store. A trigger whose connector or operation is missing was refused when
+    /// the gateway was compiled (`unknown-trigger`); here it is an error too.
     pub fn new(
         config: &Config,
         gateway: SharedGateway,
         access: Option<Arc<Access>>,
         stopped: watch::Receiver<bool>,
     ) -> Result<Option<Arc<Triggers>>, String> {
-        // With a store and no trigger, the runner still ends the subscriptions of the
-        // webhook triggers taken out of the configuration.
+        // With a store and no trigger, the runner still runs the triggers declared through
+        // the admin API, and ends the subscriptions of webhook triggers taken out.
         let Some(access) = access else {
             if config.triggers.is_empty() {
                 return Ok(None);
             }
             return Err("triggers keep their state in the store: add a `[store]` section".into());
         };
-        let mut triggers = HashMap::new();
+        let mut configured = HashMap::new();
         for (name, trigger) in &config.triggers {
-            let connector = access
-                .connector(&trigger.connector)
-                .ok_or_else(|| {
-                    format!(
-                        "[trigger.{name}]: connector '{}' is not loaded",
-                        trigger.connector
-                    )
-                })?
-                .clone();
-            let operation = connector
-                .operation(&trigger.operation)
-                .filter(|op| op.is_trigger())
-                .ok_or_else(|| {
-                    format!(
-                        "[trigger.{name}]: '{}' is not a trigger of connector '{}'",
-                        trigger.operation, trigger.connector
-                    )
-                })?
-                .clone();
-            let fires = match operation
-                .extensions
-                .get("x-ms-trigger")
-                .and_then(Value::as_str)
-            {
-                Some(kind) if kind.eq_ignore_ascii_case("single") => Fires::Single,
-                _ => Fires::Batch,
-            };
-            let callback = subscribe::callback_path(&connector, &operation);
-            if callback.is_some() && access.vault.derive_key("trigger hooks").is_none() {
-                return Err(format!(
-                    "[trigger.{name}] is a webhook trigger: its callback URL is signed with a key derived from the store's master key, and none is configured (`[store] key_file`)"
-                ));
-            }
-            triggers.insert(
+            configured.insert(
                 name.clone(),
-                Arc::new(Trigger {
-                    name: name.clone(),
-                    config: trigger.clone(),
-                    connector,
-                    operation,
-                    fires,
-                    callback,
-                    checked: std::sync::atomic::AtomicBool::new(false),
-                    subscribers: trigger.webhooks.keys().cloned().collect(),
-                    stored: watch::channel(0).0,
-                }),
+                Arc::new(resolve(&access, name, trigger.clone())?),
             );
         }
         Ok(Some(Arc::new(Triggers {
-            triggers,
+            configured,
+            running: std::sync::RwLock::default(),
+            refused: std::sync::Mutex::default(),
             access,
             gateway,
             owner: owner_id(),
@@ -154,27 +139,233 @@ impl Triggers {
         })))
     }
 
-    /// Starts polling every trigger and delivering its events, until the server stops;
-    /// then gives their leases up.
+    /// Runs every trigger (polling it, delivering its events) until the server stops;
+    /// then stops them, and they give their leases up.
     pub fn start(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
-        let mut tasks = vec![tokio::spawn(subscribe::end_removed(self.clone()))];
-        for trigger in self.triggers.values() {
-            let (triggers, stopped) = (self.clone(), self.stopped.clone());
-            tasks.push(tokio::spawn(poll::run(triggers, trigger.clone(), stopped)));
-            let (triggers, stopped) = (self.clone(), self.stopped.clone());
-            tasks.push(tokio::spawn(deliver::run(
-                triggers,
-                trigger.clone(),
-                stopped,
-            )));
-        }
-        tasks
+        vec![tokio::spawn(self.clone().supervise())]
     }
 
-    /// The trigger named `name`.
-    pub(crate) fn get(&self, name: &str) -> Option<&Arc<Trigger>> {
-        self.triggers.get(name)
+    /// The trigger named `name`, when it runs here.
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<Trigger>> {
+        let running = self.running.read().unwrap_or_else(|e| e.into_inner());
+        running.get(name).map(|r| r.trigger.clone())
     }
+
+    /// Whether `name` is declared through the admin API but cannot run here (its
+    /// subscription is not ended for that).
+    fn is_refused(&self, name: &str) -> bool {
+        let refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        refused.contains_key(name)
+    }
+
+    /// Starts the configured triggers, then follows the declared ones until the server
+    /// stops.
+    async fn supervise(self: Arc<Self>) {
+        for trigger in self.configured.values() {
+            self.launch(trigger.clone(), None);
+        }
+        let mut stopped = self.stopped.clone();
+        let mut round: u32 = 0;
+        loop {
+            let removed = self.reconcile().await;
+            if removed || round.is_multiple_of(END_REMOVED_EVERY) {
+                subscribe::end_removed(&self).await;
+            }
+            round = round.wrapping_add(1);
+            tokio::select! {
+                () = tokio::time::sleep(DECLARED_CHECK) => {}
+                _ = stopped.wait_for(|stop| *stop) => break,
+            }
+        }
+        let all: Vec<Running> = {
+            let mut running = self.running.write().unwrap_or_else(|e| e.into_inner());
+            running.drain().map(|(_, r)| r).collect()
+        };
+        for running in all {
+            halt(running).await;
+        }
+    }
+
+    /// Starts `trigger`'s poll and delivery loops.
+    fn launch(self: &Arc<Self>, trigger: Arc<Trigger>, declared: Option<i64>) {
+        let (stop, stopped) = watch::channel(false);
+        let tasks = vec![
+            tokio::spawn(poll::run(self.clone(), trigger.clone(), stopped.clone())),
+            tokio::spawn(deliver::run(self.clone(), trigger.clone(), stopped)),
+        ];
+        let mut running = self.running.write().unwrap_or_else(|e| e.into_inner());
+        running.insert(
+            trigger.name.clone(),
+            Running {
+                trigger,
+                declared,
+                stop,
+                tasks,
+            },
+        );
+    }
+
+    /// Brings the declared triggers running here in line with the store: stops those
+    /// removed or changed, starts those new or changed. Whether one was removed.
+    async fn reconcile(self: &Arc<Self>) -> bool {
+        let declared = match self.access.vault.declared_triggers().await {
+            Ok(declared) => declared,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the triggers declared through the admin API");
+                return false;
+            }
+        };
+        let version = |name: &str| {
+            declared
+                .iter()
+                .find(|d| d.name == name)
+                .map(|d| d.updated_at)
+        };
+        let stale: Vec<Running> = {
+            let mut running = self.running.write().unwrap_or_else(|e| e.into_inner());
+            let names: Vec<String> = running
+                .iter()
+                .filter(|(name, r)| r.declared.is_some() && r.declared != version(name))
+                .map(|(name, _)| name.clone())
+                .collect();
+            names
+                .iter()
+                .filter_map(|name| running.remove(name))
+                .collect()
+        };
+        self.refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|name, _| version(name).is_some());
+        let mut removed = false;
+        for running in stale {
+            let name = running.trigger.name.clone();
+            halt(running).await;
+            if version(&name).is_none() {
+                tracing::info!(trigger = %name, "a trigger declared through the admin API was removed");
+                removed = true;
+            }
+        }
+        for trigger in declared {
+            let name = trigger.name.as_str();
+            let running = self
+                .running
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(name);
+            if running {
+                continue;
+            }
+            let made = if self.configured.contains_key(name) {
+                Err(format!(
+                    "junction.toml declares a trigger '{name}' too; the file's runs"
+                ))
+            } else {
+                junction_runtime::config::triggers::declared(name, &trigger.table)
+                    .map_err(|problems| problems.join("; "))
+                    .and_then(|config| resolve(&self.access, name, config))
+            };
+            match made {
+                Ok(made) => {
+                    self.refused
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(name);
+                    tracing::info!(
+                        trigger = name,
+                        "running a trigger declared through the admin API"
+                    );
+                    self.launch(Arc::new(made), Some(trigger.updated_at));
+                }
+                Err(why) => {
+                    let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+                    if refused.insert(name.to_owned(), trigger.updated_at)
+                        != Some(trigger.updated_at)
+                    {
+                        tracing::error!(trigger = name, %why, "cannot run a trigger declared through the admin API");
+                    }
+                }
+            }
+        }
+        removed
+    }
+}
+
+/// Stops a running trigger's loops and waits for them (they give its lease up).
+async fn halt(running: Running) {
+    let _ = running.stop.send(true);
+    for task in running.tasks {
+        let _ = task.await;
+    }
+}
+
+/// Connector `connector` that `access` loaded and its trigger operation `operation`
+/// (one with `x-ms-trigger`), or why not (naming the connector's triggers).
+pub(crate) fn trigger_operation<'a>(
+    access: &'a Access,
+    connector: &str,
+    operation: &str,
+) -> Result<(&'a Connector, &'a Operation), String> {
+    let found = access
+        .connector(connector)
+        .ok_or_else(|| format!("connector '{connector}' is not loaded"))?;
+    let op = found
+        .operation(operation)
+        .filter(|op| op.is_trigger())
+        .ok_or_else(|| {
+            let known: Vec<&str> = found
+                .operations
+                .iter()
+                .filter(|op| op.is_trigger())
+                .map(|op| op.id.as_str())
+                .collect();
+            format!(
+                "'{operation}' is not a trigger of connector '{connector}' (its triggers: {})",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            )
+        })?;
+    Ok((found, op))
+}
+
+/// Trigger `name` of `config`, resolved against the connectors `access` loaded: its
+/// connector and operation (one with `x-ms-trigger`), or why not.
+pub(crate) fn resolve(
+    access: &Access,
+    name: &str,
+    config: TriggerConfig,
+) -> Result<Trigger, String> {
+    let (connector, operation) = trigger_operation(access, &config.connector, &config.operation)
+        .map_err(|why| format!("[trigger.{name}]: {why}"))?;
+    let (connector, operation) = (connector.clone(), operation.clone());
+    let fires = match operation
+        .extensions
+        .get("x-ms-trigger")
+        .and_then(Value::as_str)
+    {
+        Some(kind) if kind.eq_ignore_ascii_case("single") => Fires::Single,
+        _ => Fires::Batch,
+    };
+    let callback = subscribe::callback_path(&connector, &operation);
+    if callback.is_some() && access.vault.derive_key("trigger hooks").is_none() {
+        return Err(format!(
+            "[trigger.{name}] is a webhook trigger: its callback URL is signed with a key derived from the store's master key, and none is configured (`[store] key_file`)"
+        ));
+    }
+    Ok(Trigger {
+        name: name.to_owned(),
+        subscribers: config.webhooks.keys().cloned().collect(),
+        config,
+        connector,
+        operation,
+        fires,
+        callback,
+        checked: std::sync::atomic::AtomicBool::new(false),
+        stored: watch::channel(0).0,
+    })
 }
 
 /// The path prefix of what clients reach of triggers: `/triggers/{name}/events`

@@ -7,7 +7,6 @@
 //! configuration, the next start ends its subscription. The step runs in the trigger's
 //! loop ([`super::poll`]), under its lease, so one replica keeps the subscription.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -254,9 +253,9 @@ async fn call_location(
     Ok(answered.status().as_u16())
 }
 
-/// Ends the subscriptions of webhook triggers no longer configured (their stored state
-/// says how they were made), and forgets their state.
-pub(super) async fn end_removed(triggers: Arc<Triggers>) {
+/// Ends the subscriptions of webhook triggers no longer configured nor declared (their
+/// stored state says how they were made), and forgets their state.
+pub(super) async fn end_removed(triggers: &Triggers) {
     let store = triggers.access.vault.store().clone();
     let rows = match store.triggers().await {
         Ok(rows) => rows,
@@ -265,8 +264,19 @@ pub(super) async fn end_removed(triggers: Arc<Triggers>) {
             return;
         }
     };
+    let now = junction_store::now_ms();
     for row in rows {
-        if triggers.get(&row.name).is_some() {
+        if triggers.get(&row.name).is_some() || triggers.is_refused(&row.name) {
+            continue;
+        }
+        // Still run by another replica (which has not seen the removal yet): it ends the
+        // subscription itself once it has stopped and given the lease up.
+        let held = row
+            .lease_owner
+            .as_deref()
+            .is_some_and(|o| o != triggers.owner)
+            && row.lease_until.is_some_and(|until| until > now);
+        if held {
             continue;
         }
         let (Some(location), Some(made)) = (&row.location, &row.subscription) else {
@@ -286,7 +296,7 @@ pub(super) async fn end_removed(triggers: Arc<Triggers>) {
             location: Some(location.clone()),
             method: Some(http::Method::DELETE),
         };
-        let ended = match request(&triggers, connector, op, &subscription, Some(poll)).await {
+        let ended = match request(triggers, connector, op, &subscription, Some(poll)).await {
             Ok(request) => triggers
                 .gateway
                 .load()

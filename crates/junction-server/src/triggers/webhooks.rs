@@ -136,6 +136,12 @@ where
             ),
         ));
     }
+    if triggers.access.vault.key().is_none() {
+        return Err(Error::new(
+            ErrorKind::Forbidden,
+            "this gateway takes no webhooks from clients: it keeps their secrets sealed under the store's master key, and none is configured",
+        ));
+    }
     let limit = triggers.gateway.load().limits().max_body_bytes;
     junction_runtime::check_declared_length(&parts.headers, limit)?;
     let bytes = junction_runtime::read_body(body, limit).await?;
