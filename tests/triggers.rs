@@ -1450,10 +1450,21 @@ async fn two_replicas_poll_each_page_once_and_take_over_from_a_killed_one() {
 /// `last_requested_at = @{triggerBody().requested_at}`, `triggerDataPath`
 /// `@triggerBody().results`) against a mock whose answers drive the cursor: the first poll
 /// only sets it, each later one sends the last answer's `requested_at` and fires the
-/// results; the package's `/trigger` path prefix is not sent to the backend.
+/// results; the package's `/trigger` path prefix is not sent to the backend. One answer
+/// has a next page (`@odata.nextLink`, the default of `x-ms-triggerConfig-nextLink`): it
+/// is polled next, fires its results, and leaves the cursor to the answer before it.
 #[tokio::test]
 async fn a_corpus_pollingtrigger_is_driven_by_the_answers() {
-    let backend = Backend::start(|seen| {
+    let base: Arc<OnceLock<String>> = Arc::default();
+    let script_base = base.clone();
+    let backend = Backend::start(move |seen| {
+        if seen.query.as_deref() == Some("page=2") {
+            // The next page: its requested_at is not the cursor.
+            return json_answer(
+                200,
+                json!({"requested_at": "T9", "results": [{"id": "s3"}]}),
+            );
+        }
         let cursor = seen
             .query
             .as_deref()
@@ -1466,7 +1477,17 @@ async fn a_corpus_pollingtrigger_is_driven_by_the_answers() {
             "" => ("T1", json!([{"id": "old-1"}, {"id": "old-2"}])),
             "T1" => ("T2", json!([{"id": "s1"}])),
             "T2" => ("T3", json!([])),
-            "T3" => ("T4", json!([{"id": "s2"}, {"id": "s3"}])),
+            "T3" => {
+                let next = format!(
+                    "{}/api/power-automate/poll/data_received/?page=2",
+                    script_base.get().unwrap()
+                );
+                return json_answer(
+                    200,
+                    json!({"requested_at": "T4", "results": [{"id": "s2"}],
+                           "@odata.nextLink": next}),
+                );
+            }
             _ => ("T4", json!([])),
         };
         json_answer(
@@ -1475,6 +1496,7 @@ async fn a_corpus_pollingtrigger_is_driven_by_the_answers() {
         )
     })
     .await;
+    base.set(backend.url()).unwrap();
     let loaded = junction_import::load(&crate::harness::package("Feathery Forms"));
     let connector = loaded.connector.unwrap();
     assert_eq!(connector.name, "feathery-forms");
@@ -1496,20 +1518,22 @@ async fn a_corpus_pollingtrigger_is_driven_by_the_answers() {
             .map(|seen| seen.query.clone().unwrap_or_default())
             .collect()
     };
-    wait_until("five polls", Duration::from_secs(20), || {
-        cursors().len() >= 5
+    wait_until("six polls", Duration::from_secs(20), || {
+        cursors().len() >= 6
     })
     .await;
     assert_eq!(
-        cursors()[..5],
+        cursors()[..6],
         [
             "form_key=signup",
             "form_key=signup&last_requested_at=T1",
             "form_key=signup&last_requested_at=T2",
             "form_key=signup&last_requested_at=T3",
+            "page=2",
             "form_key=signup&last_requested_at=T4",
         ]
     );
+
     let first = &backend.seen()[0];
     assert_eq!(first.path, "/api/power-automate/poll/data_received/");
     assert_eq!(first.header("authorization").as_deref(), Some("Token abc"));

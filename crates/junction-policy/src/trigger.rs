@@ -1,6 +1,7 @@
 //! The `pollingtrigger` template on one poll's answer: the items it fires
-//! (`triggerDataPath`) and the query parameters of the next poll (`triggerConfig`,
-//! rendered with `@triggerBody()` as this answer).
+//! (`triggerDataPath`), the query parameters of the next poll (`triggerConfig`,
+//! rendered with `@triggerBody()` as this answer) and the link to the answer's next page
+//! (the property `x-ms-triggerConfig-nextLink` names, `@odata.nextLink` by default).
 
 use serde_json::Value;
 
@@ -18,16 +19,25 @@ pub struct Polled {
     /// nothing in this answer (`@{triggerBody().value[0].time}` of an empty list): the
     /// cursor stays where it was.
     pub query: Option<Vec<(String, String)>>,
+    /// The URL of the answer's next page, when it has one.
+    pub next: Option<String>,
 }
 
-/// Runs the template's `config` (`triggerConfig`) and `data` (`triggerDataPath`) on
-/// `body`, the answer of a poll; connection values come from `env`.
+/// The property of an answer that links to its next page, when the template's
+/// `x-ms-triggerConfig-nextLink` names none.
+pub const DEFAULT_NEXT_LINK: &str = "@odata.nextLink";
+
+/// Runs the template's `config` (`triggerConfig`), `next_link`
+/// (`x-ms-triggerConfig-nextLink`) and `data` (`triggerDataPath`) on `body`, the answer of
+/// a poll; connection values come from `env`.
 pub fn polled(
     config: &[(String, Template)],
+    next_link: Option<&str>,
     data: &Path,
     env: &dyn Env,
     body: &Value,
 ) -> Result<Polled, EvalError> {
+    let next = next_page(next_link.unwrap_or(DEFAULT_NEXT_LINK), body);
     let items = match data.root {
         Root::TriggerBody | Root::Body | Root::Item => json::get(body, &data.steps),
     };
@@ -46,14 +56,36 @@ pub fn polled(
             Piece::Text(_) | Piece::Param(_) => true,
         });
         if !names_something {
-            return Ok(Polled { items, query: None });
+            return Ok(Polled {
+                items,
+                query: None,
+                next,
+            });
         }
         query.push((name.clone(), eval::render(template, &scope, false)?.text));
     }
     Ok(Polled {
         items,
         query: Some(query),
+        next,
     })
+}
+
+/// The next page's URL in `body`: the property `name` of the answer (or, written as a
+/// path such as `@triggerBody().links.next`, what it names), when it is a non-empty string.
+fn next_page(name: &str, body: &Value) -> Option<String> {
+    let found = if name.starts_with("@triggerBody()") || name.starts_with("@body()") {
+        crate::expr::parse_path(name)
+            .ok()
+            .and_then(|path| json::get(body, &path.steps))
+    } else {
+        body.get(name)
+    };
+    found
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|link| !link.is_empty())
+        .map(str::to_owned)
 }
 
 #[cfg(test)]
@@ -89,8 +121,9 @@ mod tests {
         )];
         let data = parse_path("@triggerBody().value").unwrap();
         let body = json!({"value": [{"id": "a", "lastModifiedDateTime": "2026-12-01T10:00:00Z"}, {"id": "b"}]});
-        let polled = polled(&config, &data, &NoConnection, &body).unwrap();
+        let polled = polled(&config, None, &data, &NoConnection, &body).unwrap();
         assert_eq!(polled.items.len(), 2);
+        assert_eq!(polled.next, None);
         assert_eq!(
             polled.query,
             Some(vec![(
@@ -99,8 +132,28 @@ mod tests {
             )])
         );
         // Nothing new: no item, and the cursor stays.
-        let polled = super::polled(&config, &data, &NoConnection, &json!({"value": []})).unwrap();
+        let polled =
+            super::polled(&config, None, &data, &NoConnection, &json!({"value": []})).unwrap();
         assert!(polled.items.is_empty());
         assert_eq!(polled.query, None);
+    }
+
+    #[test]
+    fn the_next_page_is_where_the_template_says() {
+        let data = parse_path("@triggerBody().value").unwrap();
+        let page = json!({"value": [], "@odata.nextLink": "https://api.example.com/x?page=2",
+                          "links": {"next": "https://api.example.com/x?page=3"}, "more": ""});
+        let next =
+            |name: Option<&str>| polled(&[], name, &data, &NoConnection, &page).unwrap().next;
+        assert_eq!(
+            next(None).as_deref(),
+            Some("https://api.example.com/x?page=2")
+        );
+        assert_eq!(
+            next(Some("@triggerBody().links['next']")).as_deref(),
+            Some("https://api.example.com/x?page=3")
+        );
+        assert_eq!(next(Some("more")), None);
+        assert_eq!(next(Some("missing")), None);
     }
 }

@@ -484,7 +484,12 @@ pub(crate) fn polled(
     op: &OperationPlan,
     body: &Value,
 ) -> Option<Result<junction_policy::trigger::Polled, Error>> {
-    let Kind::PollingTrigger { config, data, .. } = &op.polling.as_ref()?.kind else {
+    let Kind::PollingTrigger {
+        config,
+        next_link,
+        data,
+    } = &op.polling.as_ref()?.kind
+    else {
         return None;
     };
     let env = RequestEnv {
@@ -492,18 +497,17 @@ pub(crate) fn polled(
         op,
         values: &[],
     };
-    Some(
-        junction_policy::trigger::polled(config, data, &env, body).map_err(|error| {
-            let junction_policy::eval::EvalError::MissingConnection(name) = error;
-            Error::new(
-                ErrorKind::Misconfigured,
-                format!(
-                    "connector '{}', trigger '{}': its pollingtrigger template reads connection value '{name}', which is not set",
-                    connector.name, op.id
-                ),
-            )
-        }),
-    )
+    let polled = junction_policy::trigger::polled(config, next_link.as_deref(), data, &env, body);
+    Some(polled.map_err(|error| {
+        let junction_policy::eval::EvalError::MissingConnection(name) = error;
+        Error::new(
+            ErrorKind::Misconfigured,
+            format!(
+                "connector '{}', trigger '{}': its pollingtrigger template reads connection value '{name}', which is not set",
+                connector.name, op.id
+            ),
+        )
+    }))
 }
 
 fn policy_error(connector: &ConnectorPlan, op: &OperationPlan, error: PolicyError) -> Error {

@@ -13,7 +13,11 @@
 //! A trigger whose package gives it a `pollingtrigger` template keeps another cursor: the
 //! query parameters its `triggerConfig` renders from the last answer. Its first poll only
 //! sets that cursor (what exists already does not fire); each later one fires the items
-//! at `triggerDataPath`, and moves the cursor when the answer names what it needs.
+//! at `triggerDataPath`, and moves the cursor when the answer names what it needs. An
+//! answer with a next page (the property `x-ms-triggerConfig-nextLink` names, by default
+//! `@odata.nextLink`) has that page polled at once (below the base URL only), firing its
+//! items but leaving the cursor where the answer to the query put it; after the last page
+//! the trigger polls the query again.
 //!
 //! A webhook trigger runs the same loop (lease, schedule, record), with a subscription
 //! step ([`super::subscribe::step`]) in place of the poll.
@@ -278,20 +282,18 @@ fn answer(
                     }
                 }
             };
-            let (fired, query) =
+            let (fired, query, next) =
                 match table.polled(&trigger.connector.name, &trigger.operation.id, &value) {
-                    None => (items(trigger.fires, value), state.query.clone()),
+                    None => (items(trigger.fires, value), state.query.clone(), None),
                     Some(Err(error)) => return failed(error.to_string()),
                     Some(Ok(polled)) => {
-                        // The first poll sets the cursor; an answer that does not name what
-                        // the cursor needs leaves it.
-                        let fired = if state.query.is_some() {
-                            polled.items
-                        } else {
-                            Vec::new()
-                        };
+                        // The first poll sets the cursor (and fires nothing, nor follows
+                        // pages); an answer that does not name what the cursor needs leaves
+                        // it, and so does a page reached by a link: the cursor comes from the
+                        // answer to the query.
+                        let first = state.query.is_none();
                         let query = match polled.query {
-                            Some(pairs) => Some(
+                            Some(pairs) if state.location.is_none() => Some(
                                 Value::Object(
                                     pairs
                                         .into_iter()
@@ -300,12 +302,21 @@ fn answer(
                                 )
                                 .to_string(),
                             ),
-                            None => state.query.clone().or_else(|| Some("{}".to_owned())),
+                            _ => state.query.clone().or_else(|| Some("{}".to_owned())),
                         };
-                        (fired, query)
+                        if first {
+                            (Vec::new(), query, None)
+                        } else {
+                            (polled.items, query, polled.next)
+                        }
                     }
                 };
             let events = keyed(trigger, fired);
+            // A next page is polled at once; the last one goes back to the query.
+            let (location, wait) = match next {
+                Some(next) => (Some(next), Duration::ZERO),
+                None => (location, wait),
+            };
             Polled {
                 events,
                 location,
