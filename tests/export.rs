@@ -493,3 +493,221 @@ async fn export_admin_api_document_names_every_route_and_passes_the_validator() 
     assert_eq!(routed, documented);
     server.shutdown().await;
 }
+
+// -------------------------------------------------------------- round trip, as a property
+
+mod round_trip {
+    use junction_model::{CollectionFormat, Connector, Method, ParamLocation};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A parameter's generated shape: its JSON Schema and collection format.
+    fn schema() -> impl Strategy<Value = (Value, CollectionFormat)> {
+        let format = prop_oneof![
+            Just(CollectionFormat::Csv),
+            Just(CollectionFormat::Ssv),
+            Just(CollectionFormat::Tsv),
+            Just(CollectionFormat::Pipes),
+            Just(CollectionFormat::Multi),
+        ];
+        prop_oneof![
+            proptest::option::of(1u32..50)
+                .prop_map(|max| match max {
+                    Some(max) => json!({"type": "string", "maxLength": max}),
+                    None => json!({"type": "string"}),
+                })
+                .prop_map(|s| (s, CollectionFormat::Csv)),
+            proptest::collection::btree_set("[a-z]{1,6}", 1..4).prop_map(|values| (
+                json!({"type": "string", "enum": values}),
+                CollectionFormat::Csv
+            )),
+            (-100i64..0, 1i64..100).prop_map(|(min, max)| {
+                (
+                    json!({"type": "integer", "minimum": min, "maximum": max}),
+                    CollectionFormat::Csv,
+                )
+            }),
+            Just((json!({"type": "boolean"}), CollectionFormat::Csv)),
+            Just((json!({"type": "number"}), CollectionFormat::Csv)),
+            format.prop_map(|f| (json!({"type": "array", "items": {"type": "string"}}), f)),
+        ]
+    }
+
+    /// One generated parameter: name, place, required, schema and format.
+    type Param = (String, ParamLocation, bool, Value, CollectionFormat);
+
+    fn parameters() -> impl Strategy<Value = Vec<Param>> {
+        let place = prop_oneof![Just(ParamLocation::Query), Just(ParamLocation::Header)];
+        proptest::collection::btree_map(
+            "[a-z][a-z0-9]{0,5}",
+            (place, any::<bool>(), schema()),
+            0..5,
+        )
+        .prop_map(|params| {
+            params
+                .into_iter()
+                .map(|(name, (place, required, (schema, format)))| {
+                    let (name, format) = match place {
+                        // Header names in their own namespace; `multi` is a query form.
+                        ParamLocation::Header if format == CollectionFormat::Multi => {
+                            (format!("x-{name}"), CollectionFormat::Csv)
+                        }
+                        ParamLocation::Header => (format!("x-{name}"), format),
+                        _ => (name, format),
+                    };
+                    (name, place, required, schema, format)
+                })
+                .collect()
+        })
+    }
+
+    /// A connector of one to three operations, each with a path parameter or not, its
+    /// query and header parameters, and a JSON body when its method takes one.
+    fn connector() -> impl Strategy<Value = Connector> {
+        let method = prop_oneof![
+            Just(Method::Get),
+            Just(Method::Post),
+            Just(Method::Put),
+            Just(Method::Delete)
+        ];
+        proptest::collection::vec((method, any::<bool>(), parameters(), any::<bool>()), 1..4)
+            .prop_map(|operations| {
+                let operations = operations
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (method, with_path, params, with_body))| {
+                        let path = if with_path {
+                            format!("/r{i}/{{id}}")
+                        } else {
+                            format!("/r{i}")
+                        };
+                        let mut op = op(method, &path, &format!("Op{i}"));
+                        if with_path {
+                            op = op.param(param(
+                                "id",
+                                ParamLocation::Path,
+                                json!({"type": "string"}),
+                            ));
+                        }
+                        for (name, place, required, schema, format) in params {
+                            let mut p = param(&name, place, schema).collection(format);
+                            p.required = required;
+                            op = op.param(p);
+                        }
+                        if with_body && matches!(method, Method::Post | Method::Put) {
+                            op = op.json_body(
+                                json!({"type": "object", "properties": {"a": {"type": "string"}}}),
+                                true,
+                            );
+                        }
+                        op
+                    })
+                    .collect();
+                crate::support::connector("rt", closed_port(), operations)
+            })
+    }
+
+    /// What a parameter is to a client: place, required, type, item type, enum, bounds,
+    /// and (for arrays) the collection format.
+    fn described(p: &junction_model::Parameter) -> (String, String, bool, Value) {
+        let mut shape = serde_json::Map::new();
+        for key in ["type", "enum", "minimum", "maximum", "maxLength", "items"] {
+            if let Some(value) = p.schema.get(key) {
+                shape.insert(key.to_owned(), value.clone());
+            }
+        }
+        if p.schema.get("type") == Some(&json!("array")) {
+            shape.insert("format".into(), json!(format!("{:?}", p.collection_format)));
+        }
+        (
+            p.name.to_ascii_lowercase(),
+            format!("{:?}", p.location),
+            p.required,
+            Value::Object(shape),
+        )
+    }
+
+    fn check(connector: &Connector) -> Result<(), TestCaseError> {
+        let gateway = Gateway::compile(
+            &junction_runtime::Config::default(),
+            std::slice::from_ref(connector),
+        )
+        .map_err(|d| TestCaseError::fail(format!("{d:?}")))?
+        .gateway;
+        let connectors = [connector.clone()];
+        let surface = Surface::new(&connectors, &gateway);
+        let options = Options {
+            base_url: url::Url::parse("https://gateway.example.com/").unwrap(),
+            title: "Junction".into(),
+            name: "junction".into(),
+            client_keys: false,
+        };
+        let openapi = junction_export::openapi(&surface, &options).to_string();
+        let swagger = junction_export::swagger(&surface, &options).to_string();
+        let properties = junction_export::api_properties(&options).to_string();
+        for (file, text, props) in [
+            ("junction.openapi.json", &openapi, None),
+            (
+                "apiDefinition.swagger.json",
+                &swagger,
+                Some(("apiProperties.json", properties.as_str())),
+            ),
+        ] {
+            let loaded = junction_import::load_from_str("junction", file, text, props);
+            let errors: Vec<String> = loaded
+                .diagnostics
+                .iter()
+                .filter(|d| d.severity == junction_model::Severity::Error)
+                .map(ToString::to_string)
+                .collect();
+            prop_assert!(errors.is_empty(), "{file}: {errors:?}\n{text}");
+            let back = loaded.connector.unwrap();
+            prop_assert_eq!(
+                back.operations.len(),
+                connector.operations.len(),
+                "{}",
+                file
+            );
+            for original in &connector.operations {
+                let id = format!("rt_{}", original.id);
+                let found = back.operations.iter().find(|o| o.id == id);
+                prop_assert!(found.is_some(), "{file}: no {id}");
+                let found = found.unwrap();
+                prop_assert_eq!(&found.method, &original.method, "{}", file);
+                let mut want: Vec<_> = original.parameters.iter().map(described).collect();
+                let mut got: Vec<_> = found.parameters.iter().map(described).collect();
+                want.sort_by(|a, b| a.0.cmp(&b.0));
+                got.sort_by(|a, b| a.0.cmp(&b.0));
+                prop_assert_eq!(got, want, "{}: {}", file, id);
+                prop_assert_eq!(
+                    found.body.is_some(),
+                    original.body.is_some(),
+                    "{}: {}",
+                    file,
+                    id
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Export, then import, as a property: any generated connector, exported as OpenAPI 3.1
+    /// and as a Power Platform package, loads back without an error and with every
+    /// operation, its method, its parameters (place, required, type, enum, bounds, array
+    /// format) and its body. `PROPTEST_CASES` runs more cases (64 by default).
+    #[test]
+    fn export_then_import_keeps_every_operation_and_parameter() {
+        let cases = std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(64);
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+            cases,
+            ..ProptestConfig::default()
+        });
+        runner
+            .run(&connector(), |connector| check(&connector))
+            .unwrap();
+    }
+}

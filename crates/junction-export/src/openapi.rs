@@ -197,16 +197,33 @@ fn operation(connector: &Connector, op: &Operation, client_keys: bool) -> Value 
             .and_then(|s| s.get("type"))
             .and_then(Value::as_str)
             == Some("array");
+        let mut schema = schema;
         if is_array {
-            let (style, explode) = match (p.location, p.collection_format) {
-                (ParamLocation::Query, CollectionFormat::Multi) => ("form", true),
-                (ParamLocation::Query, CollectionFormat::Pipes) => ("pipeDelimited", false),
-                (ParamLocation::Query, CollectionFormat::Ssv) => ("spaceDelimited", false),
-                (ParamLocation::Query, _) => ("form", false),
-                _ => ("simple", false),
-            };
-            out.insert("style".into(), json!(style));
-            out.insert("explode".into(), json!(explode));
+            match style(p.location, p.collection_format) {
+                Some((style, explode)) => {
+                    out.insert("style".into(), json!(style));
+                    out.insert("explode".into(), json!(explode));
+                }
+                None => {
+                    // No OpenAPI 3 style says how the gateway reads this value: it is
+                    // described as the text a client sends, and the array it stands for is
+                    // kept in `x-junction-array` (which the importer reads back).
+                    let separator = match p.collection_format.separator() {
+                        Some('\t') => "a tab".to_owned(),
+                        Some(' ') => "a space".to_owned(),
+                        Some(other) => format!("`{other}`"),
+                        None => "its own parameter".to_owned(),
+                    };
+                    out.insert(
+                        "x-junction-array".into(),
+                        json!({"collectionFormat": p.collection_format.as_str(), "schema": schema}),
+                    );
+                    schema = json!({
+                        "type": "string",
+                        "description": format!("The items, separated by {separator}."),
+                    });
+                }
+            }
         }
         out.insert("schema".into(), schema);
         out.insert(
@@ -287,4 +304,22 @@ fn responses(connector: &Connector, responses: &[Response], produces: &str) -> M
         out.entry(status).or_insert(Value::Object(response));
     }
     out
+}
+
+/// OpenAPI 3's `style` and `explode` for an array parameter written in `format` at
+/// `location`; `None` where OpenAPI 3 has none (tab-separated values anywhere, space- or
+/// pipe-separated ones outside the query).
+fn style(location: ParamLocation, format: CollectionFormat) -> Option<(&'static str, bool)> {
+    match (location, format) {
+        (ParamLocation::Query | ParamLocation::Cookie, CollectionFormat::Csv) => {
+            Some(("form", false))
+        }
+        (ParamLocation::Query, CollectionFormat::Multi) => Some(("form", true)),
+        (ParamLocation::Query, CollectionFormat::Pipes) => Some(("pipeDelimited", false)),
+        (ParamLocation::Query, CollectionFormat::Ssv) => Some(("spaceDelimited", false)),
+        (ParamLocation::Path | ParamLocation::Header, CollectionFormat::Csv) => {
+            Some(("simple", false))
+        }
+        _ => None,
+    }
 }

@@ -211,7 +211,7 @@ fn operation(connector: &Connector, op: &Operation, client_keys: bool) -> Value 
             if out.get("type") == Some(&json!("array")) {
                 out.insert(
                     "collectionFormat".into(),
-                    json!(collection_format(p.collection_format)),
+                    json!(p.collection_format.as_str()),
                 );
             }
         }
@@ -285,15 +285,4 @@ fn responses(connector: &Connector, responses: &[Response]) -> Map<String, Value
         out.entry(status).or_insert(Value::Object(response));
     }
     out
-}
-
-fn collection_format(format: junction_model::CollectionFormat) -> &'static str {
-    use junction_model::CollectionFormat::*;
-    match format {
-        Csv => "csv",
-        Ssv => "ssv",
-        Tsv => "tsv",
-        Pipes => "pipes",
-        Multi => "multi",
-    }
 }

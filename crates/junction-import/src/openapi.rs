@@ -115,6 +115,28 @@ fn parameter(
         );
         required = true;
     }
+    let mut collection_format = style(map, location, &src, sink);
+    let mut schema = schema;
+    // An array in a format OpenAPI 3 has no style for, as `junction export` writes it: the
+    // parameter's schema is the text clients send, `x-junction-array` the array it holds.
+    if let Some(array) = map.get("x-junction-array").and_then(Value::as_object) {
+        let at = src.key("x-junction-array");
+        let format = array
+            .get("collectionFormat")
+            .and_then(Value::as_str)
+            .and_then(CollectionFormat::from_name);
+        match (format, array.get("schema")) {
+            (Some(format), Some(items)) => {
+                schema = ctx.schemas.normalize(items, &at.key("schema"), sink);
+                collection_format = format;
+            }
+            _ => sink.warn(
+                "invalid-parameter",
+                &at,
+                "x-junction-array needs a collectionFormat (csv, ssv, tsv, pipes, multi) and a schema; ignored",
+            ),
+        }
+    }
     Parameter {
         name: raw.name.clone(),
         location,
@@ -123,7 +145,7 @@ fn parameter(
         summary: fields::string(map, "x-ms-summary", &src, sink),
         default: raw_schema.and_then(|s| s.get("default")).cloned(),
         schema,
-        collection_format: style(map, location, &src, sink),
+        collection_format,
         url_encoding: url_encoding(map, &src, sink),
         visibility: fields::visibility(map, &src, sink),
         is_file: false,

@@ -203,13 +203,9 @@ fn collection_format(
     let Some(s) = fields::string(map, "collectionFormat", at, sink) else {
         return CollectionFormat::Csv;
     };
-    let format = match s.to_ascii_lowercase().as_str() {
-        "csv" => CollectionFormat::Csv,
-        "ssv" => CollectionFormat::Ssv,
-        "tsv" => CollectionFormat::Tsv,
-        "pipes" => CollectionFormat::Pipes,
-        "multi" => CollectionFormat::Multi,
-        _ => {
+    let format = match CollectionFormat::from_name(&s) {
+        Some(format) => format,
+        None => {
             sink.warn(
                 "invalid-parameter",
                 &at.key("collectionFormat"),

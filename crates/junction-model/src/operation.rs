@@ -138,6 +138,30 @@ pub enum CollectionFormat {
 }
 
 impl CollectionFormat {
+    /// Its Swagger 2.0 name: `csv`, `ssv`, `tsv`, `pipes` or `multi`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CollectionFormat::Csv => "csv",
+            CollectionFormat::Ssv => "ssv",
+            CollectionFormat::Tsv => "tsv",
+            CollectionFormat::Pipes => "pipes",
+            CollectionFormat::Multi => "multi",
+        }
+    }
+
+    /// The format a Swagger 2.0 name (any case) stands for.
+    pub fn from_name(name: &str) -> Option<CollectionFormat> {
+        [
+            CollectionFormat::Csv,
+            CollectionFormat::Ssv,
+            CollectionFormat::Tsv,
+            CollectionFormat::Pipes,
+            CollectionFormat::Multi,
+        ]
+        .into_iter()
+        .find(|format| name.eq_ignore_ascii_case(format.as_str()))
+    }
+
     /// The separator between items, or `None` for `multi`.
     pub fn separator(self) -> Option<char> {
         match self {

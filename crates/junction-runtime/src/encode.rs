@@ -85,6 +85,66 @@ mod tests {
         out
     }
 
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Whether `text` holds only unreserved characters and `%XX` escapes.
+        fn only_unreserved_and_escapes(text: &str) -> bool {
+            let bytes = text.as_bytes();
+            let mut i = 0;
+            while i < bytes.len() {
+                match bytes[i] {
+                    b'%' if bytes.len() > i + 2
+                        && bytes[i + 1].is_ascii_hexdigit()
+                        && bytes[i + 2].is_ascii_hexdigit() =>
+                    {
+                        i += 3;
+                    }
+                    b if b.is_ascii_alphanumeric() || b"-._~".contains(&b) => i += 1,
+                    _ => return false,
+                }
+            }
+            true
+        }
+
+        fn decoded(text: &str) -> String {
+            percent_encoding::percent_decode_str(text)
+                .decode_utf8()
+                .unwrap()
+                .into_owned()
+        }
+
+        proptest! {
+            /// Any value (any Unicode, `/`, `?`, `#`, `%`, spaces, controls) becomes one
+            /// path segment or query component that decodes back to it exactly; with
+            /// `x-ms-url-encoding: double`, after two decodings.
+            #[test]
+            fn every_value_round_trips_as_one_component(value in "\\PC*|[/?#%& +=;,\\x00-\\x1f]{0,12}") {
+                let once = segment(&value, false);
+                prop_assert!(only_unreserved_and_escapes(&once), "{}", once);
+                prop_assert_eq!(decoded(&once), value.clone());
+                let twice = segment(&value, true);
+                prop_assert!(only_unreserved_and_escapes(&twice), "{}", twice);
+                prop_assert_eq!(decoded(&decoded(&twice)), value.clone());
+                let mut component = String::new();
+                push_component(&mut component, &value);
+                prop_assert_eq!(component, once);
+            }
+
+            /// A template's literal text keeps what it wrote, and never gains a character
+            /// that ends the path (`?`, `#`) or is invalid in one.
+            #[test]
+            fn literals_cannot_end_the_path(literal in "\\PC{0,20}") {
+                let mut out = String::new();
+                push_path_literal(&mut out, &literal);
+                prop_assert!(!out.contains(['?', '#', ' ', '"', '<', '>', '{', '}', '\\']), "{}", out);
+                prop_assert!(out.is_ascii() || out == literal, "{}", out);
+            }
+        }
+    }
+
     #[test]
     fn a_value_stays_one_segment() {
         assert_eq!(segment("a/b", false), "a%2Fb");

@@ -206,6 +206,65 @@ mod tests {
 
     use super::*;
 
+    mod properties {
+        use std::collections::BTreeMap;
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Arguments as the binder gives them: place, name, and a string value (what
+        /// travels upstream), at most one per place and name.
+        fn args() -> impl Strategy<Value = BTreeMap<(String, String), String>> {
+            let place = prop_oneof![Just("path"), Just("query"), Just("header"), Just("body")];
+            proptest::collection::btree_map(
+                (place.prop_map(str::to_owned), "\\PC{0,12}"),
+                "\\PC{0,24}",
+                0..6,
+            )
+        }
+
+        fn key_of(args: &[(&(String, String), &String)], connection: &str) -> String {
+            let mut key = KeyBuilder::new("c", "o");
+            for ((place, name), value) in args {
+                key.arg(place, name, &Value::String((*value).clone()));
+            }
+            key.connection(connection);
+            key.finish()
+        }
+
+        proptest! {
+            /// The same arguments in any order give the same key, on every replica (no
+            /// hash seed, no map order).
+            #[test]
+            fn the_order_of_arguments_does_not_matter(args in args(), seed in any::<u64>()) {
+                let list: Vec<_> = args.iter().collect();
+                let mut shuffled = list.clone();
+                // A deterministic shuffle from the seed.
+                let mut state = seed | 1;
+                for i in (1..shuffled.len()).rev() {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    let j = usize::try_from(state % (i as u64 + 1)).unwrap();
+                    shuffled.swap(i, j);
+                }
+                prop_assert_eq!(key_of(&list, "conn"), key_of(&shuffled, "conn"));
+            }
+
+            /// Different arguments, or another connection, give another key: no value,
+            /// name or connection can imitate the key's structure.
+            #[test]
+            fn different_arguments_give_different_keys(
+                a in args(), b in args(), conn_a in "\\PC{0,10}", conn_b in "\\PC{0,10}",
+            ) {
+                let key_a = key_of(&a.iter().collect::<Vec<_>>(), &conn_a);
+                let key_b = key_of(&b.iter().collect::<Vec<_>>(), &conn_b);
+                prop_assert_eq!(key_a == key_b, a == b && conn_a == conn_b, "{} / {}", key_a, key_b);
+            }
+        }
+    }
+
     #[test]
     fn arguments_are_order_independent() {
         let mut a = KeyBuilder::new("pets", "ListPets");
