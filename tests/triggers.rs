@@ -605,7 +605,8 @@ async fn webhooks_are_signed_retried_and_dead_lettered() {
 /// A client granted a trigger registers its own webhook (`POST /triggers/NAME/webhooks`):
 /// it gets a secret once, the trigger's next events reach it signed with that secret
 /// (checked with the reference library), other clients neither see nor remove it, hosts
-/// outside `webhook_hosts` are refused, and once removed it gets nothing more.
+/// outside `webhook_hosts` are refused, a redirect is never followed, and once removed it
+/// gets nothing more.
 #[tokio::test]
 async fn clients_register_their_own_webhooks() {
     let items = Arc::new(Mutex::new(Vec::<Value>::new()));
@@ -753,20 +754,64 @@ async fn clients_register_their_own_webhooks() {
         "the admin API shows a secret"
     );
 
+    // A webhook that redirects is failing, and the redirect is not followed.
+    let elsewhere_receiver = Receiver::start(|_| 204).await;
+    let target = format!("{}/stolen", elsewhere_receiver.backend.url());
+    let redirecting =
+        Backend::start(move |_| (307, vec![("location", target.clone())], String::new())).await;
+    let bounced = call(
+        reqwest::Method::POST,
+        "/triggers/feed/webhooks",
+        &other,
+        Some(json!({"url": format!("{}/hook", redirecting.url())})),
+    )
+    .await;
+    assert_eq!(bounced.status, 201, "{}", bounced.text());
+    items.lock().unwrap().push(json!({"id": "r"}));
+    wait_until(
+        "the redirecting webhook tried",
+        Duration::from_secs(20),
+        || !redirecting.seen().is_empty(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        elsewhere_receiver.ids().is_empty(),
+        "a redirect was followed"
+    );
+    let store = test.open().await;
+    let failing = store
+        .deliveries(&junction_store::DeliveryQuery {
+            trigger: Some("feed".into()),
+            state: Some("pending".into()),
+            limit: None,
+        })
+        .await
+        .unwrap();
+    assert!(
+        failing
+            .iter()
+            .any(|d| d.last_status == Some(307) && d.attempts >= 1),
+        "{failing:?}"
+    );
+    wait_until("three deliveries", Duration::from_secs(20), || {
+        receiver.ids().len() == 3
+    })
+    .await;
+
     // Removed: later events do not go there.
     let removed = call(reqwest::Method::DELETE, &path, &app, None).await;
     assert_eq!(removed.status, 204, "{}", removed.text());
     let gone = call(reqwest::Method::GET, &path, &app, None).await;
     assert_eq!(gone.status, 404, "{}", gone.text());
     items.lock().unwrap().push(json!({"id": "c"}));
-    let store = test.open().await;
     let until = Instant::now() + Duration::from_secs(20);
-    while store.trigger_events("feed", 0, 10).await.unwrap().len() < 3 {
+    while store.trigger_events("feed", 0, 10).await.unwrap().len() < 4 {
         assert!(Instant::now() < until, "event c not stored");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(receiver.ids().len(), 2);
+    assert_eq!(receiver.ids().len(), 3);
     server.shutdown().await;
 }
 

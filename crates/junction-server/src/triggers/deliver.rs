@@ -58,8 +58,11 @@ pub(super) async fn run(
     }
     let store = triggers.access.vault.store().clone();
     let mut notices = trigger.stored.subscribe();
+    // A redirect is an answer like any other non-2xx: it is never followed, so a webhook
+    // (one a client registered, say) cannot send the gateway's POSTs somewhere else.
     let http = match reqwest::Client::builder()
         .user_agent(junction_runtime::USER_AGENT)
+        .redirect(reqwest::redirect::Policy::none())
         .build()
     {
         Ok(http) => http,
