@@ -1156,6 +1156,153 @@ async fn a_stale_attempt_changes_nothing_postgres() {
     a_stale_attempt_changes_nothing(TestStore::postgres()).await;
 }
 
+/// Retention: old events whose every delivery was made are deleted with those deliveries;
+/// an event with a delivery pending or dead stays, and the totals do not go down.
+async fn old_events_are_pruned_once_delivered(test: TestStore) {
+    let store = test.open().await;
+    let now = junction_store::now_ms();
+    let state = store
+        .lease_trigger("kept", "replica-a", now, now + 60_000)
+        .await
+        .unwrap()
+        .unwrap();
+    let events: Vec<(String, String)> = ["a", "b", "c"]
+        .iter()
+        .map(|k| ((*k).to_owned(), json!({"id": k}).to_string()))
+        .collect();
+    store
+        .record_poll(&state, &events, &["hook".into()], now - 10_000)
+        .await
+        .unwrap();
+    // a delivered after a retry, b dead, c pending.
+    let due = store.due_deliveries("kept", now, 10).await.unwrap();
+    assert_eq!(due.len(), 3);
+    for (row, payload) in due {
+        let id: Value = serde_json::from_str(&payload).unwrap();
+        let state = match id["id"].as_str().unwrap() {
+            "a" => "delivered",
+            "b" => "dead",
+            _ => continue,
+        };
+        let made = junction_store::DeliveryRow {
+            state: state.into(),
+            attempts: 2,
+            updated_at: now + 1,
+            ..row.clone()
+        };
+        // Two attempts: one read, the record of the second over the first.
+        let first = junction_store::DeliveryRow {
+            state: "pending".into(),
+            attempts: 1,
+            updated_at: now,
+            ..row.clone()
+        };
+        assert!(store.update_delivery(&first, row.updated_at).await.unwrap());
+        assert!(store.update_delivery(&made, now).await.unwrap());
+    }
+    let before = store.trigger_stats().await.unwrap();
+    let before = before.iter().find(|s| s.trigger == "kept").unwrap().clone();
+    assert_eq!((before.events, before.delivered, before.retries), (3, 1, 2));
+
+    // Not old enough yet: nothing goes.
+    assert_eq!(store.prune_events("kept", now - 20_000).await.unwrap(), 0);
+    assert_eq!(store.prune_events("kept", now).await.unwrap(), 1);
+    let left: Vec<String> = store
+        .trigger_events("kept", 0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.key.clone())
+        .collect();
+    assert_eq!(left, ["b", "c"]);
+    let after = store.trigger_stats().await.unwrap();
+    let after = after.iter().find(|s| s.trigger == "kept").unwrap().clone();
+    assert_eq!(
+        (
+            after.events,
+            after.delivered,
+            after.retries,
+            after.dead,
+            after.pending
+        ),
+        (3, 1, 2, 1, 1)
+    );
+    let rows = store
+        .deliveries(&junction_store::DeliveryQuery {
+            trigger: Some("kept".into()),
+            state: None,
+            limit: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    test.cleanup().await;
+}
+
+#[tokio::test]
+async fn old_events_are_pruned_once_delivered_sqlite() {
+    old_events_are_pruned_once_delivered(TestStore::sqlite()).await;
+}
+
+#[tokio::test]
+async fn old_events_are_pruned_once_delivered_postgres() {
+    old_events_are_pruned_once_delivered(TestStore::postgres()).await;
+}
+
+/// `keep`: a running trigger deletes its delivered events once they are older than that,
+/// and `/metrics` still counts them.
+#[tokio::test]
+async fn a_trigger_keeps_its_events_for_keep() {
+    let served = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let once = served.clone();
+    let backend = Backend::start(move |_| {
+        if once.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return (202, vec![("retry-after", "1".to_owned())], String::new());
+        }
+        let (status, mut headers, body) =
+            json_answer(200, json!({"value": [{"id": "x"}, {"id": "y"}]}));
+        headers.push(("retry-after", "1".to_owned()));
+        (status, headers, body)
+    })
+    .await;
+    let receiver = Receiver::start(|_| 204).await;
+    let test = TestStore::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = support::master_key_file(dir.path());
+    let toml = format!(
+        "{}\n[trigger.feed]\nconnector = \"shop\"\noperation = \"OnFeed\"\nkeep = \"1s\"\n\
+         [trigger.feed.webhook.app]\nurl = \"{}/hook\"\nsecret = \"{GOOD_SECRET}\"\n",
+        test.toml(&key_file),
+        receiver.backend.url(),
+    );
+    let server = support::gateway(vec![shop(backend.addr)], &toml).await;
+    wait_until("both delivered", Duration::from_secs(20), || {
+        receiver.ids().len() == 2
+    })
+    .await;
+    let store = test.open().await;
+    let until = Instant::now() + Duration::from_secs(20);
+    while !store
+        .trigger_events("feed", 0, 10)
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(Instant::now() < until, "the old events were not deleted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let metrics = support::admin(&server, reqwest::Method::GET, "/metrics")
+        .await
+        .text();
+    for line in [
+        "junction_trigger_events_total{trigger=\"feed\"} 2",
+        "junction_trigger_deliveries_delivered_total{trigger=\"feed\"} 2",
+    ] {
+        assert!(metrics.contains(line), "{line} not in\n{metrics}");
+    }
+    server.shutdown().await;
+}
+
 /// Items the crash test's backend serves, and how many per poll.
 const CRASH_ITEMS: u64 = 1000;
 const CRASH_PAGE: u64 = 20;

@@ -32,6 +32,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "s" => Duration::from_secs(number),
             "m" => Duration::from_secs(number.saturating_mul(60)),
             "h" => Duration::from_secs(number.saturating_mul(3600)),
+            "d" => Duration::from_secs(number.saturating_mul(24 * 3600)),
             "" => {
                 return Err(format!(
                     "`{text}` has no unit; write e.g. \"{number}s\" or \"{number}ms\""
@@ -39,7 +40,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             }
             other => {
                 return Err(format!(
-                    "`{text}`: unknown unit `{other}` (use ms, s, m or h)"
+                    "`{text}`: unknown unit `{other}` (use ms, s, m, h or d)"
                 ));
             }
         };
@@ -95,6 +96,7 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration(" 2 h "), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("3d"), Ok(Duration::from_secs(3 * 24 * 3600)));
         assert!(parse_duration("5").unwrap_err().contains("no unit"));
         assert!(
             parse_duration("5 sec")

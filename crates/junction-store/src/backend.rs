@@ -397,7 +397,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<(), StoreError>;
     /// The last `limit` events of trigger `name`, newest first.
     async fn latest_events(&self, name: &str, limit: i64) -> Result<Vec<EventRow>, StoreError>;
-    /// Every trigger's events and deliveries in numbers.
+    /// Deletes the events of trigger `name` stored before `before` (Unix ms) whose every
+    /// delivery was made (none pending, none dead), with those deliveries; their numbers
+    /// stay in the trigger's totals. How many events.
+    async fn prune_events(&self, name: &str, before: i64) -> Result<u64, StoreError>;
+    /// Every trigger's events and deliveries in numbers (with those retention deleted).
     async fn trigger_stats(&self) -> Result<Vec<TriggerStats>, StoreError>;
     /// Deliveries, by `query`.
     async fn deliveries(&self, query: &DeliveryQuery) -> Result<Vec<DeliveryRow>, StoreError>;

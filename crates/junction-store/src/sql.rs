@@ -72,6 +72,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "trigger definitions",
         include_str!("../migrations/sqlite/0006_trigger_definitions.sql"),
     ),
+    (
+        7,
+        "trigger retention",
+        include_str!("../migrations/sqlite/0007_trigger_retention.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -103,6 +108,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "trigger definitions",
         include_str!("../migrations/postgres/0006_trigger_definitions.sql"),
+    ),
+    (
+        7,
+        "trigger retention",
+        include_str!("../migrations/postgres/0007_trigger_retention.sql"),
     ),
 ];
 
@@ -1355,6 +1365,54 @@ macro_rules! impl_store {
                 Ok(rows.iter().map(event_row).collect::<Result<_, _>>()?)
             }
 
+            async fn prune_events(&self, name: &str, before: i64) -> Result<u64, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                // Events stored before `before` whose every delivery was made.
+                let old = "SELECT e.id FROM trigger_events e WHERE e.trigger_name = $1 \
+                           AND e.created_at < $2 AND NOT EXISTS (SELECT 1 FROM trigger_deliveries d \
+                           WHERE d.event_id = e.id AND d.state <> 'delivered')";
+                let counted = sqlx::query(AssertSqlSafe(format!(
+                    "SELECT COUNT(*) AS n, \
+                     CAST(COALESCE(SUM(CASE WHEN attempts > 1 THEN attempts - 1 ELSE 0 END), 0) AS BIGINT) AS retries \
+                     FROM trigger_deliveries WHERE trigger_name = $1 AND event_id IN ({old})"
+                )))
+                .bind(name)
+                .bind(before)
+                .fetch_one(&mut *tx)
+                .await?;
+                let delivered: i64 = counted.try_get("n")?;
+                let retries: i64 = counted.try_get("retries")?;
+                sqlx::query(AssertSqlSafe(format!(
+                    "DELETE FROM trigger_deliveries WHERE trigger_name = $1 AND event_id IN ({old})"
+                )))
+                .bind(name)
+                .bind(before)
+                .execute(&mut *tx)
+                .await?;
+                // With their deliveries gone, the same condition selects those events again.
+                let pruned = sqlx::query(AssertSqlSafe(format!(
+                    "DELETE FROM trigger_events WHERE id IN ({old})"
+                )))
+                .bind(name)
+                .bind(before)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                sqlx::query(
+                    "UPDATE triggers SET pruned_events = pruned_events + $2, \
+                     pruned_delivered = pruned_delivered + $3, pruned_retries = pruned_retries + $4 \
+                     WHERE name = $1",
+                )
+                .bind(name)
+                .bind(i64::try_from(pruned).unwrap_or(i64::MAX))
+                .bind(delivered)
+                .bind(retries)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(pruned)
+            }
+
             async fn trigger_stats(&self) -> Result<Vec<TriggerStats>, StoreError> {
                 let mut stats: Vec<TriggerStats> = Vec::new();
                 let events = sqlx::query(
@@ -1398,6 +1456,32 @@ macro_rules! impl_store {
                         _ => entry.dead = n,
                     }
                 }
+                // What retention deleted still counts.
+                let pruned = sqlx::query(
+                    "SELECT name, pruned_events, pruned_delivered, pruned_retries FROM triggers \
+                     WHERE pruned_events > 0 OR pruned_delivered > 0",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                for row in &pruned {
+                    let trigger: String = row.try_get("name")?;
+                    let at = match stats.iter().position(|s| s.trigger == trigger) {
+                        Some(at) => at,
+                        None => {
+                            stats.push(TriggerStats {
+                                trigger,
+                                ..TriggerStats::default()
+                            });
+                            stats.len() - 1
+                        }
+                    };
+                    if let Some(entry) = stats.get_mut(at) {
+                        entry.events += row.try_get::<i64, _>("pruned_events")?;
+                        entry.delivered += row.try_get::<i64, _>("pruned_delivered")?;
+                        entry.retries += row.try_get::<i64, _>("pruned_retries")?;
+                    }
+                }
+                stats.sort_by(|a, b| a.trigger.cmp(&b.trigger));
                 Ok(stats)
             }
 

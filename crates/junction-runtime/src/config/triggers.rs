@@ -47,6 +47,9 @@ pub struct TriggerConfig {
     /// becomes an event only when its first output is neither `false` nor `null`. It sees
     /// the trigger's parameters as `$params`.
     pub filter: Option<super::NamedTransform>,
+    /// `keep`: how long an event is kept once every delivery of it was made; `None`: for
+    /// ever.
+    pub keep: Option<Duration>,
     /// `lease`: how long a replica holds the trigger without renewing it; when the one
     /// polling it dies, another takes over within this long (default 15 s).
     pub lease: Duration,
@@ -112,6 +115,7 @@ pub(super) struct RawTrigger {
     interval: Option<Spanned<String>>,
     dedup_key: Option<Spanned<String>>,
     filter: Option<Spanned<String>>,
+    keep: Option<Spanned<String>>,
     lease: Option<Spanned<String>>,
     #[serde(default)]
     webhook: IndexMap<String, Spanned<RawWebhook>>,
@@ -191,6 +195,7 @@ impl Builder<'_> {
             let filter = raw
                 .filter
                 .and_then(|code| self.transform(&code, &format!("{key}.filter")));
+            let keep = self.duration(raw.keep, &format!("{key}.keep"));
             let lease = self
                 .duration(raw.lease, &format!("{key}.lease"))
                 .unwrap_or(DEFAULT_LEASE);
@@ -231,6 +236,7 @@ impl Builder<'_> {
                     interval,
                     dedup_key,
                     filter,
+                    keep,
                     lease,
                     webhooks,
                     webhook_hosts,
@@ -445,7 +451,11 @@ mod tests {
             "{found:?}"
         );
         let base = "[store]\npath = \"s.db\"\n[trigger.t]\nconnector = \"c\"\noperation = \"o\"\n";
-        let config = parse(&format!("{base}filter = '.total > 10'\n")).unwrap();
+        let config = parse(&format!("{base}filter = '.total > 10'\nkeep = \"30d\"\n")).unwrap();
+        assert_eq!(
+            config.triggers["t"].keep,
+            Some(Duration::from_secs(30 * 24 * 3600))
+        );
         let filter = config.triggers["t"].filter.as_ref().unwrap();
         assert_eq!(filter.key, "trigger.t.filter");
         let found = parse(&format!("{base}filter = '.total >'\n")).unwrap_err();

@@ -38,6 +38,9 @@ use tokio::sync::watch;
 
 use super::{Fires, Trigger, TriggerCall, Triggers};
 
+/// How often, at most, a trigger with `keep` deletes its old events.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
 /// The longest a poll may take. (A poll longer than the trigger's lease may be repeated
 /// by another replica meanwhile; only the holder's result is recorded.)
 const POLL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -73,6 +76,7 @@ pub(super) async fn run(
     let owner = triggers.owner.as_str();
     let name = trigger.name.as_str();
     let lease = trigger.config.lease;
+    let mut pruned_at: Option<std::time::Instant> = None;
     loop {
         let now = junction_store::now_ms();
         let until = now + millis(lease);
@@ -142,6 +146,18 @@ pub(super) async fn run(
                 if stored > 0 {
                     trigger.stored.send_modify(|n| *n += 1);
                     tracing::debug!(trigger = name, stored, "trigger events stored");
+                }
+                if let Some(keep) = trigger.config.keep
+                    && pruned_at.is_none_or(|at| at.elapsed() >= keep.min(PRUNE_EVERY))
+                {
+                    pruned_at = Some(std::time::Instant::now());
+                    match store.prune_events(name, now - millis(keep)).await {
+                        Ok(0) => {}
+                        Ok(pruned) => tracing::debug!(trigger = name, pruned, "old events deleted"),
+                        Err(error) => {
+                            tracing::warn!(trigger = name, %error, "cannot delete old events")
+                        }
+                    }
                 }
             }
             Ok(None) => {
