@@ -400,19 +400,7 @@ async fn access_log_lines_carry_the_route_and_timings_and_no_secret() {
         .await
         .problem(404, "not-found");
 
-    // Lines are written out every 100 ms, or now.
-    server
-        .gateway
-        .load()
-        .metrics()
-        .access_log()
-        .unwrap()
-        .flush();
-    let text = std::fs::read_to_string(&log).unwrap();
-    let lines: Vec<Value> = text
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
-        .collect();
+    let (text, lines) = access_log(&server, &log);
     assert_eq!(lines.len(), 2, "{text}");
     let ok = &lines[0];
     assert_eq!(ok["connector"], "keyed", "{ok}");

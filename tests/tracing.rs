@@ -314,22 +314,7 @@ async fn tracing_propagates_without_an_exporter_and_logs_the_trace_id() {
     let parent = TraceParent::parse(sent.as_bytes()).unwrap();
     // Not sampled: nothing records it here.
     assert_eq!(parent.flags, 0);
-    // Lines are written out every 100 ms, or now.
-    server
-        .gateway
-        .load()
-        .metrics()
-        .access_log()
-        .unwrap()
-        .flush();
-    let line: Value = serde_json::from_str(
-        std::fs::read_to_string(&log)
-            .unwrap()
-            .lines()
-            .next()
-            .unwrap(),
-    )
-    .unwrap();
+    let line = access_log(&server, &log).1.remove(0);
     assert_eq!(
         line["trace_id"],
         trace_hex(&parent.trace_id).as_str(),

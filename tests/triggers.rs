@@ -1303,6 +1303,74 @@ async fn a_trigger_keeps_its_events_for_keep() {
     server.shutdown().await;
 }
 
+/// Event streams and notifications are in the access log like every other request, and a
+/// hook's token is not.
+#[tokio::test]
+async fn trigger_requests_are_in_the_access_log() {
+    let backend =
+        Backend::start(|_| (202, vec![("retry-after", "60".to_owned())], String::new())).await;
+    let test = TestStore::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = support::master_key_file(dir.path());
+    let log = dir.path().join("access.log");
+    let toml = format!(
+        "{}\n[log]\naccess = true\nfile = \"{}\"\n\
+         [trigger.feed]\nconnector = \"shop\"\noperation = \"OnFeed\"\n",
+        test.toml(&key_file),
+        log.display()
+    );
+    let server = support::gateway(vec![shop(backend.addr)], &toml).await;
+    let key = client_key(&server, "reader", json!(["trigger:feed"])).await;
+    let stream = subscribe(&server, "feed", &key, None).await;
+    drop(stream);
+    let data = server.data_url();
+    let missing = support::client()
+        .get(format!("{data}/triggers/nope/events"))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let hook = support::client()
+        .post(format!("{data}/hooks/feed/hook-s3cret-token"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hook.status(), 404);
+    assert!(!hook.text().await.unwrap().contains("hook-s3cret-token"));
+    let (text, lines) = support::access_log(&server, &log);
+    let lines: Vec<Value> = lines
+        .into_iter()
+        .filter(|line: &Value| {
+            line["path"]
+                .as_str()
+                .is_some_and(|p| !p.starts_with("/connectors"))
+        })
+        .collect();
+    let seen: Vec<(String, u64, Value)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["path"].as_str().unwrap().to_owned(),
+                l["status"].as_u64().unwrap(),
+                l["error"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("/triggers/feed/events".to_owned(), 200, Value::Null),
+            ("/triggers/nope/events".to_owned(), 404, json!("not-found")),
+            ("/hooks/feed/…".to_owned(), 404, json!("not-found")),
+        ],
+        "{text}"
+    );
+    assert!(!text.contains("hook-s3cret-token"), "{text}");
+    server.shutdown().await;
+}
+
 /// Items the crash test's backend serves, and how many per poll.
 const CRASH_ITEMS: u64 = 1000;
 const CRASH_PAGE: u64 = 20;

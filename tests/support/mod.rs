@@ -472,6 +472,24 @@ pub async fn get_with_key(url: &str, key: &str) -> Reply {
     .await
 }
 
+/// The access log `server` writes to `file`, flushed now: its text and its lines as JSON.
+pub fn access_log(server: &RunningServer, file: &std::path::Path) -> (String, Vec<Value>) {
+    // Lines are written out every 100 ms, or now.
+    server
+        .gateway
+        .load()
+        .metrics()
+        .access_log()
+        .unwrap()
+        .flush();
+    let text = std::fs::read_to_string(file).unwrap();
+    let lines = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    (text, lines)
+}
+
 /// POSTs `body` as JSON to `url`; the response read whole.
 pub async fn post_json(url: String, body: &Value) -> Reply {
     collect(client().post(url).json(body).send().await.unwrap()).await

@@ -106,22 +106,8 @@ impl Plane for DataPlane {
     ) -> http::Response<DataBody> {
         if let Some(triggers) = &self.triggers {
             let path = request.uri().path();
-            if path.starts_with(triggers::PREFIX) {
-                return for_triggers(triggers, request).await;
-            }
-            if path.starts_with(hooks::PREFIX) {
-                let (path, id) = (
-                    path.to_owned(),
-                    request.headers().get(problem::REQUEST_ID).cloned(),
-                );
-                return match hooks::receive(triggers, request).await {
-                    Ok(response) => local(response),
-                    Err(error) => local(problem::response(
-                        &error,
-                        &path,
-                        &problem::request_id(id.as_ref()),
-                    )),
-                };
+            if path.starts_with(triggers::PREFIX) || path.starts_with(hooks::PREFIX) {
+                return for_triggers(&self.gateway, triggers, request, peer.ip()).await;
             }
         }
         serve_request_from(&self.gateway, request, Some(peer.ip())).await
@@ -132,23 +118,67 @@ impl Plane for DataPlane {
     }
 }
 
-/// `/triggers/{name}/…`: a trigger's event stream or registered webhooks, or a problem.
+/// `/triggers/{name}/…` (a trigger's event stream or registered webhooks) and
+/// `/hooks/{name}/{token}` (a webhook trigger's notifications): the trigger module's
+/// answer, or a problem; counted and written to the access log like the gateway's own
+/// answers (an event stream's line when its head is sent; a hook's token never).
 async fn for_triggers(
+    gateway: &SharedGateway,
     triggers: &Arc<Triggers>,
     request: http::Request<ClientBody<Incoming>>,
+    peer: IpAddr,
 ) -> http::Response<DataBody> {
-    let (path, id) = (
-        request.uri().path().to_owned(),
-        request.headers().get(problem::REQUEST_ID).cloned(),
-    );
-    match triggers::serve(triggers, request).await {
-        Ok(response) => local(response),
-        Err(error) => local(problem::response(
-            &error,
-            &path,
-            &problem::request_id(id.as_ref()),
-        )),
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let id = request.headers().get(problem::REQUEST_ID).cloned();
+    let result = if path.starts_with(hooks::PREFIX) {
+        hooks::receive(triggers, request).await
+    } else {
+        triggers::serve(triggers, request).await
+    };
+    let table = gateway.load();
+    let metrics = table.metrics();
+    // A hook's path holds its token: logged as `/hooks/NAME/…`.
+    let logged = match path
+        .strip_prefix(hooks::PREFIX)
+        .and_then(|r| r.split_once('/'))
+    {
+        Some((name, _)) => format!("{}{name}/…", hooks::PREFIX),
+        None => path.clone(),
+    };
+    let (response, failed) = match result {
+        Ok(response) => (local(response), None),
+        Err(error) => {
+            metrics.error(error.kind().slug());
+            let answer = problem::response(&error, &logged, &problem::request_id(id.as_ref()));
+            (local(answer), Some(error.kind().slug()))
+        }
+    };
+    if let Some(log) = metrics.access_log() {
+        log.write(&AccessLine {
+            time: telemetry::rfc3339(SystemTime::now()),
+            request_id: id
+                .as_ref()
+                .or_else(|| response.headers().get(problem::REQUEST_ID))
+                .and_then(|id| id.to_str().ok()),
+            trace_id: None,
+            client: Some(peer.to_canonical().to_string()),
+            client_id: None,
+            method: method.as_str(),
+            path: &logged,
+            connector: None,
+            operation: None,
+            view: None,
+            status: response.status().as_u16(),
+            error: failed,
+            duration_ms: telemetry::millis(started.elapsed()),
+            upstream_ms: None,
+            cache: "none",
+            bytes: response.body().size_hint().exact(),
+        });
     }
+    response
 }
 
 /// Serves one data-plane request from an unknown client.

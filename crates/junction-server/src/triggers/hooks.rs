@@ -30,7 +30,17 @@ where
 {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path();
-    let not_found = || Error::new(ErrorKind::NotFound, format!("nothing is served at {path}"));
+    // Never the token in the answer: `/hooks/NAME/…`.
+    let not_found = || {
+        let name = path
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_default();
+        Error::new(
+            ErrorKind::NotFound,
+            format!("nothing is served at {PREFIX}{name}/…"),
+        )
+    };
     let (name, token) = path
         .strip_prefix(PREFIX)
         .and_then(|rest| rest.split_once('/'))
