@@ -167,8 +167,12 @@ impl Triggers {
         let mut stopped = self.stopped.clone();
         let mut round: u32 = 0;
         loop {
+            // Subscriptions are ended only when the declared triggers were read: one whose
+            // definition could not be read is not a removed one.
             let removed = self.reconcile().await;
-            if removed || round.is_multiple_of(END_REMOVED_EVERY) {
+            if removed == Some(true)
+                || (removed.is_some() && round.is_multiple_of(END_REMOVED_EVERY))
+            {
                 subscribe::end_removed(&self).await;
             }
             round = round.wrapping_add(1);
@@ -206,13 +210,14 @@ impl Triggers {
     }
 
     /// Brings the declared triggers running here in line with the store: stops those
-    /// removed or changed, starts those new or changed. Whether one was removed.
-    async fn reconcile(self: &Arc<Self>) -> bool {
+    /// removed or changed, starts those new or changed. Whether one was removed; `None`
+    /// when the declared triggers could not be read.
+    async fn reconcile(self: &Arc<Self>) -> Option<bool> {
         let declared = match self.access.vault.declared_triggers().await {
             Ok(declared) => declared,
             Err(error) => {
                 tracing::warn!(%error, "cannot read the triggers declared through the admin API");
-                return false;
+                return None;
             }
         };
         let version = |name: &str| {
@@ -287,7 +292,7 @@ impl Triggers {
                 }
             }
         }
-        removed
+        Some(removed)
     }
 }
 
