@@ -127,6 +127,16 @@ impl IntoIterator for Diagnostics {
     }
 }
 
+/// Names for a message, `a, b, c`, or `none`: what a message lists when it says what
+/// exists instead (`(its triggers: none)`).
+pub fn list_or_none<S: AsRef<str>>(names: &[S]) -> String {
+    if names.is_empty() {
+        return "none".to_owned();
+    }
+    let names: Vec<&str> = names.iter().map(AsRef::as_ref).collect();
+    names.join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

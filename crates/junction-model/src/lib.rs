@@ -21,7 +21,7 @@ pub use connector::{
     ApiProperties, ConnectionParameter, ConnectionParameterSet, ConnectionParameterSets, Connector,
     CustomCode, Extensions, PolicyInstance, SourceFormat, Upstream,
 };
-pub use diag::{Diagnostic, Diagnostics, Severity};
+pub use diag::{Diagnostic, Diagnostics, Severity, list_or_none};
 pub use name::connector_name;
 pub use operation::{
     CollectionFormat, Method, Operation, ParamLocation, Parameter, RequestBody, Response,

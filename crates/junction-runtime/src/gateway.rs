@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use junction_model::{Connector, Diagnostic, Diagnostics, Method, SecurityRequirement, Severity};
+use junction_model::{
+    Connector, Diagnostic, Diagnostics, Method, SecurityRequirement, Severity, list_or_none,
+};
 use serde::Serialize;
 
 use crate::auth::{self, AuthPlan, AuthProblem};
@@ -932,11 +934,7 @@ fn check_triggers(
             None => format!(
                 "[trigger.{name}] polls connector '{}', which is not loaded (loaded: {})",
                 trigger.connector,
-                if order.is_empty() {
-                    "none".to_owned()
-                } else {
-                    order.join(", ")
-                }
+                list_or_none(order)
             ),
             Some(plan) => {
                 let triggers = plan.operations.get(plan.actions..).unwrap_or_default();
@@ -948,11 +946,7 @@ fn check_triggers(
                     "[trigger.{name}] polls '{}', which is not a trigger operation (`x-ms-trigger`) of connector '{}' (its triggers: {})",
                     trigger.operation,
                     trigger.connector,
-                    if ids.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        ids.join(", ")
-                    }
+                    list_or_none(&ids)
                 )
             }
         };
@@ -992,11 +986,7 @@ fn unknown_section(
         format!("/{kind}/{name}"),
         format!(
             "[{kind}.{name}] configures a {kind} that does not exist (loaded: {})",
-            if known.is_empty() {
-                "none".to_owned()
-            } else {
-                known.join(", ")
-            }
+            list_or_none(&known)
         ),
     );
     match line {

@@ -1086,9 +1086,10 @@ async fn triggers(State(state): State<AdminState>, request: Request) -> Response
     let access = attempt!(&request, access(&state));
     let store = access.vault.store();
     let stats = attempt!(&request, store.trigger_stats().await.map_err(store_error));
+    // Their definitions without their secrets: nothing here needs them.
     let declared = attempt!(
         &request,
-        access.vault.declared_triggers().await.map_err(store_error)
+        store.trigger_definitions().await.map_err(store_error)
     );
     // (name, declared where, connector, operation, webhooks)
     let mut all: Vec<(String, &str, Value, Value, Vec<String>)> = Vec::new();
@@ -1102,16 +1103,16 @@ async fn triggers(State(state): State<AdminState>, request: Request) -> Response
             webhooks,
         ));
     }
-    for trigger in &declared {
-        let field = |key: &str| trigger.table.get(key).cloned().unwrap_or_default();
-        let webhooks = trigger
-            .table
+    for row in &declared {
+        let table = attempt!(&request, row.table().map_err(store_error));
+        let field = |key: &str| table.get(key).cloned().unwrap_or_default();
+        let webhooks = table
             .get("webhook")
             .and_then(Value::as_object)
             .map(|w| w.keys().cloned().collect())
             .unwrap_or_default();
         all.push((
-            trigger.name.clone(),
+            row.name.clone(),
             "api",
             field("connector"),
             field("operation"),
@@ -1226,7 +1227,8 @@ async fn declare_trigger(
             .map(drop)
             .map_err(|why| invalid(vec![why]))
     );
-    let shown = without_secrets(&table);
+    let mut shown = table.clone();
+    junction_store::take_webhook_secrets(&mut shown);
     let created = attempt!(
         &head,
         access
@@ -1242,22 +1244,9 @@ async fn declare_trigger(
     };
     (
         status,
-        axum::Json(json!({"name": name, "declared": "api", "definition": shown})),
+        axum::Json(json!({"name": name, "declared": "api", "definition": Value::Object(shown)})),
     )
         .into_response()
-}
-
-/// A declared trigger's section without its webhooks' secrets.
-fn without_secrets(table: &Map<String, Value>) -> Value {
-    let mut shown = table.clone();
-    if let Some(Value::Object(webhooks)) = shown.get_mut("webhook") {
-        for section in webhooks.values_mut() {
-            if let Some(section) = section.as_object_mut() {
-                section.remove("secret");
-            }
-        }
-    }
-    Value::Object(shown)
 }
 
 /// `DELETE /api/v1/triggers/{name}`: removes a trigger declared through the admin API.
@@ -1312,7 +1301,12 @@ async fn trigger_action(
     let who = actor(&request);
     let declared = attempt!(
         &request,
-        access.vault.declared_triggers().await.map_err(store_error)
+        access
+            .vault
+            .store()
+            .trigger_definitions()
+            .await
+            .map_err(store_error)
     );
     let known = state.catalog.triggers().iter().any(|(n, _)| *n == name)
         || declared.iter().any(|d| d.name == name);

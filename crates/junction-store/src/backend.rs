@@ -183,6 +183,14 @@ pub struct DefinitionRow {
     pub updated_at: i64,
 }
 
+impl DefinitionRow {
+    /// The section as declared, without its webhooks' secrets.
+    pub fn table(&self) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
+        serde_json::from_str(&self.definition)
+            .map_err(|e| StoreError::Database(format!("trigger '{}': {e}", self.name)))
+    }
+}
+
 /// A webhook a client registered with a trigger (`POST /triggers/NAME/webhooks`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WebhookRow {

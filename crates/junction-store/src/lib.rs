@@ -125,6 +125,20 @@ pub struct ClientInfo {
     pub created_at: i64,
 }
 
+/// Takes the webhooks' secrets out of a `[trigger.NAME]` section as JSON: webhook name to
+/// secret. What is left may be stored or shown.
+pub fn take_webhook_secrets(table: &mut Map<String, Value>) -> Map<String, Value> {
+    let mut secrets = Map::new();
+    if let Some(Value::Object(webhooks)) = table.get_mut("webhook") {
+        for (webhook, section) in webhooks.iter_mut() {
+            if let Some(secret) = section.as_object_mut().and_then(|s| s.remove("secret")) {
+                secrets.insert(webhook.clone(), secret);
+            }
+        }
+    }
+    secrets
+}
+
 /// The start of a replay: `all` (every event: 0), or a duration ago (`2h`, `30m`), Unix ms.
 pub fn since(text: &str) -> Result<i64, String> {
     if text == "all" {
@@ -670,14 +684,7 @@ impl Vault {
         mut table: Map<String, Value>,
         actor: &str,
     ) -> Result<bool, StoreError> {
-        let mut secrets = Map::new();
-        if let Some(Value::Object(webhooks)) = table.get_mut("webhook") {
-            for (webhook, section) in webhooks.iter_mut() {
-                if let Some(secret) = section.as_object_mut().and_then(|s| s.remove("secret")) {
-                    secrets.insert(webhook.clone(), secret);
-                }
-            }
-        }
+        let secrets = take_webhook_secrets(&mut table);
         let sealed = if secrets.is_empty() {
             None
         } else {
@@ -712,8 +719,7 @@ impl Vault {
     pub async fn declared_triggers(&self) -> Result<Vec<DeclaredTrigger>, StoreError> {
         let mut declared = Vec::new();
         for row in self.store.trigger_definitions().await? {
-            let mut table: Map<String, Value> = serde_json::from_str(&row.definition)
-                .map_err(|e| StoreError::Database(format!("trigger '{}': {e}", row.name)))?;
+            let mut table = row.table()?;
             if let Some(sealed) = &row.secrets {
                 let key = self.key_for("a trigger with webhooks")?;
                 let plain = key.open(sealed, &sql::definition_aad(&row.name))?;

@@ -62,21 +62,6 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "triggers",
         include_str!("../migrations/sqlite/0004_triggers.sql"),
     ),
-    (
-        5,
-        "registered webhooks",
-        include_str!("../migrations/sqlite/0005_registered_webhooks.sql"),
-    ),
-    (
-        6,
-        "trigger definitions",
-        include_str!("../migrations/sqlite/0006_trigger_definitions.sql"),
-    ),
-    (
-        7,
-        "trigger retention",
-        include_str!("../migrations/sqlite/0007_trigger_retention.sql"),
-    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -98,21 +83,6 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "triggers",
         include_str!("../migrations/postgres/0004_triggers.sql"),
-    ),
-    (
-        5,
-        "registered webhooks",
-        include_str!("../migrations/postgres/0005_registered_webhooks.sql"),
-    ),
-    (
-        6,
-        "trigger definitions",
-        include_str!("../migrations/postgres/0006_trigger_definitions.sql"),
-    ),
-    (
-        7,
-        "trigger retention",
-        include_str!("../migrations/postgres/0007_trigger_retention.sql"),
     ),
 ];
 

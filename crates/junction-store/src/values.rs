@@ -58,11 +58,7 @@ pub fn parameters<'c>(
 
 fn names<'a>(names: impl Iterator<Item = &'a str>) -> String {
     let list: Vec<&str> = names.collect();
-    if list.is_empty() {
-        "none".to_owned()
-    } else {
-        list.join(", ")
-    }
+    junction_model::list_or_none(&list)
 }
 
 /// The OAuth flows a connection may use (`TOKEN:grantType`).

@@ -235,11 +235,7 @@ pub fn connections(command: Connections) -> anyhow::Result<ExitCode> {
                         c.owner
                             .as_deref()
                             .map_or("shared".to_owned(), |o| format!("owner {o}")),
-                        if c.secrets.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            c.secrets.join(", ")
-                        }
+                        junction_model::list_or_none(&c.secrets)
                     );
                 }
                 println!("{} connections", list.len());

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::bail;
 use junction_runtime::Config;
 use junction_server::Access;
-use junction_store::{DeclaredTrigger, DeliveryQuery};
+use junction_store::{DefinitionRow, DeliveryQuery};
 use serde_json::json;
 
 use crate::manage::{Target, actor, open, print, runtime};
@@ -72,7 +72,7 @@ pub enum Deliveries {
 
 /// Checks that `name` is a trigger of `config` or one declared through the admin API
 /// (`declared`), or fails listing them.
-fn known(config: &Config, declared: &[DeclaredTrigger], name: &str) -> anyhow::Result<()> {
+fn known(config: &Config, declared: &[DefinitionRow], name: &str) -> anyhow::Result<()> {
     if config.triggers.contains_key(name) || declared.iter().any(|d| d.name == name) {
         return Ok(());
     }
@@ -85,11 +85,7 @@ fn known(config: &Config, declared: &[DeclaredTrigger], name: &str) -> anyhow::R
     bail!(
         "{} declares no trigger '{name}', nor does the admin API (the triggers: {})",
         config.file.display(),
-        if known.is_empty() {
-            "none".to_owned()
-        } else {
-            known.join(", ")
-        }
+        junction_model::list_or_none(&known)
     )
 }
 
@@ -97,7 +93,11 @@ fn known(config: &Config, declared: &[DeclaredTrigger], name: &str) -> anyhow::R
 /// triggers.
 async fn trigger_store(target: &Target, name: &str) -> anyhow::Result<Arc<Access>> {
     let (config, _, access) = open(&target.config).await?;
-    known(&config, &access.vault.declared_triggers().await?, name)?;
+    known(
+        &config,
+        &access.vault.store().trigger_definitions().await?,
+        name,
+    )?;
     Ok(access)
 }
 
@@ -132,11 +132,11 @@ pub fn triggers(command: Triggers) -> anyhow::Result<ExitCode> {
                         "state": state,
                     }));
                 }
-                for declared in access.vault.declared_triggers().await? {
+                for declared in store.trigger_definitions().await? {
                     let state = store.trigger(&declared.name).await?;
-                    let field = |key: &str| declared.table.get(key).cloned().unwrap_or_default();
-                    let webhooks: Vec<&String> = declared
-                        .table
+                    let table = declared.table()?;
+                    let field = |key: &str| table.get(key).cloned().unwrap_or_default();
+                    let webhooks: Vec<&String> = table
                         .get("webhook")
                         .and_then(|w| w.as_object())
                         .map(|w| w.keys().collect())

@@ -22,6 +22,7 @@ use indexmap::IndexMap;
 use jsonschema::{Draft, Validator};
 use junction_model::{
     CollectionFormat, Connector, Diagnostic, Diagnostics, Operation, ParamLocation, Severity,
+    list_or_none,
 };
 use junction_policy::jq::Transform;
 use serde::Serialize;
@@ -1306,14 +1307,6 @@ fn resolve(
 fn step_list(steps: &IndexMap<String, Spanned<RawStep>>) -> String {
     let names: Vec<&str> = steps.keys().map(String::as_str).collect();
     list_or_none(&names)
-}
-
-fn list_or_none(names: &[&str]) -> String {
-    if names.is_empty() {
-        "none".to_owned()
-    } else {
-        names.join(", ")
-    }
 }
 
 /// A cycle in `graph` (edges from a node to the nodes it depends on), as the list of nodes

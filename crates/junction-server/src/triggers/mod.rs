@@ -326,11 +326,7 @@ pub(crate) fn trigger_operation<'a>(
                 .collect();
             format!(
                 "'{operation}' is not a trigger of connector '{connector}' (its triggers: {})",
-                if known.is_empty() {
-                    "none".to_owned()
-                } else {
-                    known.join(", ")
-                }
+                junction_model::list_or_none(&known)
             )
         })?;
     Ok((found, op))

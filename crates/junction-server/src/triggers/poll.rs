@@ -27,7 +27,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use indexmap::IndexMap;
 use junction_runtime::config::NamedTransform;
 use junction_runtime::resilience::retry::retry_after;
 use junction_runtime::{Error, ErrorKind, Gateway, TriggerPoll};
@@ -401,28 +400,27 @@ pub(super) fn events(trigger: &Trigger, body: Value) -> Vec<(String, String)> {
 /// Each item the trigger's `filter` keeps, with its deduplication key.
 fn keyed(trigger: &Trigger, items: Vec<Value>) -> Vec<(String, String)> {
     let dedup = trigger.config.dedup_key.as_deref();
+    // The filter's `$params`, made once for the answer.
+    let filter = trigger.config.filter.as_ref().map(|filter| {
+        let params = trigger.config.parameters.clone().into_iter().collect();
+        (filter, Value::Object(params))
+    });
     items
         .into_iter()
         .filter(|item| {
-            let filter = trigger.config.filter.as_ref();
             filter
-                .is_none_or(|filter| kept(&trigger.name, filter, &trigger.config.parameters, item))
+                .as_ref()
+                .is_none_or(|(filter, params)| kept(&trigger.name, filter, params, item))
         })
         .map(|item| (key(dedup, &item), item.to_string()))
         .collect()
 }
 
-/// Whether `filter` (of trigger `trigger`) keeps `item`: its first output is neither `false` nor `null`. An
-/// item the program fails on is kept (and the failure logged): a filter's mistake must
-/// not lose events.
-fn kept(
-    trigger: &str,
-    filter: &NamedTransform,
-    parameters: &IndexMap<String, Value>,
-    item: &Value,
-) -> bool {
-    let params = Value::Object(parameters.clone().into_iter().collect());
-    match filter.transform.run(item, &params, &Value::Null) {
+/// Whether `filter` (of trigger `trigger`, with the trigger's parameters as `params`) keeps
+/// `item`: its first output is neither `false` nor `null`. An item the program fails on is
+/// kept (and the failure logged): a filter's mistake must not lose events.
+fn kept(trigger: &str, filter: &NamedTransform, params: &Value, item: &Value) -> bool {
+    match filter.transform.run(item, params, &Value::Null) {
         Ok(Value::Null | Value::Bool(false)) => false,
         Ok(_) => true,
         Err(error) => {
@@ -498,7 +496,7 @@ mod tests {
             .unwrap(),
             key: "trigger.t.filter".into(),
         };
-        let params: IndexMap<String, Value> = [("status".to_owned(), json!("open"))].into();
+        let params = json!({"status": "open"});
         let keeps = |item: Value| kept("t", &filter, &params, &item);
         assert!(keeps(json!({"status": "open", "total": 12})));
         assert!(!keeps(json!({"status": "open", "total": 3})));
