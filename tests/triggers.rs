@@ -115,7 +115,8 @@ async fn client_key(server: &junction_server::RunningServer, name: &str, grants:
     reply.json()["api_key"].as_str().unwrap().to_owned()
 }
 
-/// Reads `count` events of an event stream: (id, data as JSON).
+/// Reads `count` events of an event stream: (id, data as JSON); the rest of the last chunk
+/// read is left out (a chunk may carry a whole batch).
 async fn read_events(response: &mut reqwest::Response, count: usize) -> Vec<(i64, Value)> {
     let mut events = Vec::new();
     let mut pending = String::new();
@@ -141,6 +142,7 @@ async fn read_events(response: &mut reqwest::Response, count: usize) -> Vec<(i64
             }
         }
     }
+    events.truncate(count);
     events
 }
 
