@@ -23,10 +23,13 @@ use junction_runtime::config::access::StoreLocation;
 use junction_runtime::{
     Admission, Admitted, BoxFuture, Config, Error, ErrorKind, Gateway, Secret, UnauthorizedHook,
 };
-use junction_store::{ClientInfo, ExposeSecret, Location, MasterKey, StoreError, Vault, grants};
+use junction_store::{
+    ClientInfo, ConnectionRow, ExposeSecret, Location, MasterKey, StoreError, Vault, grants,
+};
 use serde_json::json;
 
 use crate::jwt::JwtValidator;
+use crate::standby::{Remembered, Standby};
 use crate::tls::ClientIdentity;
 
 /// The header that may carry an API key instead of `Authorization`.
@@ -46,6 +49,13 @@ pub struct Access {
     http: reqwest::Client,
     /// The data plane's address as browsers reach it, for the OAuth callback.
     data_url: Mutex<String>,
+    /// Whether the store is down, and the last answers of the data plane's reads, which
+    /// stand in meanwhile (`crate::standby`).
+    standby: Standby,
+    /// Clients by `key:HASH` of their API key or `sub:SUBJECT`.
+    clients: Remembered<String, Option<ClientInfo>>,
+    /// Connection rows by client id and connector.
+    rows: Remembered<(String, String), Option<ConnectionRow>>,
 }
 
 /// Why the access layer could not start.
@@ -102,6 +112,9 @@ impl Access {
                     .clone()
                     .unwrap_or_else(|| format!("http://{}", config.listen)),
             ),
+            standby: Standby::default(),
+            clients: Remembered::default(),
+            rows: Remembered::default(),
         })))
     }
 
@@ -157,9 +170,15 @@ impl Access {
             _ => None,
         };
         if let Some(key) = key {
+            let remembered = format!("key:{}", junction_store::crypto::hash_key(key));
             return self
-                .vault
-                .client_by_key(key)
+                .standby
+                .read(
+                    &self.clients,
+                    remembered,
+                    Option::is_some,
+                    self.vault.client_by_key(key),
+                )
                 .await
                 .map_err(store_error)?
                 .ok_or_else(|| unauthenticated("the API key is not valid"));
@@ -169,10 +188,8 @@ impl Access {
             // its subject.
             if let Some(ClientIdentity(subject)) = parts.extensions.get::<ClientIdentity>() {
                 return self
-                    .vault
                     .client_by_subject(subject)
-                    .await
-                    .map_err(store_error)?
+                    .await?
                     .ok_or_else(|| {
                         unauthenticated(&format!(
                             "the client certificate's subject `{subject}` is not a client of this gateway"
@@ -190,11 +207,38 @@ impl Access {
             .validate(token)
             .await
             .map_err(|why| unauthenticated(&why))?;
-        self.vault
-            .client_by_subject(&claims.sub)
-            .await
-            .map_err(store_error)?
+        self.client_by_subject(&claims.sub)
+            .await?
             .ok_or_else(|| unauthenticated("the token's subject is not a client of this gateway"))
+    }
+
+    /// The client whose subject (a JWT's `sub`, a certificate's subject) is `subject`.
+    async fn client_by_subject(&self, subject: &str) -> Result<Option<ClientInfo>, Error> {
+        self.standby
+            .read(
+                &self.clients,
+                format!("sub:{subject}"),
+                Option::is_some,
+                self.vault.client_by_subject(subject),
+            )
+            .await
+            .map_err(store_error)
+    }
+
+    /// The stored connection `client` uses for `connector` (`Vault::resolve_row`).
+    async fn resolve_row(
+        &self,
+        client: &ClientInfo,
+        connector: &str,
+    ) -> Result<Option<ConnectionRow>, StoreError> {
+        self.standby
+            .read(
+                &self.rows,
+                (client.id.clone(), connector.to_owned()),
+                |_| true,
+                self.vault.resolve_row(client, connector),
+            )
+            .await
     }
 
     /// Audits a client's use of a connection, at most once a minute per pair.
@@ -310,7 +354,6 @@ impl Admission for AccessAdmission {
                 }
             }
             let row = access
-                .vault
                 .resolve_row(&client, connector)
                 .await
                 .map_err(|e| match e {
@@ -384,6 +427,12 @@ pub fn store_error(error: StoreError) -> Error {
                 })
                 .collect(),
         ),
+        unavailable @ StoreError::Unavailable(_) => Error::new(
+            ErrorKind::StoreUnavailable,
+            "the store of connections and clients cannot be reached; try again shortly",
+        )
+        .with_retry_after(Duration::from_secs(1))
+        .with_cause(unavailable),
         other @ (StoreError::Key(_) | StoreError::Crypto(_) | StoreError::Database(_)) => {
             Error::new(ErrorKind::Internal, "the store failed").with_cause(other)
         }

@@ -17,6 +17,7 @@ mod listener;
 pub mod oauth;
 pub mod problem;
 mod server;
+mod standby;
 mod test_call;
 pub mod tls;
 pub mod triggers;

@@ -146,7 +146,9 @@ impl PostgresStore {
             .options([("search_path", schema)]);
         let pool = PgPoolOptions::new()
             .max_connections(8)
-            .acquire_timeout(Duration::from_secs(10))
+            // While PostgreSQL is down, a query waits this long for it before failing as
+            // `Unavailable` (the gateway then answers from its stand-ins, or 503).
+            .acquire_timeout(Duration::from_secs(2))
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Database(format!("cannot connect to PostgreSQL: {e}")))?;
