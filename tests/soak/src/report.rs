@@ -93,7 +93,9 @@ fn explained_by(record: &Record, windows: &[Window]) -> Option<Fault> {
                 Kind::Admin | Kind::NewKey | Kind::Oauth | Kind::Limited => {
                     problem == Some("store-unavailable")
                 }
-                Kind::RevokedKey => record.status == Some(200),
+                Kind::RevokedKey => {
+                    record.status == Some(200) || problem == Some("store-unavailable")
+                }
                 _ => false,
             },
             // Cache and limits fail open: nothing may fail.
