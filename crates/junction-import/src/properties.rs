@@ -6,6 +6,7 @@
 //! [`crate::source`]).
 
 use indexmap::IndexMap;
+use junction_model::oauth::Settings as OAuthSettings;
 use junction_model::{
     ApiProperties, ConnectionParameter, ConnectionParameterSet, ConnectionParameterSets,
     CustomCode, PolicyInstance,
@@ -305,7 +306,12 @@ fn connection_parameters(
                         "OAuth settings need an 'identityProvider'",
                     );
                 }
-                Some(Value::Object(settings.clone()))
+                let value = Value::Object(settings.clone());
+                let declared: Vec<&str> = params.keys().map(String::as_str).collect();
+                for problem in OAuthSettings::parse(&value).problems(name, &declared) {
+                    sink.warn("oauth-setting", &s_at, problem);
+                }
+                Some(value)
             }
             Some(other) => {
                 sink.warn(
@@ -556,6 +562,11 @@ mod tests {
             d,
             vec![
                 ("misspelled-property", "/properties/stackowner".into()),
+                // `oauth2` without URLs: a login could not run.
+                (
+                    "oauth-setting",
+                    "/properties/connectionParameters/token/oAuthSettings".into()
+                ),
                 (
                     "template-id-case",
                     "/properties/policyTemplateInstances/1/templateId".into()

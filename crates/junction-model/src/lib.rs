@@ -11,6 +11,7 @@
 mod connector;
 mod diag;
 mod name;
+pub mod oauth;
 mod operation;
 pub mod secret;
 mod security;

@@ -40,6 +40,10 @@ pub(crate) enum Credential {
     Cookie(Secret),
     /// A WS-Security UsernameToken the SOAP codec writes into the envelope.
     UsernameToken(UsernameToken),
+    /// An OAuth token fetched per request with the connection's client credentials
+    /// (`TOKEN:grantType = "client_credentials"`, or `TOKEN:certificate`): the admission
+    /// attaches a connection that carries it; the compiled plan sends nothing.
+    Fetched,
 }
 
 /// How an operation authenticates upstream.
@@ -161,8 +165,14 @@ fn need(connector: &Connector, scheme_name: &str, scheme: &SecurityScheme) -> St
         SecurityScheme::Bearer
         | SecurityScheme::OAuth2 { .. }
         | SecurityScheme::OpenIdConnect { .. } => {
+            let token = connector
+                .connection_parameters()
+                .find(|p| p.kind.eq_ignore_ascii_case("oauthsetting"))
+                .map_or("token", |p| p.name.as_str());
             format!(
-                "security scheme '{scheme_name}' needs `access_token` in {section} (OAuth flows are not supported yet)"
+                "security scheme '{scheme_name}' needs `access_token` in {section}; an OAuth login needs `[store]`, \
+                 while client credentials work without it (`{token}:clientId`, `{token}:clientSecret` and \
+                 `{token}:grantType = \"client_credentials\"` in {section})"
             )
         }
         SecurityScheme::WsSecurity => format!(
@@ -170,6 +180,17 @@ fn need(connector: &Connector, scheme_name: &str, scheme: &SecurityScheme) -> St
              (PasswordText or PasswordDigest) in {section}"
         ),
     }
+}
+
+/// Whether `connection` holds OAuth client credentials the gateway fetches tokens with.
+fn fetches_tokens(connection: &IndexMap<String, Secret>) -> bool {
+    connection.iter().any(|(name, value)| {
+        name.split_once(':').is_some_and(|(_, setting)| {
+            setting.eq_ignore_ascii_case("certificate")
+                || (setting.eq_ignore_ascii_case("grantType")
+                    && value.expose() == "client_credentials")
+        })
+    })
 }
 
 fn credential(
@@ -218,7 +239,7 @@ fn credential(
                 .into_iter()
                 .find_map(|key| connection.get(key).map(|v| (key, v)))
             else {
-                return Ok(None);
+                return Ok(fetches_tokens(connection).then_some(Credential::Fetched));
             };
             let value = header_value(connector, key, &format!("Bearer {}", token.expose()))?;
             Ok(Some(Credential::Header(http::header::AUTHORIZATION, value)))

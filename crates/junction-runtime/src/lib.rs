@@ -58,8 +58,8 @@ pub use body::{
 };
 pub use config::{
     AgentsConfig, Config, ConfigError, ConnectorConfig, Limits, LogConfig, NamedTransform,
-    NextLinksConfig, OperationConfig, Paging, TelemetryConfig, Transforms, UpstreamDefaults,
-    ViewConfig,
+    NextLinksConfig, OAuthOverrides, OperationConfig, Paging, TelemetryConfig, Transforms,
+    UpstreamDefaults, ViewConfig,
 };
 pub use connection::{Admission, Admitted, BoxFuture, ResolvedConnection, UnauthorizedHook};
 pub use context::RequestCtx;

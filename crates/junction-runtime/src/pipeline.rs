@@ -66,7 +66,7 @@ impl Gateway {
             }
             None => None,
         };
-        if let Some(admitted) = &admitted {
+        if let Some(admitted) = admitted.as_ref().filter(|a| !a.id.is_empty()) {
             ctx.client_id = Some(admitted.id.clone());
         }
 

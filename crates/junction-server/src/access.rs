@@ -21,7 +21,8 @@ use indexmap::IndexMap;
 use junction_model::Connector;
 use junction_runtime::config::access::StoreLocation;
 use junction_runtime::{
-    Admission, Admitted, BoxFuture, Config, Error, ErrorKind, Gateway, Secret, UnauthorizedHook,
+    Admission, Admitted, BoxFuture, Config, Error, ErrorKind, Gateway, OAuthOverrides, Secret,
+    UnauthorizedHook,
 };
 use junction_store::{
     ClientInfo, ConnectionRow, ExposeSecret, Location, MasterKey, StoreError, Vault, grants,
@@ -47,6 +48,8 @@ pub struct Access {
     used: Mutex<HashMap<(String, String), Instant>>,
     /// For token endpoints.
     http: reqwest::Client,
+    /// `[connector.NAME.oauth]` by connector.
+    oauth: HashMap<String, OAuthOverrides>,
     /// The data plane's address as browsers reach it, for the OAuth callback.
     data_url: Mutex<String>,
     /// Whether the store is down, and the last answers of the data plane's reads, which
@@ -67,6 +70,38 @@ pub enum AccessError {
     Jwt(String),
     #[error("cannot build the HTTP client for token endpoints: {0}")]
     Http(String),
+    #[error("{0}")]
+    OAuth(String),
+}
+
+/// The HTTP client for token endpoints (redirects are not followed).
+fn token_client() -> Result<reqwest::Client, AccessError> {
+    junction_runtime::install_crypto_provider();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| AccessError::Http(e.to_string()))
+}
+
+/// Puts the data plane's admission in front of `table`: the store's clients and
+/// connections with `[store]`; without, in-memory OAuth tokens when a configured
+/// connection uses client credentials (`crate::oauth::memory`). Returns the store's
+/// access layer, if any.
+pub async fn install_admission(
+    config: &Config,
+    connectors: &[Connector],
+    table: &mut Gateway,
+) -> Result<Option<Arc<Access>>, AccessError> {
+    let access = Access::open(config, connectors).await?;
+    if let Some(access) = &access {
+        table.set_admission(Arc::new(AccessAdmission(access.clone())));
+    } else if let Some(memory) =
+        crate::oauth::memory::MemoryTokens::new(config, connectors, token_client()?)
+            .map_err(AccessError::OAuth)?
+    {
+        table.set_admission(Arc::new(memory));
+    }
+    Ok(access)
 }
 
 impl Access {
@@ -99,13 +134,12 @@ impl Access {
                 .map(|c| (c.name.clone(), c.clone()))
                 .collect(),
             used: Mutex::new(HashMap::new()),
-            http: {
-                junction_runtime::install_crypto_provider();
-                reqwest::Client::builder()
-                    .redirect(reqwest::redirect::Policy::none())
-                    .build()
-                    .map_err(|e| AccessError::Http(e.to_string()))?
-            },
+            oauth: config
+                .connectors
+                .iter()
+                .map(|(name, c)| (name.clone(), c.oauth.clone()))
+                .collect(),
+            http: token_client()?,
             data_url: Mutex::new(
                 config
                     .public_url
@@ -140,6 +174,13 @@ impl Access {
     pub fn data_url(&self) -> String {
         let base = self.data_url.lock().map(|u| u.clone()).unwrap_or_default();
         base.trim_end_matches('/').to_owned()
+    }
+
+    /// `[connector.NAME.oauth]` of connector `name` (empty when not configured).
+    pub fn oauth_overrides(&self, name: &str) -> &OAuthOverrides {
+        static NONE: std::sync::LazyLock<OAuthOverrides> =
+            std::sync::LazyLock::new(OAuthOverrides::default);
+        self.oauth.get(name).unwrap_or(&NONE)
     }
 
     /// The connector model named `name`.

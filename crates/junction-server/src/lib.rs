@@ -23,7 +23,7 @@ pub mod tls;
 pub mod triggers;
 pub mod try_call;
 
-pub use access::{Access, AccessAdmission, AccessError};
+pub use access::{Access, AccessAdmission, AccessError, install_admission};
 pub use admin::{admin_router, admin_router_with};
 pub use catalog::Catalog;
 pub use data::{data_router, serve_request, serve_request_from};

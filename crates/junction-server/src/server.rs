@@ -23,7 +23,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::access::{Access, AccessAdmission, AccessError};
+use crate::access::{Access, AccessError, install_admission};
 use crate::admin::AdminPlane;
 use crate::admin_router_with;
 use crate::catalog::Catalog;
@@ -83,12 +83,7 @@ impl Server {
         connectors: &[Connector],
     ) -> Result<RunningServer, StartError> {
         let mut compiled = Gateway::compile(config, connectors).map_err(StartError::Compile)?;
-        let access = Access::open(config, connectors).await?;
-        if let Some(access) = &access {
-            compiled
-                .gateway
-                .set_admission(Arc::new(AccessAdmission(access.clone())));
-        }
+        let access = install_admission(config, connectors, &mut compiled.gateway).await?;
         let catalog = Arc::new(Catalog::new(
             config,
             connectors.to_vec(),

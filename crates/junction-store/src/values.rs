@@ -8,6 +8,7 @@
 //! definition: then, as in `[connector.NAME.connection]`, every value is a secret).
 
 use indexmap::IndexMap;
+use junction_model::oauth::{CONNECTION_SETTINGS, SECRET_SETTINGS, Settings, placeholders};
 use junction_model::{ConnectionParameter, Connector};
 use serde_json::Value;
 
@@ -68,6 +69,31 @@ fn is_oauth(parameter: &ConnectionParameter) -> bool {
     parameter.kind.eq_ignore_ascii_case("oauthsetting")
 }
 
+/// Whether `setting` of OAuth parameter `oauth` may be given (`TOKEN:setting`), and if so
+/// whether it is sealed: the settings of [`CONNECTION_SETTINGS`], and what the settings'
+/// templates and additional parameters name (secret when a secure additional parameter or
+/// named like a secret or password).
+fn oauth_value(oauth: &ConnectionParameter, setting: &str) -> Option<bool> {
+    if CONNECTION_SETTINGS.contains(&setting) {
+        return Some(SECRET_SETTINGS.contains(&setting));
+    }
+    let settings = Settings::parse(oauth.oauth_settings.as_ref().unwrap_or(&Value::Null));
+    if let Some(extra) = settings
+        .additional
+        .iter()
+        .find(|a| a.name.eq_ignore_ascii_case(setting))
+    {
+        return Some(extra.secure);
+    }
+    let named = settings.templates().iter().any(|(_, t)| {
+        placeholders(t)
+            .iter()
+            .any(|p| p.eq_ignore_ascii_case(setting))
+    });
+    let lower = setting.to_ascii_lowercase();
+    named.then(|| lower.contains("secret") || lower.contains("password"))
+}
+
 /// Checks `values` for a connection of `connector`.
 pub fn check(
     connector: &Connector,
@@ -97,25 +123,29 @@ pub fn check(
             checked.secret.insert(name.clone(), text);
             continue;
         }
-        // `TOKEN:clientId`, `TOKEN:clientSecret`, `TOKEN:grantType`, `TOKEN:scopes` of an
-        // oauthSetting parameter TOKEN: the OAuth app and flow this connection uses.
+        // `TOKEN:clientId`, `TOKEN:clientSecret`, `TOKEN:grantType` … of an oauthSetting
+        // parameter TOKEN (the OAuth app and flow this connection uses), and values for
+        // its templates' placeholders and additional parameters.
         if let Some((base, setting)) = name.split_once(':')
-            && declared.iter().any(|p| p.name == base && is_oauth(p))
+            && let Some(oauth) = declared.iter().find(|p| p.name == base && is_oauth(p))
             && !declared.iter().any(|p| p.name == *name)
         {
-            match setting {
-                "clientSecret" => {
+            match oauth_value(oauth, setting) {
+                Some(_) if setting == "grantType" && !OAUTH_GRANTS.contains(&text.as_str()) => {
+                    problems.push(format!(
+                        "connection value '{name}' must be one of {}",
+                        OAUTH_GRANTS.join(", ")
+                    ));
+                }
+                Some(true) => {
                     checked.secret.insert(name.clone(), text);
                 }
-                "grantType" if !OAUTH_GRANTS.contains(&text.as_str()) => problems.push(format!(
-                    "connection value '{name}' must be one of {}",
-                    OAUTH_GRANTS.join(", ")
-                )),
-                "clientId" | "grantType" | "scopes" => {
+                Some(false) => {
                     checked.public.insert(name.clone(), text);
                 }
-                _ => problems.push(format!(
-                    "connection value '{name}': an OAuth setting is clientId, clientSecret, grantType or scopes"
+                None => problems.push(format!(
+                    "connection value '{name}': an OAuth setting is one of {}, or a value the OAuth settings' templates or additional parameters name",
+                    CONNECTION_SETTINGS.join(", ")
                 )),
             }
             continue;

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use junction_model::{Connector, Diagnostics};
 use junction_runtime::{Config, Gateway, SharedGateway, config};
-use junction_server::{Access, AccessAdmission, Catalog, RunningServer, Server};
+use junction_server::{Access, Catalog, RunningServer, Server, install_admission};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -176,9 +176,8 @@ async fn with_store(
     connectors: &[Connector],
     mut table: Gateway,
 ) -> anyhow::Result<(SharedGateway, Option<Arc<Access>>)> {
-    let access = Access::open(config, connectors).await?;
+    let access = install_admission(config, connectors, &mut table).await?;
     if let Some(access) = &access {
-        table.set_admission(Arc::new(AccessAdmission(access.clone())));
         println!(
             "store: {} (clients must authenticate on the data plane)",
             access.vault.store().backend()

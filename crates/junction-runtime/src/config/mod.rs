@@ -245,8 +245,20 @@ pub struct ConnectorConfig {
     /// `via = "agent:POOL"`: the pool of outbound agents its requests go through; `backend`
     /// is then the address as the agents' network sees it.
     pub via: Option<String>,
+    /// `[connector.NAME.oauth]`: the identity provider's URLs, replacing the package's.
+    pub oauth: OAuthOverrides,
     /// Line of the section header in the file, for messages.
     pub line: Option<u32>,
+}
+
+/// `[connector.NAME.oauth]`: URLs that replace those of the connector's OAuth settings
+/// (and of every connection's), for sovereign clouds, private identity providers and
+/// tests. `refresh_url` defaults to `token_url` when only that is set.
+#[derive(Debug, Clone, Default)]
+pub struct OAuthOverrides {
+    pub authorization_url: Option<String>,
+    pub token_url: Option<String>,
+    pub refresh_url: Option<String>,
 }
 
 /// `[connector.NAME.operation.OPERATION_ID]`: settings of one operation, overriding the
@@ -581,6 +593,15 @@ struct RawConnector {
     queue_timeout: Option<Spanned<String>>,
     soap_port: Option<Spanned<String>>,
     via: Option<Spanned<String>>,
+    oauth: Option<RawOAuth>,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RawOAuth {
+    authorization_url: Option<Spanned<String>>,
+    token_url: Option<Spanned<String>>,
+    refresh_url: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -677,18 +698,22 @@ impl Builder<'_> {
             let (line, _) = position(self.text, section.span().start);
             let section = section.into_inner();
             let key = format!("connector.{name}");
-            let backend = section.backend.and_then(|value| {
-                let text = self.string(&value, &format!("{key}.backend"))?;
-                let parsed = url::Url::parse(&text)
-                    .map_err(|e| format!("`{text}` is not a URL: {e}"))
-                    .and_then(|url| match url.scheme() {
-                        "http" | "https" if url.has_host() => Ok(url),
-                        _ => Err(format!(
-                            "`{text}` must be an http:// or https:// URL with a host"
-                        )),
-                    });
-                self.check(&value, &format!("{key}.backend"), parsed)
-            });
+            let backend = section
+                .backend
+                .and_then(|value| self.http_url(&value, &format!("{key}.backend")));
+            let mut oauth = OAuthOverrides::default();
+            if let Some(raw_oauth) = section.oauth {
+                let mut url = |value: Option<Spanned<String>>, name: &str| {
+                    value.and_then(|v| {
+                        self.http_url(&v, &format!("{key}.oauth.{name}"))
+                            .map(String::from)
+                    })
+                };
+                oauth.authorization_url = url(raw_oauth.authorization_url, "authorization_url");
+                oauth.token_url = url(raw_oauth.token_url, "token_url");
+                oauth.refresh_url =
+                    url(raw_oauth.refresh_url, "refresh_url").or_else(|| oauth.token_url.clone());
+            }
             let timeout = self.duration(section.timeout, &format!("{key}.timeout"));
             let connect_timeout =
                 self.duration(section.connect_timeout, &format!("{key}.connect_timeout"));
@@ -766,6 +791,7 @@ impl Builder<'_> {
                     traffic: connector_traffic,
                     soap_port: section.soap_port.map(Spanned::into_inner),
                     via,
+                    oauth,
                     line,
                 },
             );
@@ -1099,6 +1125,20 @@ impl Builder<'_> {
             column,
             message: format!("`{key}`: {message}"),
         });
+    }
+
+    /// An http:// or https:// URL with a host.
+    fn http_url(&mut self, value: &Spanned<String>, key: &str) -> Option<url::Url> {
+        let text = self.string(value, key)?;
+        let parsed = url::Url::parse(&text)
+            .map_err(|e| format!("`{text}` is not a URL: {e}"))
+            .and_then(|url| match url.scheme() {
+                "http" | "https" if url.has_host() => Ok(url),
+                _ => Err(format!(
+                    "`{text}` must be an http:// or https:// URL with a host"
+                )),
+            });
+        self.check(value, key, parsed)
     }
 
     fn check<T, V>(

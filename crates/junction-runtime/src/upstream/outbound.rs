@@ -461,7 +461,7 @@ pub(crate) fn build_headers(
                 }
                 cookie.push_str(pair.expose());
             }
-            Credential::Query(_) | Credential::UsernameToken(_) => {}
+            Credential::Query(_) | Credential::UsernameToken(_) | Credential::Fetched => {}
         }
     }
     if !cookie.is_empty() {
