@@ -19,6 +19,7 @@ mod harness;
 mod hostile;
 mod limits;
 mod oauth;
+mod oauth_packages;
 mod oidc;
 mod policies;
 mod prism;

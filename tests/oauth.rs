@@ -22,12 +22,14 @@ use crate::support::{self, fetch, get_with_key as call};
 
 /// Tokens the backend has seen, and those it refuses.
 #[derive(Clone, Default)]
-struct Backend {
-    seen: Arc<Mutex<Vec<String>>>,
-    revoked: Arc<Mutex<HashSet<String>>>,
+pub struct Backend {
+    pub seen: Arc<Mutex<Vec<String>>>,
+    pub revoked: Arc<Mutex<HashSet<String>>>,
 }
 
-fn backend(state: Backend) -> Router {
+/// A backend that answers like the echo backend when a bearer token it has not revoked
+/// comes, and 401 otherwise.
+pub fn backend(state: Backend) -> Router {
     Router::new().fallback(move |request: Request| {
         let state = state.clone();
         async move {
@@ -69,14 +71,9 @@ fn files_connector(addr: std::net::SocketAddr, issuer: &str) -> junction_model::
     let mut parameters = IndexMap::new();
     parameters.insert(
         "token".to_owned(),
-        ConnectionParameter {
-            name: "token".into(),
-            kind: "oauthSetting".into(),
-            display_name: None,
-            description: None,
-            required: true,
-            allowed_values: Vec::new(),
-            oauth_settings: Some(json!({
+        ConnectionParameter::oauth_setting(
+            "token",
+            json!({
                 "identityProvider": "oauth2generic",
                 "clientId": "web",
                 "scopes": ["openid offline_access api"],
@@ -86,9 +83,8 @@ fn files_connector(addr: std::net::SocketAddr, issuer: &str) -> junction_model::
                     "tokenUrl": {"value": format!("{issuer}/token")},
                     "refreshUrl": {"value": format!("{issuer}/token")}
                 }
-            })),
-            raw: Value::Null,
-        },
+            }),
+        ),
     );
     connector.properties = Some(ApiProperties {
         connection_parameters: parameters,
@@ -100,13 +96,20 @@ fn files_connector(addr: std::net::SocketAddr, issuer: &str) -> junction_model::
 /// Follows the identity provider's redirects (carrying its cookies) until one leads back
 /// to `callback`; returns that URL.
 async fn drive_login(login_url: &str, callback: &str) -> String {
+    try_drive_login(login_url, callback)
+        .await
+        .unwrap_or_else(|why| panic!("{why}"))
+}
+
+/// The same, or what stopped it: a page without a redirect, or too many redirects.
+pub async fn try_drive_login(login_url: &str, callback: &str) -> Result<String, String> {
     junction_runtime::install_crypto_provider();
     let browser = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
     let mut cookies: IndexMap<String, String> = IndexMap::new();
-    let mut url = url::Url::parse(login_url).unwrap();
+    let mut url = url::Url::parse(login_url).map_err(|e| format!("{login_url}: {e}"))?;
     for _ in 0..10 {
         let cookie = cookies
             .iter()
@@ -118,7 +121,7 @@ async fn drive_login(login_url: &str, callback: &str) -> String {
             .header("cookie", cookie)
             .send()
             .await
-            .unwrap();
+            .map_err(|e| format!("{url}: {e}"))?;
         for value in reply.headers().get_all("set-cookie") {
             let pair = value.to_str().unwrap().split(';').next().unwrap();
             if let Some((k, v)) = pair.split_once('=') {
@@ -131,21 +134,22 @@ async fn drive_login(login_url: &str, callback: &str) -> String {
             .get("location")
             .map(|v| v.to_str().unwrap().to_owned())
         else {
-            panic!(
-                "{status} without a redirect: {}",
-                reply.text().await.unwrap()
-            )
+            let page = reply.text().await.unwrap_or_default();
+            return Err(format!("{status} without a redirect: {page}"));
         };
-        let next = url.join(&location).unwrap();
+        let next = url
+            .join(&location)
+            .map_err(|e| format!("{location}: {e}"))?;
         if next.as_str().starts_with(callback) {
-            return next.to_string();
+            return Ok(next.to_string());
         }
         url = next;
     }
-    panic!("the login never came back to {callback}")
+    Err(format!("the login never came back to {callback}"))
 }
 
-async fn refreshes(admin: &str, connection: &str) -> usize {
+/// How many times connection `connection` was refreshed (audit `connection.refresh`).
+pub async fn refreshes(admin: &str, connection: &str) -> usize {
     let audit = fetch(format!(
         "{admin}/api/v1/audit?action=connection.refresh&target={connection}&limit=1000"
     ))
@@ -322,4 +326,65 @@ async fn login_refresh_and_client_credentials(test: TestStore) {
     }
     server.shutdown().await;
     test.cleanup().await;
+}
+
+#[tokio::test]
+async fn client_credentials_without_a_store() {
+    // No [store]: the configured connection's client credentials fetch the tokens, which
+    // stay in memory.
+    let oidc = Oidc::start(4).await;
+    let state = Backend::default();
+    let backend_addr = support::start_backend(backend(state.clone())).await;
+    let text = "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+        [connector.files.connection]\n\"token:clientId\" = \"app\"\n\
+        \"token:clientSecret\" = \"app-secret\"\n\"token:grantType\" = \"client_credentials\"\n\
+        \"token:scopes\" = \"api\"\n";
+    let config = Config::parse(
+        text,
+        std::path::Path::new("junction.toml"),
+        std::path::Path::new("."),
+        &|_| None,
+    )
+    .unwrap();
+    let server = Server::start(&config, &[files_connector(backend_addr, &oidc.issuer)])
+        .await
+        .unwrap();
+    // Nothing is missing: the token is fetched per request.
+    assert!(
+        server
+            .diagnostics
+            .iter()
+            .all(|d| d.code != "missing-connection-value"),
+        "{:?}",
+        server.diagnostics
+    );
+    let files = format!("{}/connectors/files/files", server.data_url());
+    let get = || async { fetch(files.clone()).await };
+    let first = get().await;
+    assert_eq!(
+        first.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&first.body)
+    );
+    let token1 = state.seen.lock().unwrap().last().unwrap().clone();
+    assert_eq!(token1.split('.').count(), 3, "a JWT of the provider");
+    // Concurrent calls share the token.
+    for reply in futures_util::future::join_all((0..4).map(|_| get())).await {
+        assert_eq!(reply.status, 200);
+    }
+    assert!(state.seen.lock().unwrap().iter().all(|t| t == &token1));
+    // Renewed before it expires.
+    tokio::time::sleep(Duration::from_millis(3_300)).await;
+    assert_eq!(get().await.status, 200);
+    let token2 = state.seen.lock().unwrap().last().unwrap().clone();
+    assert_ne!(token1, token2);
+    // A token the backend refuses is dropped: the next call fetches another.
+    state.revoked.lock().unwrap().insert(token2.clone());
+    assert_eq!(get().await.status, 401);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(get().await.status, 200);
+    let token3 = state.seen.lock().unwrap().last().unwrap().clone();
+    assert_ne!(token3, token2);
+    server.shutdown().await;
 }

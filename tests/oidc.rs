@@ -28,6 +28,12 @@ impl Oidc {
 
     /// The same, with client `web` sending logins back to `redirect`.
     pub async fn start_for(ttl: u32, redirect: &str) -> Oidc {
+        Oidc::start_with(ttl, redirect, &[]).await
+    }
+
+    /// The same, with `env` for `oidc.mjs` (`OIDC_ANY_CLIENT_SECRET`,
+    /// `OIDC_IDENTITYSERVER_ROUTES`: see there).
+    pub async fn start_with(ttl: u32, redirect: &str, env: &[(&str, &str)]) -> Oidc {
         let node = workspace_root().join("tests/node");
         assert!(
             node.join("node_modules/oidc-provider").is_dir(),
@@ -38,6 +44,7 @@ impl Oidc {
             .arg(ttl.to_string())
             .arg(redirect)
             .current_dir(&node)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -81,6 +88,18 @@ impl Oidc {
             .as_str()
             .unwrap_or_else(|| panic!("no token: {body}"))
             .to_owned()
+    }
+
+    /// Registers client `id`, which authenticates with assertions signed by the key of
+    /// `certificate` (PEM).
+    pub async fn certificate_client(&self, id: &str, certificate: &str) {
+        let reply = support::client()
+            .post(format!("{}/_certificate_client", self.issuer))
+            .json(&json!({"client_id": id, "certificate": certificate}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 204, "{}", reply.text().await.unwrap());
     }
 
     /// Replaces the provider's signing key.

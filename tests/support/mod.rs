@@ -369,7 +369,12 @@ pub async fn gateway(connectors: Vec<Connector>, toml: &str) -> RunningServer {
 }
 
 pub fn config(toml: &str) -> Config {
-    let text = format!("listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{toml}");
+    config_listening("127.0.0.1:0", toml)
+}
+
+/// [`config`] with the data plane on `listen` (a callback URL must be known beforehand).
+pub fn config_listening(listen: &str, toml: &str) -> Config {
+    let text = format!("listen = \"{listen}\"\nadmin_listen = \"127.0.0.1:0\"\n{toml}");
     Config::parse(
         &text,
         std::path::Path::new("junction.toml"),
@@ -493,6 +498,13 @@ pub fn access_log(server: &RunningServer, file: &std::path::Path) -> (String, Ve
 /// POSTs `body` as JSON to `url`; the response read whole.
 pub async fn post_json(url: String, body: &Value) -> Reply {
     collect(client().post(url).json(body).send().await.unwrap()).await
+}
+
+/// POSTs `body` to the collection `url` and returns the id of what was created (`201`).
+pub async fn create(url: String, body: &Value) -> String {
+    let reply = post_json(url, body).await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    reply.json()["id"].as_str().unwrap().to_owned()
 }
 
 pub async fn fetch(url: String) -> Reply {

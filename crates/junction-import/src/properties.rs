@@ -588,7 +588,8 @@ mod tests {
         let doc = json!({"properties": {"iconBrandColor": "#fff", "connectionParameterSets": {
             "uiDefinition": {"displayname": "Pick one"},
             "values": [{"name": "aad", "uiDefinition": {"displayname": "AAD"}, "parameters": {
-                "token": {"type": "oauthSetting", "oauthSettings": {"identityProvider": "aad"},
+                "token": {"type": "oauthSetting", "oauthSettings": {"identityProvider": "aad",
+                              "scopes": ["https://graph.microsoft.com/.default"]},
                           "uiDefinition": {"displayname": "Sign in"}},
                 "other": {"type": "oauthSetting", "uidefinition": {}, "typ": 1}
             }}]
@@ -602,7 +603,8 @@ mod tests {
         assert_eq!(token.display_name.as_deref(), Some("Sign in"));
         assert_eq!(
             token.oauth_settings,
-            Some(json!({"identityProvider": "aad"}))
+            Some(json!({"identityProvider": "aad",
+                        "scopes": ["https://graph.microsoft.com/.default"]}))
         );
         let d: Vec<(&str, String)> = sink
             .into_diagnostics()

@@ -180,6 +180,20 @@ pub struct ConnectionParameter {
 }
 
 impl ConnectionParameter {
+    /// A required `oauthSetting` parameter `name` with `oAuthSettings` `settings`.
+    pub fn oauth_setting(name: &str, settings: Value) -> ConnectionParameter {
+        ConnectionParameter {
+            name: name.to_owned(),
+            kind: "oauthSetting".into(),
+            display_name: None,
+            description: None,
+            required: true,
+            allowed_values: Vec::new(),
+            oauth_settings: Some(settings),
+            raw: Value::Null,
+        }
+    }
+
     /// Whether values of this parameter are secrets (secure strings and OAuth settings).
     pub fn is_secret(&self) -> bool {
         self.kind.eq_ignore_ascii_case("securestring")

@@ -61,7 +61,7 @@ const AAD_DEFAULTS: &[(&str, &str)] = &[
     ("tenantId", "common"),
 ];
 
-/// First-party identity providers (docs/connectors.md has the same table).
+/// First-party identity providers (docs/config.md, "OAuth2 to backends", has the same table).
 pub const PROVIDERS: &[Provider] = &[
     Provider {
         name: "aad",
@@ -315,9 +315,15 @@ impl Settings {
         }
     }
 
-    /// Every template the settings use: (where, text).
+    /// Every template the settings use: (where, text). Scopes may name placeholders too
+    /// (`{Scope}`, filled from the connection's `token:Scope`).
     pub fn templates(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
+        for scope in &self.scopes {
+            if !placeholders(scope).is_empty() {
+                out.push(("scopes".to_owned(), scope.clone()));
+            }
+        }
         for endpoint in [Endpoint::Authorization, Endpoint::Token, Endpoint::Refresh] {
             let name = endpoint.name();
             if let Some(url) = self.url(endpoint) {
@@ -334,10 +340,11 @@ impl Settings {
     }
 
     /// The value of placeholder `name` from the connection and the package, or `None`
-    /// (then the flow's values apply, see [`FLOW_VALUES`]). In order: the connection's
-    /// value (`connection(name)`, which looks up `TOKEN:NAME` and `NAME`); an additional
-    /// parameter (empty when it does not apply, else its custom parameter's value); a
-    /// custom parameter; the provider's default. For `aad`, `login.windows.net` reads as
+    /// (then the flow's values apply, see [`FLOW_VALUES`]). An additional parameter is
+    /// empty when its `applicableWhen` does not hold, else the connection's value or its
+    /// custom parameter's. Any other name: the connection's value (`connection(name)`,
+    /// which looks up `TOKEN:NAME` and `NAME`), a custom parameter, the provider's
+    /// default. For `aad`, `login.windows.net` reads as
     /// `login.microsoftonline.com` (the v2 endpoints live there).
     pub fn lookup(
         &self,
@@ -361,9 +368,7 @@ impl Settings {
         name: &str,
         connection: &dyn Fn(&str) -> Option<String>,
     ) -> Option<String> {
-        if let Some(value) = connection(name).filter(|v| !v.is_empty()) {
-            return Some(value);
-        }
+        let given = connection(name).filter(|v| !v.is_empty());
         if let Some(extra) = self
             .additional
             .iter()
@@ -376,7 +381,10 @@ impl Settings {
             if !applies {
                 return Some(String::new());
             }
-            return self.custom(name).map(str::to_owned);
+            return given.or_else(|| self.custom(name).map(str::to_owned));
+        }
+        if given.is_some() {
+            return given;
         }
         if self.is_aad() && name.eq_ignore_ascii_case("loginUri") {
             // `aadcertificate` packages name it `loginUriAAD` too.
@@ -490,6 +498,19 @@ impl Settings {
                 }
             }
         }
+        if self.is_aad() && !has_value("scopes") && !has_value("resourceUri") {
+            match self.custom("resourceUri") {
+                _ if !self.scopes.is_empty() => {}
+                None => problems.push(format!(
+                    "identity provider '{}' with neither `scopes` nor a `resourceUri`: a login would ask for no resource; a connection must give `{parameter}:scopes`",
+                    self.provider
+                )),
+                Some(resource) if is_placeholder(resource) => problems.push(format!(
+                    "resourceUri `{resource}` is a publisher's placeholder, and the login's scope is made from it; a connection must give `{parameter}:scopes`"
+                )),
+                Some(_) => {}
+            }
+        }
         // The package's client id is used unless every template names its own.
         let templates = self.templates();
         let names_client_id = self.query_template(Endpoint::Authorization).is_none()
@@ -500,7 +521,7 @@ impl Settings {
             });
         if let Some(id) = &self.client_id
             && names_client_id
-            && id.contains(['<', '>', '[', ']', '{', '}', '*'])
+            && is_placeholder(id)
             && !has_value("clientId")
         {
             problems.push(format!(
@@ -509,6 +530,12 @@ impl Settings {
         }
         problems
     }
+}
+
+/// Whether a package's value reads like a publisher's placeholder for the user's own
+/// (`<<Please add your clientID here>>`, `[DUMMY]`, `{{ client id }}`).
+fn is_placeholder(value: &str) -> bool {
+    value.contains(['<', '>', '[', ']', '*']) || value.contains("{{")
 }
 
 /// The `[connector.NAME.oauth]` key that replaces `endpoint`'s URL.

@@ -204,3 +204,39 @@ pub fn check(
         Err(problems)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn oauth(settings: Value) -> ConnectionParameter {
+        ConnectionParameter::oauth_setting("token", settings)
+    }
+
+    #[test]
+    fn oauth_values_are_the_settings_and_what_the_templates_name() {
+        let p = oauth(json!({
+            "identityProvider": "oauth2generic",
+            "additionalParameters": {"uS_clientSecret": {"type": "securestring"},
+                                     "uS_domain": {"type": "string"}},
+            "customParameters": {
+                "tokenUrlTemplate": {"value": "https://{talkdeskAccountName}.example/token"},
+                "tokenBodyTemplate": {"value": "client_secret={TalkdeskClientSecret}&code={code}"}
+            }
+        }));
+        // Settings: sealed or not as their kind says.
+        assert_eq!(oauth_value(&p, "certificate"), Some(true));
+        assert_eq!(oauth_value(&p, "certificatePassword"), Some(true));
+        assert_eq!(oauth_value(&p, "tokenUrl"), Some(false));
+        assert_eq!(oauth_value(&p, "clientId"), Some(false));
+        // Additional parameters: sealed when secure.
+        assert_eq!(oauth_value(&p, "uS_clientSecret"), Some(true));
+        assert_eq!(oauth_value(&p, "US_domain"), Some(false));
+        // Placeholders: sealed when named like a secret.
+        assert_eq!(oauth_value(&p, "talkdeskAccountName"), Some(false));
+        assert_eq!(oauth_value(&p, "TalkdeskClientSecret"), Some(true));
+        // Anything else is refused.
+        assert_eq!(oauth_value(&p, "colour"), None);
+    }
+}

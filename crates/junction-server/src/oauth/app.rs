@@ -101,6 +101,26 @@ impl App {
             Some(text) => text.split_whitespace().map(str::to_owned).collect(),
             None => app.settings.scopes_for(app.flow == Flow::AuthorizationCode),
         };
+        // Scopes may name placeholders (`{Scope}`) filled from the connection.
+        let scopes = std::mem::take(&mut app.scopes);
+        for scope in scopes {
+            let filled = render(
+                &scope,
+                &mut |name| {
+                    app.settings
+                        .lookup(name, &|n: &str| app.connection_value(n))
+                },
+                false,
+            )
+            .map_err(|name| {
+                app.misconfigured(format!(
+                    "the scope `{scope}` needs {{{name}}}; give the connection value `{}:{name}`",
+                    app.parameter
+                ))
+            })?;
+            app.scopes
+                .extend(filled.split_whitespace().map(str::to_owned));
+        }
         app.client_id = match app
             .connection_value("clientId")
             .or_else(|| app.settings.client_id.clone())
@@ -443,16 +463,7 @@ mod tests {
         let mut parameters = IndexMap::new();
         parameters.insert(
             "token".to_owned(),
-            junction_model::ConnectionParameter {
-                name: "token".into(),
-                kind: "oauthSetting".into(),
-                display_name: None,
-                description: None,
-                required: true,
-                allowed_values: Vec::new(),
-                oauth_settings: Some(settings),
-                raw: Value::Null,
-            },
+            junction_model::ConnectionParameter::oauth_setting("token", settings),
         );
         Connector {
             name: "graph".into(),

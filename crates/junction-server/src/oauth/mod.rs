@@ -126,9 +126,14 @@ pub async fn callback(access: &Access, query: &str) -> Result<String, Error> {
     if let Some(error) = pairs.get("error") {
         let state = pairs.get("state").cloned().unwrap_or_default();
         let _ = access.vault.finish_login(&state).await;
+        // The provider's own words (RFC 6749 §4.1.2.1), cut short: they say why.
+        let description = pairs
+            .get("error_description")
+            .map(|d| format!(" ({})", d.chars().take(200).collect::<String>()))
+            .unwrap_or_default();
         return Err(Error::new(
             ErrorKind::InvalidRequest,
-            format!("the identity provider refused the login: {error}"),
+            format!("the identity provider refused the login: {error}{description}"),
         ));
     }
     let (Some(code), Some(state)) = (pairs.get("code"), pairs.get("state")) else {
