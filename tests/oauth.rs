@@ -148,6 +148,16 @@ pub async fn try_drive_login(login_url: &str, callback: &str) -> Result<String, 
     Err(format!("the login never came back to {callback}"))
 }
 
+/// The claims of JWT `token` (not checked: the backend's view).
+pub fn claims(token: &str) -> Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}
+
 /// How many times connection `connection` was refreshed (audit `connection.refresh`).
 pub async fn refreshes(admin: &str, connection: &str) -> usize {
     let audit = fetch(format!(
@@ -295,14 +305,7 @@ async fn login_refresh_and_client_credentials(test: TestStore) {
     assert_eq!(call(&files, &bob_key).await.status, 200);
     let service_token = state.seen.lock().unwrap().last().unwrap().clone();
     assert!(![&token1, &token2, &token3].contains(&&service_token));
-    let payload = service_token.split('.').nth(1).unwrap();
-    use base64::Engine as _;
-    let claims: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap();
+    let claims = claims(&service_token);
     assert_eq!(claims["sub"], "app");
     assert_eq!(claims["aud"], "urn:junction");
     // Ann still uses her own connection.
@@ -328,6 +331,11 @@ async fn login_refresh_and_client_credentials(test: TestStore) {
     test.cleanup().await;
 }
 
+/// `[connector.files.connection]` with the provider's `app` client credentials.
+const CONFIGURED_CLIENT_CREDENTIALS: &str = "[connector.files.connection]\n\
+    \"token:clientId\" = \"app\"\n\"token:clientSecret\" = \"app-secret\"\n\
+    \"token:grantType\" = \"client_credentials\"\n\"token:scopes\" = \"api\"\n";
+
 #[tokio::test]
 async fn client_credentials_without_a_store() {
     // No [store]: the configured connection's client credentials fetch the tokens, which
@@ -335,17 +343,7 @@ async fn client_credentials_without_a_store() {
     let oidc = Oidc::start(4).await;
     let state = Backend::default();
     let backend_addr = support::start_backend(backend(state.clone())).await;
-    let text = "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
-        [connector.files.connection]\n\"token:clientId\" = \"app\"\n\
-        \"token:clientSecret\" = \"app-secret\"\n\"token:grantType\" = \"client_credentials\"\n\
-        \"token:scopes\" = \"api\"\n";
-    let config = Config::parse(
-        text,
-        std::path::Path::new("junction.toml"),
-        std::path::Path::new("."),
-        &|_| None,
-    )
-    .unwrap();
+    let config = support::config(CONFIGURED_CLIENT_CREDENTIALS);
     let server = Server::start(&config, &[files_connector(backend_addr, &oidc.issuer)])
         .await
         .unwrap();
@@ -387,4 +385,36 @@ async fn client_credentials_without_a_store() {
     let token3 = state.seen.lock().unwrap().last().unwrap().clone();
     assert_ne!(token3, token2);
     server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_without_a_connection_of_its_own_uses_the_configured_client_credentials() {
+    // With [store], a client granted the connector but holding no connection of its own
+    // falls back to the configured connection: its token is fetched too.
+    let oidc = Oidc::start(60).await;
+    let state = Backend::default();
+    let backend_addr = support::start_backend(backend(state.clone())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = support::master_key_file(dir.path());
+    let test = TestStore::sqlite();
+    let config = support::config(&format!(
+        "{}\n{CONFIGURED_CLIENT_CREDENTIALS}",
+        test.toml(&key_file)
+    ));
+    let server = Server::start(&config, &[files_connector(backend_addr, &oidc.issuer)])
+        .await
+        .unwrap();
+    let client = support::post_json(
+        format!("{}/api/v1/clients", server.admin_url()),
+        &json!({"name": "kiosk", "grants": ["files"]}),
+    )
+    .await;
+    let key = client.json()["api_key"].as_str().unwrap().to_owned();
+    let files = format!("{}/connectors/files/files", server.data_url());
+    let reply = call(&files, &key).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let token = state.seen.lock().unwrap().last().unwrap().clone();
+    assert_eq!(claims(&token)["sub"], "app");
+    server.shutdown().await;
+    test.cleanup().await;
 }

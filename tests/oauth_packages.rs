@@ -15,7 +15,7 @@ use junction_server::Server;
 use serde_json::{Map, Value, json};
 
 use crate::harness::corpus_root;
-use crate::oauth::{Backend, backend, refreshes, try_drive_login};
+use crate::oauth::{Backend, backend, claims, refreshes, try_drive_login};
 use crate::oidc::Oidc;
 use crate::store::TestStore;
 use crate::support::{self, fetch, get_with_key as call};
@@ -628,13 +628,7 @@ async fn a_certificate_app_gets_and_renews_tokens() {
     let reply = call(&url, &key).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     let first = state.seen.lock().unwrap().last().unwrap().clone();
-    let payload = first.split('.').nth(1).unwrap();
-    let claims: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap();
+    let claims = claims(&first);
     assert_eq!(claims["sub"], "certificate-app", "{claims}");
     tokio::time::sleep(Duration::from_millis(3_300)).await;
     assert_eq!(call(&url, &key).await.status, 200);

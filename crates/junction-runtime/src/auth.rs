@@ -41,8 +41,8 @@ pub(crate) enum Credential {
     /// A WS-Security UsernameToken the SOAP codec writes into the envelope.
     UsernameToken(UsernameToken),
     /// An OAuth token fetched per request with the connection's client credentials
-    /// (`TOKEN:grantType = "client_credentials"`, or `TOKEN:certificate`): the admission
-    /// attaches a connection that carries it; the compiled plan sends nothing.
+    /// (`TOKEN:grantType = "client_credentials"`): the admission attaches a connection that
+    /// carries it; the compiled plan sends nothing.
     Fetched,
 }
 
@@ -182,13 +182,12 @@ fn need(connector: &Connector, scheme_name: &str, scheme: &SecurityScheme) -> St
     }
 }
 
-/// Whether `connection` holds OAuth client credentials the gateway fetches tokens with.
-fn fetches_tokens(connection: &IndexMap<String, Secret>) -> bool {
+/// Whether `connection` asks for OAuth client credentials (`TOKEN:grantType =
+/// "client_credentials"`), whose tokens the gateway fetches itself.
+pub fn fetches_tokens(connection: &IndexMap<String, Secret>) -> bool {
     connection.iter().any(|(name, value)| {
         name.split_once(':').is_some_and(|(_, setting)| {
-            setting.eq_ignore_ascii_case("certificate")
-                || (setting.eq_ignore_ascii_case("grantType")
-                    && value.expose() == "client_credentials")
+            setting.eq_ignore_ascii_case("grantType") && value.expose() == "client_credentials"
         })
     })
 }

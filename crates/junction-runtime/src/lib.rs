@@ -52,6 +52,7 @@ mod traffic;
 pub use junction_telemetry::stats;
 pub mod telemetry;
 
+pub use auth::fetches_tokens;
 pub use body::{
     BodyTimedOut, BodyTooLarge, ClientBody, DeadlinePassed, RequestBody, UpstreamBody,
     check_declared_length, read as read_body,

@@ -30,6 +30,7 @@ use junction_store::{
 use serde_json::json;
 
 use crate::jwt::JwtValidator;
+use crate::oauth::memory::MemoryTokens;
 use crate::standby::{Remembered, Standby};
 use crate::tls::ClientIdentity;
 
@@ -50,6 +51,9 @@ pub struct Access {
     http: reqwest::Client,
     /// `[connector.NAME.oauth]` by connector.
     oauth: HashMap<String, OAuthOverrides>,
+    /// Tokens of configured connections with OAuth client credentials, for clients that
+    /// use the configured connection.
+    configured: Option<MemoryTokens>,
     /// The data plane's address as browsers reach it, for the OAuth callback.
     data_url: Mutex<String>,
     /// Whether the store is down, and the last answers of the data plane's reads, which
@@ -96,8 +100,7 @@ pub async fn install_admission(
     if let Some(access) = &access {
         table.set_admission(Arc::new(AccessAdmission(access.clone())));
     } else if let Some(memory) =
-        crate::oauth::memory::MemoryTokens::new(config, connectors, token_client()?)
-            .map_err(AccessError::OAuth)?
+        MemoryTokens::new(config, connectors, token_client()?).map_err(AccessError::OAuth)?
     {
         table.set_admission(Arc::new(memory));
     }
@@ -139,6 +142,8 @@ impl Access {
                 .iter()
                 .map(|(name, c)| (name.clone(), c.oauth.clone()))
                 .collect(),
+            configured: MemoryTokens::new(config, connectors, token_client()?)
+                .map_err(AccessError::OAuth)?,
             http: token_client()?,
             data_url: Mutex::new(
                 config
@@ -414,7 +419,12 @@ impl Admission for AccessAdmission {
                     }
                     Some(row.id)
                 }
-                None => None,
+                None => {
+                    if let Some(configured) = &access.configured {
+                        configured.attach(gateway, parts, connector).await?;
+                    }
+                    None
+                }
             };
             access.audit_use(&client, connector, connection.as_deref());
             Ok(Admitted {

@@ -1,6 +1,7 @@
-//! Without `[store]`: OAuth client credentials of configured connections
-//! (`[connector.NAME.connection]` with `TOKEN:grantType = "client_credentials"`, or a
-//! certificate app), their tokens fetched on first use and kept in memory.
+//! OAuth client credentials of configured connections (`[connector.NAME.connection]` with
+//! `TOKEN:grantType = "client_credentials"`, and a secret or a certificate), their tokens
+//! fetched on first use and kept in memory: the admission without `[store]`, and the
+//! store's fallback for clients that use the configured connection.
 //!
 //! Each connector's token is fetched by one request at a time and refreshed like a stored
 //! one (before expiry, and after the backend's 401). A login (authorization code) needs
@@ -59,7 +60,7 @@ impl MemoryTokens {
             let Some(section) = config.connectors.get(&connector.name) else {
                 continue;
             };
-            if section.connection.is_empty() {
+            if !junction_runtime::fetches_tokens(&section.connection) {
                 continue;
             }
             let values: IndexMap<String, SecretString> = section
@@ -105,6 +106,39 @@ impl Entry {
     }
 }
 
+impl MemoryTokens {
+    /// Attaches the configured connection of `connector`, with its token, to the request,
+    /// when it uses client credentials.
+    pub async fn attach(
+        &self,
+        gateway: &Gateway,
+        parts: &mut http::request::Parts,
+        connector: &str,
+    ) -> Result<(), Error> {
+        let Some(entry) = self.entries.get(connector) else {
+            return Ok(());
+        };
+        let token = entry.access_token(&self.http).await?;
+        let mut values = entry.values.clone();
+        values.insert(
+            "access_token".to_owned(),
+            Secret::new(token.expose_secret().to_owned()),
+        );
+        if let Some(resolved) = gateway.resolve_connection(connector, "configured", &values) {
+            parts.extensions.insert(resolved?);
+        }
+        let entry = Arc::clone(entry);
+        parts.extensions.insert(UnauthorizedHook(Arc::new(move || {
+            let entry = Arc::clone(&entry);
+            tokio::spawn(async move {
+                // The backend refused it: the next call fetches another.
+                entry.token.lock().await.take();
+            });
+        })));
+        Ok(())
+    }
+}
+
 impl Admission for MemoryTokens {
     fn admit<'a>(
         &'a self,
@@ -113,26 +147,7 @@ impl Admission for MemoryTokens {
         connector: &'a str,
     ) -> BoxFuture<'a, Result<Admitted, Error>> {
         Box::pin(async move {
-            let Some(entry) = self.entries.get(connector) else {
-                return Ok(Admitted::default());
-            };
-            let token = entry.access_token(&self.http).await?;
-            let mut values = entry.values.clone();
-            values.insert(
-                "access_token".to_owned(),
-                Secret::new(token.expose_secret().to_owned()),
-            );
-            if let Some(resolved) = gateway.resolve_connection(connector, "configured", &values) {
-                parts.extensions.insert(resolved?);
-            }
-            let entry = Arc::clone(entry);
-            parts.extensions.insert(UnauthorizedHook(Arc::new(move || {
-                let entry = Arc::clone(&entry);
-                tokio::spawn(async move {
-                    // The backend refused it: the next call fetches another.
-                    entry.token.lock().await.take();
-                });
-            })));
+            self.attach(gateway, parts, connector).await?;
             Ok(Admitted::default())
         })
     }
