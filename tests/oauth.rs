@@ -343,6 +343,25 @@ async fn client_credentials_without_a_store() {
     let oidc = Oidc::start(4).await;
     let state = Backend::default();
     let backend_addr = support::start_backend(backend(state.clone())).await;
+    // Without any value, the load says what would work.
+    let bare = Server::start(
+        &support::config(""),
+        &[files_connector(backend_addr, &oidc.issuer)],
+    )
+    .await
+    .unwrap();
+    let said: Vec<&str> = bare
+        .diagnostics
+        .iter()
+        .map(|d| d.message.as_str())
+        .collect();
+    assert!(
+        said.iter()
+            .any(|m| m.contains("an OAuth login needs `[store]`")
+                && m.contains("`token:grantType = \"client_credentials\"`")),
+        "{said:?}"
+    );
+    bare.shutdown().await;
     let config = support::config(CONFIGURED_CLIENT_CREDENTIALS);
     let server = Server::start(&config, &[files_connector(backend_addr, &oidc.issuer)])
         .await
