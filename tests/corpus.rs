@@ -110,7 +110,7 @@ fn corpus_loads_everything_but_malformed_json() {
     assert_eq!(total, 639);
     assert_eq!(loaded, 625);
     assert_eq!(failed.len(), 14);
-    assert_eq!(warning_total, 432);
+    assert_eq!(warning_total, 442);
     assert_eq!(
         warnings,
         BTreeMap::from([
@@ -118,7 +118,7 @@ fn corpus_loads_everything_but_malformed_json() {
             ("custom-code", 44),
             ("misspelled-extension", 51),
             ("misspelled-property", 2),
-            ("oauth-setting", 123),
+            ("oauth-setting", 133),
             ("policy-connection-case", 6),
             ("policy-open-host", 21),
             ("policy-parameter", 3),

@@ -524,7 +524,7 @@ mod tests {
                 "api_key": {"type": "securestring", "uiDefinition": {
                     "displayName": "Key", "description": "d",
                     "constraints": {"required": "true", "allowedValues": [{"value": "a"}]}}},
-                "token": {"type": "oauthSetting", "oAuthSettings": {"identityProvider": "oauth2"}}
+                "token": {"type": "oauthSetting", "oAuthSettings": {"identityProvider": "oauth2", "clientId": "app"}}
             },
             "policyTemplateInstances": [
                 {"templateId": "setheader", "title": "t", "parameters": {"x-ms-apimTemplateParameter.name": "h"}},
@@ -589,7 +589,7 @@ mod tests {
             "uiDefinition": {"displayname": "Pick one"},
             "values": [{"name": "aad", "uiDefinition": {"displayname": "AAD"}, "parameters": {
                 "token": {"type": "oauthSetting", "oauthSettings": {"identityProvider": "aad",
-                              "scopes": ["https://graph.microsoft.com/.default"]},
+                              "clientId": "app", "scopes": ["https://graph.microsoft.com/.default"]},
                           "uiDefinition": {"displayname": "Sign in"}},
                 "other": {"type": "oauthSetting", "uidefinition": {}, "typ": 1}
             }}]
@@ -603,7 +603,7 @@ mod tests {
         assert_eq!(token.display_name.as_deref(), Some("Sign in"));
         assert_eq!(
             token.oauth_settings,
-            Some(json!({"identityProvider": "aad",
+            Some(json!({"identityProvider": "aad", "clientId": "app",
                         "scopes": ["https://graph.microsoft.com/.default"]}))
         );
         let d: Vec<(&str, String)> = sink

@@ -229,9 +229,13 @@ impl Settings {
                 .and_then(Value::as_str)
                 .unwrap_or("oauth2generic")
                 .to_ascii_lowercase(),
-            client_id: get("clientId").and_then(Value::as_str).map(str::to_owned),
+            client_id: get("clientId")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
             client_secret: get("clientSecret")
                 .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
                 .map(str::to_owned),
             scopes: get("scopes")
                 .and_then(Value::as_array)
@@ -519,14 +523,16 @@ impl Settings {
                     .iter()
                     .any(|p| p.eq_ignore_ascii_case("clientId"))
             });
-        if let Some(id) = &self.client_id
-            && names_client_id
-            && is_placeholder(id)
-            && !has_value("clientId")
-        {
-            problems.push(format!(
-                "clientId `{id}` is a publisher's placeholder; a connection must give its app's id as `{parameter}:clientId`"
-            ));
+        if names_client_id && !has_value("clientId") {
+            match &self.client_id {
+                None => problems.push(format!(
+                    "no clientId; a connection must give its app's id as `{parameter}:clientId`"
+                )),
+                Some(id) if is_placeholder(id) => problems.push(format!(
+                    "clientId `{id}` is a publisher's placeholder; a connection must give its app's id as `{parameter}:clientId`"
+                )),
+                Some(_) => {}
+            }
         }
         problems
     }
@@ -725,11 +731,13 @@ mod tests {
         );
 
         let unknown = Settings::parse(&json!({"identityProvider": "acme"}));
+        let problems = unknown.problems("token", &[]);
         assert!(
-            unknown.problems("token", &[])[0]
-                .contains("identity provider 'acme' gives no token URL")
+            problems[0].contains("identity provider 'acme' gives no token URL"),
+            "{problems:?}"
         );
-        let placeholder = Settings::parse(&json!({"identityProvider": "oauth2",
+        assert!(problems[1].starts_with("no clientId;"), "{problems:?}");
+        let placeholder = Settings::parse(&json!({"identityProvider": "oauth2", "clientId": "app",
             "customParameters": {"tokenUrl": {"value": "https://<replace with token api>"},
                                  "authorizationUrl": {"value": "/Authorization"}}}));
         let problems = placeholder.problems("token", &[]);
@@ -787,12 +795,14 @@ mod tests {
         );
         assert!(aad.uses_certificate());
 
-        let regional = Settings::parse(&json!({"identityProvider": "oauth2generic",
+        let regional = Settings::parse(
+            &json!({"identityProvider": "oauth2generic", "clientId": "app",
             "additionalParameters": {
                 "uS_domain": {"type": "string", "applicableWhen": [{"parameter": "apiRegion", "oneOf": [null, "US"]}]},
                 "eU_domain": {"type": "string", "applicableWhen": [{"parameter": "apiRegion", "oneOf": ["EU"]}]}},
             "customParameters": {"tokenUrlTemplate": {"value": "https://api.{US_domain}{EU_domain}/v1/OAuth"},
-                                 "uS_domain": {"value": "vault.netvoyage.com"}, "eU_domain": {"value": "eu.netdocuments.com"}}}));
+                                 "uS_domain": {"value": "vault.netvoyage.com"}, "eU_domain": {"value": "eu.netdocuments.com"}}}),
+        );
         let fill = |region: Option<&'static str>| {
             let connection = move |n: &str| {
                 if n == "apiRegion" {
