@@ -216,14 +216,15 @@ impl Access {
             _ => None,
         };
         if let Some(key) = key {
-            let remembered = format!("key:{}", junction_store::crypto::hash_key(key));
+            // Hashed once: the stand-in's key and the store's lookup.
+            let hash = junction_store::crypto::hash_key(key);
             return self
                 .standby
                 .read(
                     &self.clients,
-                    remembered,
+                    format!("key:{hash}"),
                     Option::is_some,
-                    self.vault.client_by_key(key),
+                    self.vault.client_by_key_hash(&hash),
                 )
                 .await
                 .map_err(store_error)?

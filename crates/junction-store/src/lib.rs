@@ -610,10 +610,15 @@ impl Vault {
         if !key.starts_with(API_KEY_PREFIX) {
             return Ok(None);
         }
-        let hash = crypto::hash_key(key);
+        self.client_by_key_hash(&crypto::hash_key(key)).await
+    }
+
+    /// The client whose API key has SHA-256 `hash` (`crypto::hash_key`), for callers that
+    /// hashed the key already.
+    pub async fn client_by_key_hash(&self, hash: &str) -> Result<Option<ClientInfo>, StoreError> {
         Ok(self
             .store
-            .client_by_key_hash(&hash)
+            .client_by_key_hash(hash)
             .await?
             .map(|row| client_info(&row)))
     }
